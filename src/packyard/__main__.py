@@ -1,0 +1,3 @@
+from packyard.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,204 @@
+"""The `packyard` command: init, serve, db."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from packyard.bootstrap import InitResult, default_tenant, initialize
+from packyard.clock import SystemClock
+from packyard.config import Settings
+from packyard.storage import migrate
+from packyard.storage.db import Database
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    data_dir = getattr(args, "data_dir", None)
+    return Settings.from_env(data_dir=Path(data_dir) if data_dir else None)
+
+
+def _prepare(settings: Settings, *, migrate_postgres: bool) -> Database:
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    db = Database(settings.effective_database_url)
+    if db.is_sqlite or migrate_postgres:
+        migrate.upgrade(db)
+    elif migrate.pending(db):
+        db.dispose()
+        raise SystemExit(
+            "packyard: the PostgreSQL schema is not at the current version. Run `packyard db upgrade` "
+            "(once, from one process), or start with `packyard serve --migrate` to apply it now."
+        )
+    return db
+
+
+def _print_credentials(result: InitResult, as_json: bool) -> None:
+    values = {
+        "organization_id": result.organization_id,
+        "project_id": result.project_id,
+        "client_id": result.client_id,
+        "client_secret": result.client_secret,
+    }
+    if as_json:
+        print(json.dumps(values))
+        return
+    for key, value in values.items():
+        print(f"{key}: {value}")
+    print("\nThe client secret is shown only now; packyard stores only its hash.")
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    db = _prepare(settings, migrate_postgres=True)
+    try:
+        result = initialize(db, SystemClock().now())
+    finally:
+        db.dispose()
+    _print_credentials(result, args.json)
+    return 0
+
+
+def _hcp_block(
+    settings: Settings, host: str, port: int, org_id: str, project_id: str, tls: bool, ca_file: Path | None
+) -> str:
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 - display only
+    address = f"{shown}:{port}"
+    lines = [
+        f"packyard serves the HCP Packer API on {'https' if tls else 'http'}://{address}",
+        "",
+        "Point Packer and Terraform at it with:",
+        f"  export HCP_API_HOST={address}",
+        f"  export HCP_AUTH_URL=https://{address}",
+        f"  export HCP_ORGANIZATION_ID={org_id}",
+        f"  export HCP_PROJECT_ID={project_id}",
+        "  export HCP_CLIENT_ID=<client_id from `packyard init`>",
+        "  export HCP_CLIENT_SECRET=<client_secret from `packyard init`>",
+    ]
+    if tls and ca_file is not None:
+        lines.append(f"  export SSL_CERT_FILE={ca_file}   # trust packyard's local CA")
+    if not tls:
+        lines += [
+            "  export HCP_API_TLS=disabled",
+            "  # HCP_AUTH_URL must be https for every HCP SDK: serve the token endpoint behind a TLS proxy.",
+        ]
+    lines.append(f"Data directory: {settings.data_dir}")
+    return "\n".join(lines)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn  # noqa: PLC0415 - only serve needs it
+
+    from packyard.http.factory import create_app  # noqa: PLC0415
+    from packyard.tls import ensure_local_tls  # noqa: PLC0415
+
+    settings = _settings(args)
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise SystemExit("packyard: --tls-cert and --tls-key go together")
+    db = _prepare(settings, migrate_postgres=args.migrate)
+    now = SystemClock().now()
+    org_id, project_id, created = default_tenant(db, now)
+    if created:
+        print("First start: created the default organization, project and registry.")
+        _print_credentials(initialize(db, now), as_json=False)
+        print()
+    tls = not args.no_tls
+    cert = key = ca = None
+    if tls:
+        if args.tls_cert:
+            cert, key = Path(args.tls_cert), Path(args.tls_key)
+        else:
+            files = ensure_local_tls(settings.data_dir)
+            cert, key, ca = files.cert, files.key, files.ca_cert
+    port = args.port or (8443 if tls else 8080)
+    print(_hcp_block(settings, args.host, port, org_id, project_id, tls, ca), flush=True)
+    app = create_app(settings, db=db)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=port,
+        ssl_certfile=str(cert) if cert else None,
+        ssl_keyfile=str(key) if key else None,
+        log_level=args.log_level,
+        lifespan="on",
+        server_header=False,
+        timeout_graceful_shutdown=30,
+    )
+    return 0
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if settings.database_url is None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    db = Database(settings.effective_database_url)
+    try:
+        if args.db_command == "upgrade":
+            migrate.upgrade(db, args.revision)
+            print(f"database at revision {migrate.current_revision(db)}")
+        elif args.db_command == "downgrade":
+            migrate.downgrade(db, args.revision)
+            print(f"database at revision {migrate.current_revision(db)}")
+        elif args.db_command == "current":
+            print(migrate.current_revision(db) or "(empty)")
+        elif args.db_command == "check":
+            if migrate.pending(db):
+                print(
+                    f"database is at {migrate.current_revision(db)}, migrations end at {migrate.head_revision(db)}: "
+                    "run `packyard db upgrade`",
+                    file=sys.stderr,
+                )
+                return 1
+            diffs = migrate.drift(db)
+            if diffs:
+                print("the models and the migrations disagree:", file=sys.stderr)
+                for diff in diffs:
+                    print(f"  {diff}", file=sys.stderr)
+                return 1
+            print("models and migrations agree")
+    finally:
+        db.dispose()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="packyard", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def data_dir_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--data-dir", help="where the SQLite file, TLS files and secrets live (PACKYARD_DATA_DIR)")
+
+    p_init = sub.add_parser("init", help="create the default organization and project, and a new admin principal")
+    data_dir_arg(p_init)
+    p_init.add_argument("--json", action="store_true", help="print one JSON object")
+    p_init.set_defaults(func=cmd_init)
+
+    p_serve = sub.add_parser("serve", help="serve the HCP Packer API and the token endpoint")
+    data_dir_arg(p_serve)
+    p_serve.add_argument("--host", default=os.environ.get("PACKYARD_HOST", "127.0.0.1"))
+    p_serve.add_argument("--port", type=int, default=int(os.environ.get("PACKYARD_PORT", "0")))
+    p_serve.add_argument("--no-tls", action="store_true", help="plain HTTP, for use behind a TLS-terminating proxy")
+    p_serve.add_argument("--tls-cert", help="PEM certificate (chain) to serve instead of the generated one")
+    p_serve.add_argument("--tls-key", help="PEM private key for --tls-cert")
+    p_serve.add_argument("--migrate", action="store_true", help="apply pending PostgreSQL migrations on start")
+    p_serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p_serve.set_defaults(func=cmd_serve)
+
+    p_db = sub.add_parser("db", help="schema migrations")
+    data_dir_arg(p_db)
+    db_sub = p_db.add_subparsers(dest="db_command", required=True)
+    p_up = db_sub.add_parser("upgrade", help="apply migrations")
+    p_up.add_argument("revision", nargs="?", default="head")
+    p_down = db_sub.add_parser("downgrade", help="revert migrations")
+    p_down.add_argument("revision")
+    db_sub.add_parser("current", help="print the database's revision")
+    db_sub.add_parser("check", help="fail when migrations are pending or disagree with the models")
+    p_db.set_defaults(func=cmd_db)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))

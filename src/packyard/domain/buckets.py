@@ -1,0 +1,120 @@
+"""Buckets: a named line of images in a project's registry."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from packyard.domain import registry as registries
+from packyard.domain import validation as check
+from packyard.domain.builds import refresh_statuses
+from packyard.domain.context import Ctx
+from packyard.domain.errors import InvalidArgument, NotFound
+from packyard.domain.models import Bucket, Iteration
+from packyard.domain.pagination import Kind, Page, PageRequest, SortField, make_page, page_request
+from packyard.ids import new_ulid
+
+SORTABLE = {"slug": Kind.STR, "created_at": Kind.TIME, "updated_at": Kind.TIME}
+DEFAULT_ORDER = (SortField("created_at", descending=True),)
+
+
+@dataclass(slots=True)
+class BucketView:
+    bucket: Bucket
+    latest: Iteration | None
+
+
+def find(ctx: Ctx, slug: str, *, for_update: bool = False) -> Bucket:
+    check.slug(slug)
+    bucket = ctx.uow.buckets.get(ctx.project_id, slug, for_update=for_update)
+    if bucket is None:
+        raise NotFound(f"bucket {slug!r} does not exist in project {ctx.project_id}")
+    return bucket
+
+
+def _views(ctx: Ctx, buckets: Sequence[Bucket]) -> list[BucketView]:
+    ids = [b.latest_iteration_id for b in buckets if b.latest_iteration_id]
+    latest = ctx.uow.iterations.get_many(ids) if ids else {}
+    builds = ctx.uow.builds.for_iterations(list(latest)) if latest else {}
+    views = []
+    for bucket in buckets:
+        iteration = latest.get(bucket.latest_iteration_id or "")
+        if iteration is not None:
+            iteration.builds = refresh_statuses(ctx, builds.get(iteration.id, []))
+        views.append(BucketView(bucket, iteration))
+    return views
+
+
+def create(ctx: Ctx, *, slug: str, description: str, labels: Mapping[str, str]) -> BucketView:
+    check.slug(slug)
+    check.text(description, "description", ctx.rules.limits.max_description_length)
+    labels = check.labels(labels, "labels", ctx.rules.limits)
+    registries.require_active(ctx)
+    bucket = Bucket(
+        id=new_ulid(),
+        project_id=ctx.project_id,
+        slug=slug,
+        description=description,
+        labels=dict(labels),
+        created_at=ctx.now,
+        updated_at=ctx.now,
+    )
+    ctx.uow.buckets.add(bucket)
+    return BucketView(bucket, None)
+
+
+def get(ctx: Ctx, slug: str, bucket_id: str = "") -> BucketView:
+    registries.get(ctx)
+    bucket = find(ctx, slug)
+    if bucket_id and check.ulid(bucket_id, "bucket_id") != bucket.id:
+        raise NotFound(f"bucket {slug!r} does not have id {bucket_id}")
+    return _views(ctx, [bucket])[0]
+
+
+def list_(
+    ctx: Ctx, *, page_size: int, next_token: str, previous_token: str, order_by: Sequence[str]
+) -> Page[BucketView]:
+    registries.get(ctx)
+    request: PageRequest = page_request(
+        size=page_size,
+        next_token=next_token,
+        previous_token=previous_token,
+        order_by=order_by,
+        sortable=SORTABLE,
+        default_order=DEFAULT_ORDER,
+        default_size=ctx.rules.limits.default_page_size,
+        max_size=ctx.rules.limits.max_page_size,
+    )
+    page = make_page(ctx.uow.buckets.list(ctx.project_id, request), request, lambda b, name: getattr(b, name))
+    return Page(_views(ctx, page.items), page.next_token, page.previous_token)
+
+
+def update(
+    ctx: Ctx,
+    slug: str,
+    *,
+    description: str | None,
+    labels: Mapping[str, str] | None,
+    platforms: Sequence[str] | None,
+) -> BucketView:
+    registries.require_active(ctx)
+    bucket = find(ctx, slug, for_update=True)
+    if description is not None:
+        bucket.description = check.text(description, "description", ctx.rules.limits.max_description_length)
+    if labels is not None:
+        bucket.labels = check.labels(labels, "labels", ctx.rules.limits)
+    if platforms is not None:
+        if len(platforms) > ctx.rules.limits.max_labels:
+            raise InvalidArgument(f"platforms has more than {ctx.rules.limits.max_labels} entries")
+        for platform in platforms:
+            check.text(platform, "platforms entry", ctx.rules.limits.max_field_length)
+        bucket.platforms = list(platforms)
+    bucket.updated_at = ctx.now
+    ctx.uow.buckets.save(bucket)
+    return _views(ctx, [bucket])[0]
+
+
+def delete(ctx: Ctx, slug: str) -> None:
+    registries.require_active(ctx)
+    bucket = find(ctx, slug, for_update=True)
+    ctx.uow.buckets.delete(bucket.id)

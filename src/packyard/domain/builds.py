@@ -1,0 +1,254 @@
+"""Builds: one Packer source's run inside an iteration, its status machine and its images.
+
+An iteration completes by itself when it has at least one build and every build is DONE: Packer never
+calls UpdateIteration, so completion (and the bucket's next incremental version) is derived here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from packyard.domain import registry as registries
+from packyard.domain import validation as check
+from packyard.domain.context import Ctx
+from packyard.domain.errors import FailedPrecondition, InvalidArgument, NotFound
+from packyard.domain.models import Build, BuildStatus, Image, Iteration
+from packyard.domain.pagination import Kind, Page, SortField, make_page, page_request
+from packyard.ids import new_ulid
+
+SORTABLE = {
+    "created_at": Kind.TIME,
+    "updated_at": Kind.TIME,
+    "component_type": Kind.STR,
+}
+DEFAULT_ORDER = (SortField("created_at"),)
+
+
+@dataclass(slots=True)
+class ImageInput:
+    image_id: str
+    region: str
+
+
+@dataclass(slots=True)
+class BuildChanges:
+    """A partial update: None (or an empty string) means unchanged, as HCP's clients send it."""
+
+    status: BuildStatus | None = None
+    cloud_provider: str = ""
+    packer_run_uuid: str = ""
+    images: Sequence[ImageInput] | None = None
+    labels: Mapping[str, str] | None = None
+    source_image_id: str = ""
+    source_iteration_id: str = ""
+    source_channel_id: str = ""
+    component_type: str = ""
+
+
+def is_revoked(ctx: Ctx, iteration: Iteration) -> bool:
+    return iteration.revoke_at is not None and iteration.revoke_at <= ctx.now
+
+
+def effective_status(ctx: Ctx, status: BuildStatus, heartbeat_at: datetime) -> BuildStatus:
+    """A RUNNING build whose heartbeats stopped for longer than the grace period has FAILED."""
+    if status is BuildStatus.RUNNING:
+        grace = timedelta(seconds=ctx.rules.heartbeat_grace_seconds)
+        if heartbeat_at + grace < ctx.now:
+            return BuildStatus.FAILED
+    return status
+
+
+def refresh_statuses(ctx: Ctx, builds: list[Build]) -> list[Build]:
+    for build in builds:
+        build.status = effective_status(ctx, build.status, build.heartbeat_at)
+    return builds
+
+
+def _writable_iteration(ctx: Ctx, iteration: Iteration) -> None:
+    if is_revoked(ctx, iteration):
+        raise FailedPrecondition(
+            f"iteration {iteration.id} is revoked; its builds can't be changed until it is restored"
+        )
+
+
+def _validate_images(ctx: Ctx, images: Sequence[ImageInput]) -> None:
+    limit = ctx.rules.limits.max_images_per_build
+    if len(images) > limit:
+        raise InvalidArgument(f"a build can have at most {limit} images; got {len(images)}")
+    for n, image in enumerate(images):
+        if not image.image_id:
+            raise InvalidArgument(f"images[{n}].image_id is required")
+        check.text(image.image_id, f"images[{n}].image_id", ctx.rules.limits.max_field_length)
+        check.text(image.region, f"images[{n}].region", ctx.rules.limits.max_field_length)
+
+
+def _apply(ctx: Ctx, build: Build, changes: BuildChanges) -> bool:
+    """Apply a partial update to a build in memory; returns whether its images changed."""
+    limits = ctx.rules.limits
+    for name in ("cloud_provider", "packer_run_uuid", "source_image_id", "source_channel_id"):
+        value = getattr(changes, name)
+        if value:
+            setattr(build, name, check.text(value, name, limits.max_field_length))
+    if changes.source_iteration_id:
+        build.source_iteration_id = check.ulid(changes.source_iteration_id, "source_iteration_id")
+    if changes.labels is not None:
+        build.labels = check.labels(changes.labels, "labels", limits)
+    images_changed = False
+    if changes.images is not None:
+        _validate_images(ctx, changes.images)
+        build.images = [
+            Image(id=new_ulid(), build_id=build.id, image_id=i.image_id, region=i.region, created_at=ctx.now)
+            for i in changes.images
+        ]
+        images_changed = True
+    if changes.status is not None and changes.status is not BuildStatus.UNSET:
+        build.status = changes.status
+    if build.status is BuildStatus.DONE:
+        if not build.images:
+            raise FailedPrecondition(f"build {build.component_type!r} can't be DONE without at least one image")
+        if not build.cloud_provider:
+            raise InvalidArgument(f"build {build.component_type!r} needs a cloud_provider to be DONE")
+    build.updated_at = ctx.now
+    build.heartbeat_at = ctx.now
+    return images_changed
+
+
+def complete_if_done(ctx: Ctx, iteration: Iteration) -> None:
+    """Complete the iteration once it has builds and all are DONE; takes the bucket's next version."""
+    if iteration.complete:
+        return
+    builds = ctx.uow.builds.for_iteration(iteration.id)
+    if not builds or any(b.status is not BuildStatus.DONE for b in builds):
+        return
+    iteration.incremental_version = ctx.uow.buckets.next_version(iteration.bucket_id)
+    iteration.complete = True
+    iteration.updated_at = ctx.now
+    ctx.uow.iterations.save(iteration)
+    bucket = ctx.uow.buckets.get_by_id(iteration.bucket_id)
+    if bucket is None:  # pragma: no cover - the iteration row holds a foreign key to it
+        raise NotFound(f"bucket of iteration {iteration.id} vanished")
+    if iteration.incremental_version > bucket.latest_version and not is_revoked(ctx, iteration):
+        bucket.latest_version = iteration.incremental_version
+        bucket.latest_iteration_id = iteration.id
+        bucket.platforms = sorted({b.cloud_provider for b in builds if b.cloud_provider})
+        bucket.updated_at = ctx.now
+        ctx.uow.buckets.set_latest(bucket)
+
+
+def _iteration_of_bucket(ctx: Ctx, bucket_slug: str, iteration_id: str, *, for_update: bool) -> Iteration:
+    from packyard.domain.buckets import find  # noqa: PLC0415 - buckets imports this module
+
+    bucket = find(ctx, bucket_slug)
+    iteration = ctx.uow.iterations.get(
+        bucket.id, iteration_id=check.ulid(iteration_id, "iteration_id"), for_update=for_update
+    )
+    if iteration is None:
+        raise NotFound(f"iteration {iteration_id} does not exist in bucket {bucket_slug!r}")
+    return iteration
+
+
+def create(ctx: Ctx, bucket_slug: str, iteration_id: str, changes: BuildChanges) -> Build:
+    if not changes.component_type:
+        raise InvalidArgument("build.component_type is required")
+    check.text(changes.component_type, "build.component_type", ctx.rules.limits.max_field_length)
+    registries.require_active(ctx)
+    iteration = _iteration_of_bucket(ctx, bucket_slug, iteration_id, for_update=True)
+    _writable_iteration(ctx, iteration)
+    if iteration.complete:
+        raise FailedPrecondition(f"iteration {iteration.id} is complete; builds can't be added to it")
+    build = Build(
+        id=new_ulid(),
+        iteration_id=iteration.id,
+        bucket_id=iteration.bucket_id,
+        project_id=ctx.project_id,
+        component_type=changes.component_type,
+        status=BuildStatus.UNSET,
+        created_at=ctx.now,
+        updated_at=ctx.now,
+        heartbeat_at=ctx.now,
+    )
+    _apply(ctx, build, changes)
+    ctx.uow.builds.add(build)
+    complete_if_done(ctx, iteration)
+    return build
+
+
+def get(ctx: Ctx, build_id: str) -> Build:
+    registries.get(ctx)
+    build = ctx.uow.builds.get(ctx.project_id, check.ulid(build_id, "build_id"))
+    if build is None:
+        raise NotFound(f"build {build_id} does not exist in project {ctx.project_id}")
+    refresh_statuses(ctx, [build])
+    return build
+
+
+def list_(
+    ctx: Ctx,
+    bucket_slug: str,
+    iteration_id: str,
+    *,
+    page_size: int,
+    next_token: str,
+    previous_token: str,
+    order_by: Sequence[str],
+) -> Page[Build]:
+    registries.get(ctx)
+    iteration = _iteration_of_bucket(ctx, bucket_slug, iteration_id, for_update=False)
+    limits = ctx.rules.limits
+    request = page_request(
+        size=page_size,
+        next_token=next_token,
+        previous_token=previous_token,
+        order_by=order_by,
+        sortable=SORTABLE,
+        default_order=DEFAULT_ORDER,
+        default_size=limits.max_page_size,  # Packer reads every build of an iteration in one reply
+        max_size=limits.max_page_size,
+    )
+    rows = ctx.uow.builds.for_iteration(iteration.id, request)
+    page = make_page(rows, request, lambda b, name: getattr(b, name))
+    refresh_statuses(ctx, page.items)
+    return page
+
+
+def update(ctx: Ctx, build_id: str, changes: BuildChanges) -> Build:
+    registries.require_active(ctx)
+    build_id = check.ulid(build_id, "build_id")
+    located = ctx.uow.builds.get(ctx.project_id, build_id)
+    if located is None:
+        raise NotFound(f"build {build_id} does not exist in project {ctx.project_id}")
+    # Lock the iteration first: every change to its builds is serialized through it, so that two
+    # builds finishing at once can't both miss that the other one is DONE.
+    iteration = ctx.uow.iterations.get_in_project(ctx.project_id, located.iteration_id, for_update=True)
+    build = ctx.uow.builds.get(ctx.project_id, build_id, for_update=True)
+    if iteration is None or build is None:
+        raise NotFound(f"build {build_id} does not exist in project {ctx.project_id}")
+    _writable_iteration(ctx, iteration)
+    if build.status is BuildStatus.DONE:
+        raise FailedPrecondition(f"build {build.id} ({build.component_type}) is DONE and can't be changed")
+    build.status = effective_status(ctx, build.status, build.heartbeat_at)
+    images_changed = _apply(ctx, build, changes)
+    ctx.uow.builds.save(build, images_changed=images_changed)
+    complete_if_done(ctx, iteration)
+    return build
+
+
+def delete(ctx: Ctx, build_id: str) -> None:
+    registries.require_active(ctx)
+    build_id = check.ulid(build_id, "build_id")
+    located = ctx.uow.builds.get(ctx.project_id, build_id)
+    if located is None:
+        raise NotFound(f"build {build_id} does not exist in project {ctx.project_id}")
+    iteration = ctx.uow.iterations.get_in_project(ctx.project_id, located.iteration_id, for_update=True)
+    if iteration is None:  # pragma: no cover - foreign key
+        raise NotFound(f"build {build_id} does not exist in project {ctx.project_id}")
+    _writable_iteration(ctx, iteration)
+    if iteration.complete:
+        raise FailedPrecondition(
+            f"build {build_id} belongs to complete iteration v{iteration.incremental_version}; "
+            "delete the iteration instead"
+        )
+    ctx.uow.builds.delete(build_id)
+    complete_if_done(ctx, iteration)

@@ -1,0 +1,217 @@
+"""Iterations: one fingerprinted run of a Packer template, complete once all its builds are DONE."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from packyard.domain import registry as registries
+from packyard.domain import validation as check
+from packyard.domain.buckets import find as find_bucket
+from packyard.domain.builds import complete_if_done, effective_status, is_revoked, refresh_statuses
+from packyard.domain.context import Ctx
+from packyard.domain.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound
+from packyard.domain.models import BuildStatus, Iteration, RevocationType, TemplateType
+from packyard.domain.pagination import Kind, Page, SortField, make_page, page_request
+from packyard.ids import new_ulid
+
+SORTABLE = {
+    "created_at": Kind.TIME,
+    "updated_at": Kind.TIME,
+    "incremental_version": Kind.INT,
+    "fingerprint": Kind.STR,
+}
+DEFAULT_ORDER = (SortField("created_at", descending=True),)
+_DURATION_RE = re.compile(r"^(?:(\d+(?:\.\d+)?)([smhd]))+$")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_REVOKE_IN = timedelta(days=366 * 100)
+
+
+@dataclass(slots=True)
+class ListedIteration:
+    iteration: Iteration
+    build_statuses: dict[str, BuildStatus] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class IterationChanges:
+    bucket_slug: str = ""
+    complete: bool = False
+    revoke_at: datetime | None = None
+    revoke_in: str = ""
+    revocation_message: str = ""
+    restore: bool = False
+    skip_descendants_revocation: bool = False
+    rollback_channels: bool = False
+
+
+def parse_duration(value: str) -> timedelta:
+    """'30d', '2h45m', '0s': units s, m, h and d, as HCP documents revoke_in."""
+    text = value.strip()
+    if not _DURATION_RE.match(text):
+        raise InvalidArgument(f"revoke_in {value[:40]!r} is not a duration such as '30d', '2h45m' or '0s'")
+    seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
+    duration = timedelta(seconds=seconds)
+    if duration > MAX_REVOKE_IN:
+        raise InvalidArgument("revoke_in is more than a hundred years away")
+    return duration
+
+
+def _with_builds(ctx: Ctx, iteration: Iteration) -> Iteration:
+    iteration.builds = refresh_statuses(ctx, ctx.uow.builds.for_iteration(iteration.id))
+    return iteration
+
+
+def create(ctx: Ctx, bucket_slug: str, *, fingerprint: str, template_type: TemplateType) -> Iteration:
+    check.fingerprint(fingerprint)
+    registries.require_active(ctx)
+    bucket = find_bucket(ctx, bucket_slug)
+    iteration = Iteration(
+        id=new_ulid(),
+        bucket_id=bucket.id,
+        bucket_slug=bucket.slug,
+        project_id=ctx.project_id,
+        fingerprint=fingerprint,
+        author_id=ctx.author_id,
+        template_type=template_type,
+        created_at=ctx.now,
+        updated_at=ctx.now,
+    )
+    ctx.uow.iterations.add(iteration)
+    ctx.uow.buckets.adjust_iteration_count(bucket.id, +1)
+    return iteration
+
+
+def get(ctx: Ctx, bucket_slug: str, *, iteration_id: str, fingerprint: str, version: int) -> Iteration:
+    registries.get(ctx)
+    bucket = find_bucket(ctx, bucket_slug)
+    if iteration_id:
+        iteration = ctx.uow.iterations.get(bucket.id, iteration_id=check.ulid(iteration_id, "iteration_id"))
+        what = f"id {iteration_id}"
+    elif fingerprint:
+        iteration = ctx.uow.iterations.get(bucket.id, fingerprint=check.fingerprint(fingerprint))
+        what = f"fingerprint {fingerprint!r}"
+    elif version:
+        if version < 0:
+            raise InvalidArgument("incremental_version must be positive")
+        iteration = ctx.uow.iterations.get(bucket.id, version=version)
+        what = f"incremental version {version}"
+    else:
+        raise InvalidArgument("give one of iteration_id, fingerprint or incremental_version")
+    if iteration is None:
+        # Code 10 (ABORTED), not 5: Packer creates the iteration only after this answer.
+        raise Aborted(f"bucket {bucket_slug!r} has no iteration with {what}")
+    return _with_builds(ctx, iteration)
+
+
+def list_(
+    ctx: Ctx,
+    bucket_slug: str,
+    *,
+    page_size: int,
+    next_token: str,
+    previous_token: str,
+    order_by: Sequence[str],
+) -> Page[ListedIteration]:
+    registries.get(ctx)
+    bucket = find_bucket(ctx, bucket_slug)
+    limits = ctx.rules.limits
+    request = page_request(
+        size=page_size,
+        next_token=next_token,
+        previous_token=previous_token,
+        order_by=order_by,
+        sortable=SORTABLE,
+        default_order=DEFAULT_ORDER,
+        default_size=limits.default_page_size,
+        max_size=limits.max_page_size,
+    )
+    page = make_page(ctx.uow.iterations.list(bucket.id, request), request, lambda i, name: getattr(i, name))
+    states = ctx.uow.iterations.build_states([i.id for i in page.items]) if page.items else {}
+    listed = [
+        ListedIteration(
+            it,
+            {component: effective_status(ctx, status, beat) for component, status, beat in states.get(it.id, [])},
+        )
+        for it in page.items
+    ]
+    return Page(listed, page.next_token, page.previous_token)
+
+
+def _find_in_project(ctx: Ctx, iteration_id: str, bucket_slug: str, *, for_update: bool) -> Iteration:
+    iteration = ctx.uow.iterations.get_in_project(
+        ctx.project_id, check.ulid(iteration_id, "iteration_id"), for_update=for_update
+    )
+    if iteration is None or (bucket_slug and iteration.bucket_slug != bucket_slug):
+        where = f"bucket {bucket_slug!r}" if bucket_slug else f"project {ctx.project_id}"
+        raise NotFound(f"iteration {iteration_id} does not exist in {where}")
+    return iteration
+
+
+def update(ctx: Ctx, iteration_id: str, changes: IterationChanges) -> Iteration:
+    registries.require_active(ctx)
+    if changes.revoke_at is not None and changes.revoke_in:
+        raise InvalidArgument("set revoke_at or revoke_in, not both")
+    iteration = _find_in_project(ctx, iteration_id, changes.bucket_slug, for_update=True)
+    revoking = changes.revoke_at is not None or bool(changes.revoke_in)
+    if changes.restore:
+        if revoking:
+            raise InvalidArgument("restore can't be combined with revoke_at or revoke_in")
+        if iteration.revoke_at is None:
+            raise FailedPrecondition(f"iteration {iteration.id} is not revoked, so there is nothing to restore")
+        iteration.revoke_at = None
+        iteration.revocation_message = ""
+        iteration.revocation_author = ""
+        iteration.revocation_type = RevocationType.UNSET
+        iteration.revocation_inherited_from = None
+    elif is_revoked(ctx, iteration):
+        raise FailedPrecondition(f"iteration {iteration.id} is revoked; restore it before changing it")
+    if revoking:
+        when = changes.revoke_at if changes.revoke_at is not None else ctx.now + parse_duration(changes.revoke_in)
+        iteration.revoke_at = max(when, ctx.now) if when <= ctx.now else when
+        iteration.revocation_message = check.text(
+            changes.revocation_message, "revocation_message", ctx.rules.limits.max_description_length
+        )
+        iteration.revocation_author = ctx.author_name
+        iteration.revocation_type = RevocationType.MANUAL
+        iteration.revocation_inherited_from = None
+    if changes.complete and not iteration.complete:
+        complete_if_done(ctx, iteration)
+        if not iteration.complete:
+            raise FailedPrecondition(
+                f"iteration {iteration.id} can't be completed: it needs at least one build and every build DONE"
+            )
+    iteration.updated_at = ctx.now
+    ctx.uow.iterations.save(iteration)
+    return _with_builds(ctx, iteration)
+
+
+def delete(ctx: Ctx, iteration_id: str, *, bucket_slug: str, rollback_channels: bool) -> None:
+    registries.require_active(ctx)
+    if bucket_slug:
+        check.slug(bucket_slug)
+    iteration = _find_in_project(ctx, iteration_id, bucket_slug, for_update=True)
+    bucket = ctx.uow.buckets.get_by_id(iteration.bucket_id)
+    ctx.uow.iterations.delete(iteration.id)
+    ctx.uow.buckets.adjust_iteration_count(iteration.bucket_id, -1)
+    if bucket is not None and bucket.latest_iteration_id == iteration.id:
+        _recompute_latest(ctx, bucket.id)
+
+
+def _recompute_latest(ctx: Ctx, bucket_id: str) -> None:
+    bucket = ctx.uow.buckets.get_by_id(bucket_id)
+    if bucket is None:  # pragma: no cover
+        return
+    latest = ctx.uow.iterations.latest_complete(bucket_id)
+    bucket.latest_iteration_id = latest.id if latest else None
+    bucket.latest_version = latest.incremental_version if latest else 0
+    if latest is not None:
+        builds = ctx.uow.builds.for_iteration(latest.id)
+        bucket.platforms = sorted({b.cloud_provider for b in builds if b.cloud_provider})
+    else:
+        bucket.platforms = []
+    bucket.updated_at = ctx.now
+    ctx.uow.buckets.set_latest(bucket)

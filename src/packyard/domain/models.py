@@ -1,0 +1,162 @@
+"""Domain objects. Neither wire format lives here: the API modules project these to HCP's shapes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+class BuildStatus(StrEnum):
+    UNSET = "UNSET"
+    RUNNING = "RUNNING"
+    DONE = "DONE"
+    CANCELLED = "CANCELLED"
+    FAILED = "FAILED"
+
+
+class TemplateType(StrEnum):
+    UNSET = "TEMPLATE_TYPE_UNSET"
+    HCL2 = "HCL2"
+    JSON = "JSON"
+
+
+class RevocationType(StrEnum):
+    UNSET = "UNSET"
+    MANUAL = "MANUAL"
+    INHERITED = "INHERITED"
+
+
+class Tier(StrEnum):
+    UNSET = "UNSET"
+    PRIVATE_BETA = "PRIVATE_BETA"
+    STANDARD = "STANDARD"
+    PLUS = "PLUS"
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    CONTRIBUTOR = "contributor"
+    VIEWER = "viewer"
+
+
+class Permission(StrEnum):
+    READ = "read"
+    WRITE = "write"
+    ADMIN = "admin"
+
+
+ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
+    Role.VIEWER: frozenset({Permission.READ}),
+    Role.CONTRIBUTOR: frozenset({Permission.READ, Permission.WRITE}),
+    Role.ADMIN: frozenset({Permission.READ, Permission.WRITE, Permission.ADMIN}),
+}
+
+
+@dataclass(slots=True)
+class Organization:
+    id: str
+    name: str
+    created_at: datetime
+
+
+@dataclass(slots=True)
+class Project:
+    id: str
+    organization_id: str
+    name: str
+    created_at: datetime
+
+
+@dataclass(slots=True)
+class Principal:
+    id: str
+    client_id: str
+    name: str
+    organization_id: str
+    project_id: str | None
+    role: Role
+    secret_hash: str
+    created_at: datetime
+
+    def can(self, permission: Permission) -> bool:
+        return permission in ROLE_PERMISSIONS[self.role]
+
+
+@dataclass(slots=True)
+class Registry:
+    id: str
+    organization_id: str
+    project_id: str
+    feature_tier: Tier
+    activated: bool
+    created_at: datetime
+    updated_at: datetime
+    run_task_api_id: str
+    deactivated_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class Bucket:
+    id: str
+    project_id: str
+    slug: str
+    created_at: datetime
+    updated_at: datetime
+    description: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    platforms: list[str] = field(default_factory=list)
+    latest_iteration_id: str | None = None
+    latest_version: int = 0
+    iteration_count: int = 0
+
+
+@dataclass(slots=True)
+class Image:
+    id: str
+    build_id: str
+    image_id: str
+    region: str
+    created_at: datetime
+
+
+@dataclass(slots=True)
+class Build:
+    id: str
+    iteration_id: str
+    bucket_id: str
+    project_id: str
+    component_type: str
+    status: BuildStatus
+    created_at: datetime
+    updated_at: datetime
+    heartbeat_at: datetime
+    packer_run_uuid: str = ""
+    cloud_provider: str = ""
+    source_image_id: str = ""
+    source_iteration_id: str = ""
+    source_channel_id: str = ""
+    source_build_ulid: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    images: list[Image] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Iteration:
+    id: str
+    bucket_id: str
+    bucket_slug: str
+    project_id: str
+    fingerprint: str
+    created_at: datetime
+    updated_at: datetime
+    author_id: str = ""
+    incremental_version: int = 0
+    complete: bool = False
+    template_type: TemplateType = TemplateType.UNSET
+    revoke_at: datetime | None = None
+    revocation_message: str = ""
+    revocation_author: str = ""
+    revocation_type: RevocationType = RevocationType.UNSET
+    revocation_inherited_from: str | None = None
+    builds: list[Build] = field(default_factory=list)

@@ -1,0 +1,86 @@
+"""The registry of a project: created, deactivated (writes refused), reactivated or purged."""
+
+from __future__ import annotations
+
+from packyard.domain.context import Ctx
+from packyard.domain.errors import AlreadyExists, FailedPrecondition, NotFound
+from packyard.domain.models import Registry, Tier
+from packyard.ids import new_ulid
+
+DEFAULT_TIER = Tier.PLUS  # self-hosted: every feature is available
+
+
+def _normal_tier(tier: Tier) -> Tier:
+    if tier is Tier.PRIVATE_BETA:
+        return Tier.STANDARD
+    return tier
+
+
+def get(ctx: Ctx) -> Registry:
+    registry = ctx.uow.registries.get(ctx.project_id)
+    if registry is None:
+        raise NotFound(f"project {ctx.project_id} has no registry; create it with PUT .../registry")
+    return registry
+
+
+def require_active(ctx: Ctx) -> Registry:
+    registry = get(ctx)
+    if not registry.activated:
+        raise FailedPrecondition(
+            f"the registry of project {ctx.project_id} is deactivated and refuses writes; "
+            "reactivate it with UpdateRegistry (activate: true)"
+        )
+    return registry
+
+
+def create(ctx: Ctx, tier: Tier) -> Registry:
+    existing = ctx.uow.registries.get(ctx.project_id)
+    tier = _normal_tier(tier) if tier is not Tier.UNSET else DEFAULT_TIER
+    if existing is not None:
+        if existing.activated:
+            raise AlreadyExists(f"project {ctx.project_id} already has an active registry")
+        existing.activated = True
+        existing.deactivated_at = None
+        existing.feature_tier = tier
+        existing.updated_at = ctx.now
+        ctx.uow.registries.save(existing)
+        return existing
+    registry = Registry(
+        id=new_ulid(),
+        organization_id=ctx.organization_id,
+        project_id=ctx.project_id,
+        feature_tier=tier,
+        activated=True,
+        created_at=ctx.now,
+        updated_at=ctx.now,
+        run_task_api_id=new_ulid(),
+    )
+    ctx.uow.registries.add(registry)
+    return registry
+
+
+def update(ctx: Ctx, *, tier: Tier, activate: bool) -> Registry:
+    registry = get(ctx)
+    if tier is not Tier.UNSET:
+        registry.feature_tier = _normal_tier(tier)
+    if activate:
+        registry.activated = True
+        registry.deactivated_at = None
+    registry.updated_at = ctx.now
+    ctx.uow.registries.save(registry)
+    return registry
+
+
+def delete(ctx: Ctx, *, hard: bool) -> Registry:
+    registry = get(ctx)
+    if hard:
+        ctx.uow.registries.purge(ctx.project_id)
+        registry.activated = False
+        registry.deactivated_at = ctx.now
+        return registry
+    if registry.activated:
+        registry.activated = False
+        registry.deactivated_at = ctx.now
+        registry.updated_at = ctx.now
+        ctx.uow.registries.save(registry)
+    return registry

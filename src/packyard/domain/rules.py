@@ -1,0 +1,26 @@
+"""Limits and timings that the rules depend on; configured at the edge, enforced in the domain."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Input limits. Each is documented in docs/limits.md and enforced with a code 3 error."""
+
+    max_body_bytes: int = 1024 * 1024
+    default_page_size: int = 100
+    max_page_size: int = 1000
+    max_labels: int = 100
+    max_label_key_length: int = 255
+    max_label_value_length: int = 1024
+    max_images_per_build: int = 1000
+    max_description_length: int = 1024
+    max_field_length: int = 1024  # component_type, cloud_provider, image_id, region, source ids
+
+
+@dataclass(frozen=True)
+class Rules:
+    limits: Limits = field(default_factory=Limits)
+    heartbeat_grace_seconds: int = 600

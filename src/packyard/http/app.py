@@ -1,0 +1,183 @@
+"""The ASGI application: routing, body limits, authentication, one transaction per request, errors.
+
+Handlers run on the event loop: SQLite answers the hot reads in microseconds, and a thread hop would
+cost more than the query. Every project-scoped operation runs in one transaction opened here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import msgspec
+from sqlalchemy.engine import Connection
+
+from packyard.auth.service import TokenService
+from packyard.clock import Clock
+from packyard.config import Settings
+from packyard.domain.context import Ctx
+from packyard.domain.errors import DomainError, NotFound, PermissionDenied, Unauthenticated
+from packyard.domain.models import Principal
+from packyard.domain.rules import Rules
+from packyard.http.errors import http_status, status_body
+from packyard.http.oauth import OAuthError
+from packyard.http.request import Request
+from packyard.http.routing import Access, Route, Router
+from packyard.storage.db import Database
+from packyard.storage.sql import SqlUnitOfWork
+
+log = logging.getLogger("packyard.http")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+JSON_HEADERS = [(b"content-type", b"application/json")]
+_encoder = msgspec.json.Encoder()
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class ClientGone(Exception):
+    pass
+
+
+class Services:
+    """What handlers get besides the request: settings, database, clock, tokens."""
+
+    def __init__(self, settings: Settings, db: Database, clock: Clock) -> None:
+        self.settings = settings
+        self.db = db
+        self.clock = clock
+        self.rules = Rules(limits=settings.limits, heartbeat_grace_seconds=settings.heartbeat_grace_seconds)
+        self.tokens = TokenService(settings.token_ttl_seconds)
+
+
+def bearer_token(request: Request) -> str:
+    header = request.header(b"authorization")
+    scheme, _, token = header.partition(" ")
+    if not header:
+        raise Unauthenticated("this operation needs an Authorization: Bearer token; get one from /oauth2/token")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("the Authorization header must be 'Bearer <token>'")
+    return token.strip()
+
+
+def authorize(principal: Principal, route: Route, org_id: str, project_id: str) -> None:
+    # A principal of another organization or project learns nothing about it: the same answer whether
+    # or not the organization or project exists.
+    if principal.organization_id != org_id or (principal.project_id and principal.project_id != project_id):
+        raise PermissionDenied("the principal has no access to this organization or project")
+    if not principal.can(route.permission):
+        raise PermissionDenied(
+            f"the principal's role ({principal.role.value}) does not allow {route.operation_id.split('_')[-1]}"
+        )
+
+
+class App:
+    def __init__(self, services: Services, routes: list[Route]) -> None:
+        self.services = services
+        self.router = Router()
+        for route in routes:
+            self.router.add(route)
+        self.max_body = services.settings.limits.max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        status, body, extra = await self._handle(scope, receive)
+        headers = [*JSON_HEADERS, (b"content-length", str(len(body)).encode()), *extra]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.services.db.dispose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+        for key, value in scope["headers"]:
+            if key == b"content-length":
+                try:
+                    if int(value) > self.max_body:
+                        raise BodyTooLarge
+                except ValueError:
+                    pass
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                raise BodyTooLarge
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    async def _handle(self, scope: Scope, receive: Receive) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        method: str = scope["method"]
+        path: str = scope["path"]
+        route, params, path_exists = self.router.match(method, path)
+        if route is None:
+            what = "method" if path_exists else "path"
+            return 404, status_body(5, f"no operation {method} {path} (unknown {what})"), []
+        request = Request(method, path, scope.get("query_string", b""), scope["headers"], params)
+        try:
+            if method in ("POST", "PUT", "PATCH"):
+                request.body = await self._read_body(scope, receive)
+            return 200, self._dispatch(route, request), []
+        except BodyTooLarge:
+            limit = self.max_body
+            return 400, status_body(3, f"request body is larger than the limit of {limit} bytes"), []
+        except ClientGone:
+            return 400, status_body(3, "client disconnected"), []
+        except OAuthError as exc:
+            return exc.status, exc.body(), []
+        except DomainError as exc:
+            return http_status(exc.code), status_body(exc.code, exc.message), []
+        except Exception:
+            log.exception("unhandled error in %s %s", method, path)
+            return 500, status_body(13, "internal error; the server log has the details"), []
+
+    def _dispatch(self, route: Route, request: Request) -> bytes:
+        result = route.handler(self.services, request) if route.access is not Access.PROJECT else self._project(
+            route, request
+        )
+        if isinstance(result, bytes):
+            return result
+        return _encoder.encode(result)
+
+    def _project(self, route: Route, request: Request) -> Any:
+        token = bearer_token(request)
+        org_id = request.params.get("org", "")
+        project_id = request.params.get("project", "")
+        svc = self.services
+
+        def work(conn: Connection) -> Any:
+            uow = SqlUnitOfWork(conn)
+            now = svc.clock.now()
+            principal = svc.tokens.principal_for(uow, token, now)
+            authorize(principal, route, org_id, project_id)
+            if uow.tenants.get_project(org_id, project_id) is None:
+                raise NotFound(f"project {project_id} does not exist in organization {org_id}")
+            ctx = Ctx(uow, svc.rules, now, org_id, project_id, principal)
+            return route.handler(ctx, request)
+
+        return svc.db.run(work, write=route.method != "GET")
+
+

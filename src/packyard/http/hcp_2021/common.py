@@ -1,0 +1,26 @@
+"""Helpers shared by the 2021-04-30 handlers."""
+
+from __future__ import annotations
+
+from packyard.domain.models import Permission
+from packyard.http.request import Request
+from packyard.http.routing import Route
+from packyard.http.routing import Route as _Route
+
+PREFIX = "/packer/2021-04-30/organizations/{org}/projects/{project}"
+
+
+def route(method: str, path: str, handler: object, name: str, permission: Permission) -> Route:
+    return _Route(method, PREFIX + path, handler, f"PackerService_{name}", permission=permission)  # type: ignore[arg-type]
+
+
+def paging(request: Request) -> dict[str, object]:
+    return {
+        "page_size": request.query_int("pagination.page_size"),
+        "next_token": request.query_str("pagination.next_page_token"),
+        "previous_token": request.query_str("pagination.previous_page_token"),
+    }
+
+
+def sorting(request: Request) -> list[str]:
+    return request.query_all("sorting.order_by")

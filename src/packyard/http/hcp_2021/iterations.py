@@ -1,0 +1,73 @@
+"""CreateIteration, GetIteration, ListIterations, UpdateIteration, DeleteIteration."""
+
+from __future__ import annotations
+
+from packyard.domain import iterations as service
+from packyard.domain.context import Ctx
+from packyard.domain.models import Permission, TemplateType
+from packyard.http.hcp_2021 import wire
+from packyard.http.hcp_2021.bodies import CreateIterationBody, UpdateIterationBody
+from packyard.http.hcp_2021.common import paging, route, sorting
+from packyard.http.request import Request, enum_value, parse_time
+from packyard.http.routing import Route
+
+
+def create(ctx: Ctx, request: Request) -> object:
+    body = request.json(CreateIterationBody)
+    template = enum_value(TemplateType, body.template_type, "template_type") or TemplateType.UNSET
+    it = service.create(ctx, request.params["bucket_slug"], fingerprint=body.fingerprint or "", template_type=template)
+    return wire.IterationResponse(iteration=wire.iteration(it))
+
+
+def get(ctx: Ctx, request: Request) -> object:
+    it = service.get(
+        ctx,
+        request.params["bucket_slug"],
+        iteration_id=request.query_str("iteration_id"),
+        fingerprint=request.query_str("fingerprint"),
+        version=request.query_int("incremental_version", bits=32),
+    )
+    return wire.IterationResponse(iteration=wire.iteration(it))
+
+
+def list_(ctx: Ctx, request: Request) -> object:
+    page = service.list_(ctx, request.params["bucket_slug"], order_by=sorting(request), **paging(request))  # type: ignore[arg-type]
+    return wire.ListIterationsResponse(
+        iterations=[wire.iteration_for_list(i.iteration, i.build_statuses) for i in page.items],
+        pagination=wire.pagination(page.next_token, page.previous_token),
+    )
+
+
+def update(ctx: Ctx, request: Request) -> object:
+    body = request.json(UpdateIterationBody)
+    changes = service.IterationChanges(
+        bucket_slug=body.bucket_slug or "",
+        complete=bool(body.complete),
+        revoke_at=parse_time(body.revoke_at or "", "revoke_at"),
+        revoke_in=body.revoke_in or "",
+        revocation_message=body.revocation_message or "",
+        restore=bool(body.restore),
+        skip_descendants_revocation=bool(body.skip_descendants_revocation),
+        rollback_channels=bool(body.rollback_channels),
+    )
+    it = service.update(ctx, request.params["iteration_id"], changes)
+    return wire.UpdateIterationResponse(iteration=wire.iteration(it))
+
+
+def delete(ctx: Ctx, request: Request) -> object:
+    service.delete(
+        ctx,
+        request.params["iteration_id"],
+        bucket_slug=request.query_str("bucket_slug"),
+        rollback_channels=request.query_bool("rollback_channels"),
+    )
+    return wire.EMPTY
+
+
+ROUTES: list[Route] = [
+    route("POST", "/images/{bucket_slug}/iterations", create, "CreateIteration", Permission.WRITE),
+    route("GET", "/images/{bucket_slug}/iterations", list_, "ListIterations", Permission.READ),
+    route("GET", "/images/{bucket_slug}/iteration", get, "GetIteration", Permission.READ),
+    route("PATCH", "/iterations/{iteration_id}", update, "UpdateIteration", Permission.WRITE),
+    route("DELETE", "/iterations/{iteration_id}", delete, "DeleteIteration", Permission.WRITE),
+]

@@ -1,0 +1,360 @@
+"""HashiCorp's 2021-04-30 wire shapes, and the projections of domain objects onto them.
+
+Zero values are left out (omit_defaults), except the arrays HCP's Go client always expects; those are
+declared without defaults so they are always written, as [] when empty. int64 travels as a string.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import msgspec
+
+from packyard.domain import models as m
+from packyard.domain.builds import is_revoked  # noqa: F401 - re-exported for handlers
+
+
+def ts(value: datetime | None) -> str:
+    """RFC 3339, UTC, milliseconds, trailing Z: 2023-01-01T00:00:00.000Z. Empty (omitted) when unset."""
+    if value is None:
+        return ""
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+class Base(msgspec.Struct, omit_defaults=True, kw_only=True):
+    pass
+
+
+class Location(Base, kw_only=True):
+    organization_id: str = ""
+    project_id: str = ""
+
+
+class Image(Base, kw_only=True):
+    id: str = ""
+    image_id: str = ""
+    region: str = ""
+    created_at: str = ""
+
+
+class Build(Base, kw_only=True):
+    id: str = ""
+    iteration_id: str = ""
+    component_type: str = ""
+    packer_run_uuid: str = ""
+    images: list[Image]
+    cloud_provider: str = ""
+    status: str  # always present: Packer 1.8.5+ crashes on a build without a status
+    created_at: str = ""
+    updated_at: str = ""
+    source_image_id: str = ""
+    labels: dict[str, str] = {}
+    source_build_ulid: str = ""
+
+
+class RevokedAncestor(Base, kw_only=True):
+    href: str = ""
+    bucket_slug: str = ""
+    iteration_incremental_version: int = 0
+    iteration_id: str = ""
+    iteration_fingerprint: str = ""
+
+
+class Iteration(Base, kw_only=True):
+    id: str = ""
+    bucket_slug: str = ""
+    iteration_ancestor_id: str = ""
+    incremental_version: int = 0
+    complete: bool = False
+    author_id: str = ""
+    created_at: str = ""
+    updated_at: str = ""
+    fingerprint: str = ""
+    builds: list[Build]
+    revoke_at: str = ""
+    revocation_message: str = ""
+    revocation_author: str = ""
+    revocation_type: str = ""
+    revocation_inherited_from: RevokedAncestor | None = None
+    has_descendants: bool = False
+    template_type: str = ""
+
+
+class IterationForList(Base, kw_only=True):
+    id: str = ""
+    bucket_slug: str = ""
+    iteration_ancestor_id: str = ""
+    incremental_version: int = 0
+    complete: bool = False
+    author_id: str = ""
+    created_at: str = ""
+    updated_at: str = ""
+    fingerprint: str = ""
+    build_statuses: dict[str, str] = {}
+    revoke_at: str = ""
+    revocation_message: str = ""
+    revocation_author: str = ""
+    revocation_type: str = ""
+    revocation_inherited_from: RevokedAncestor | None = None
+    has_descendants: bool = False
+
+
+class BucketLatestIteration(Base, kw_only=True):
+    id: str = ""
+    bucket_slug: str = ""
+    iteration_ancestor_id: str = ""
+    incremental_version: int = 0
+    complete: bool = False
+    author_id: str = ""
+    created_at: str = ""
+    updated_at: str = ""
+    fingerprint: str = ""
+    builds: list[Build]
+    revoke_at: str = ""
+    revocation_message: str = ""
+    revocation_author: str = ""
+    revocation_type: str = ""
+    revocation_inherited_from: RevokedAncestor | None = None
+
+
+class Bucket(Base, kw_only=True):
+    id: str = ""
+    slug: str = ""
+    location: Location | None = None
+    latest_iteration: BucketLatestIteration | None = None
+    latest_version: int = 0
+    created_at: str = ""
+    updated_at: str = ""
+    platforms: list[str]
+    description: str = ""
+    labels: dict[str, str] = {}
+    iteration_count: str = ""
+
+
+class RunTaskConfig(Base, kw_only=True):
+    api_id: str = ""
+    hmac_key: str = ""
+
+
+class BillingDeprovision(Base, kw_only=True):
+    at: str = ""
+    reason: str = ""
+
+
+class RegistryConfig(Base, kw_only=True):
+    feature_tier: str = ""
+    activated: bool = False
+    billing_deprovision: BillingDeprovision | None = None
+    tfc_run_task_config: RunTaskConfig | None = None
+
+
+class Registry(Base, kw_only=True):
+    id: str = ""
+    location: Location | None = None
+    config: RegistryConfig | None = None
+    created_at: str = ""
+    updated_at: str = ""
+
+
+class Operation(Base, kw_only=True):
+    id: str = ""
+    state: str = ""
+    location: Location | None = None
+    created_at: str = ""
+    updated_at: str = ""
+
+
+class Pagination(Base, kw_only=True):
+    next_page_token: str = ""
+    previous_page_token: str = ""
+
+
+# ---- responses -------------------------------------------------------------------------------
+
+
+class BucketResponse(Base, kw_only=True):
+    bucket: Bucket
+
+
+class ListBucketsResponse(Base, kw_only=True):
+    buckets: list[Bucket]
+    pagination: Pagination | None = None
+
+
+class IterationResponse(Base, kw_only=True):
+    iteration: Iteration
+
+
+class UpdateIterationResponse(Base, kw_only=True):
+    iteration: Iteration
+    operation: Operation | None = None
+
+
+class ListIterationsResponse(Base, kw_only=True):
+    iterations: list[IterationForList]
+    pagination: Pagination | None = None
+
+
+class BuildResponse(Base, kw_only=True):
+    build: Build
+
+
+class ListBuildsResponse(Base, kw_only=True):
+    location: Location | None = None
+    pagination: Pagination | None = None
+    builds: list[Build]
+
+
+class RegistryResponse(Base, kw_only=True):
+    registry: Registry
+
+
+class RegistryOperationResponse(Base, kw_only=True):
+    registry: Registry | None = None
+    operation: Operation | None = None
+
+
+class Empty(Base, kw_only=True):
+    pass
+
+
+EMPTY = Empty()
+
+
+# ---- projections -----------------------------------------------------------------------------
+
+
+def image(img: m.Image) -> Image:
+    return Image(id=img.id, image_id=img.image_id, region=img.region, created_at=ts(img.created_at))
+
+
+def build(b: m.Build) -> Build:
+    return Build(
+        id=b.id,
+        iteration_id=b.iteration_id,
+        component_type=b.component_type,
+        packer_run_uuid=b.packer_run_uuid,
+        images=[image(i) for i in b.images],
+        cloud_provider=b.cloud_provider,
+        status=b.status.value,
+        created_at=ts(b.created_at),
+        updated_at=ts(b.updated_at),
+        source_image_id=b.source_image_id,
+        labels=b.labels,
+        source_build_ulid=b.source_build_ulid,
+    )
+
+
+def _revocation(it: m.Iteration) -> dict[str, object]:
+    if it.revoke_at is None:
+        return {}
+    return {
+        "revoke_at": ts(it.revoke_at),
+        "revocation_message": it.revocation_message,
+        "revocation_author": it.revocation_author,
+        "revocation_type": "" if it.revocation_type is m.RevocationType.UNSET else it.revocation_type.value,
+    }
+
+
+def iteration(it: m.Iteration, *, has_descendants: bool = False) -> Iteration:
+    return Iteration(
+        id=it.id,
+        bucket_slug=it.bucket_slug,
+        incremental_version=it.incremental_version,
+        complete=it.complete,
+        author_id=it.author_id,
+        created_at=ts(it.created_at),
+        updated_at=ts(it.updated_at),
+        fingerprint=it.fingerprint,
+        builds=[build(b) for b in it.builds],
+        has_descendants=has_descendants,
+        template_type="" if it.template_type is m.TemplateType.UNSET else it.template_type.value,
+        **_revocation(it),  # type: ignore[arg-type]
+    )
+
+
+def iteration_for_list(it: m.Iteration, statuses: dict[str, m.BuildStatus]) -> IterationForList:
+    return IterationForList(
+        id=it.id,
+        bucket_slug=it.bucket_slug,
+        incremental_version=it.incremental_version,
+        complete=it.complete,
+        author_id=it.author_id,
+        created_at=ts(it.created_at),
+        updated_at=ts(it.updated_at),
+        fingerprint=it.fingerprint,
+        build_statuses={k: v.value for k, v in statuses.items()},
+        **_revocation(it),  # type: ignore[arg-type]
+    )
+
+
+def latest_iteration(it: m.Iteration) -> BucketLatestIteration:
+    return BucketLatestIteration(
+        id=it.id,
+        bucket_slug=it.bucket_slug,
+        incremental_version=it.incremental_version,
+        complete=it.complete,
+        author_id=it.author_id,
+        created_at=ts(it.created_at),
+        updated_at=ts(it.updated_at),
+        fingerprint=it.fingerprint,
+        builds=[build(b) for b in it.builds],
+        **_revocation(it),  # type: ignore[arg-type]
+    )
+
+
+def location(org_id: str, project_id: str) -> Location:
+    return Location(organization_id=org_id, project_id=project_id)
+
+
+def bucket(b: m.Bucket, latest: m.Iteration | None, org_id: str) -> Bucket:
+    return Bucket(
+        id=b.id,
+        slug=b.slug,
+        location=location(org_id, b.project_id),
+        latest_iteration=latest_iteration(latest) if latest is not None else None,
+        latest_version=b.latest_version,
+        created_at=ts(b.created_at),
+        updated_at=ts(b.updated_at),
+        platforms=list(b.platforms),
+        description=b.description,
+        labels=b.labels,
+        iteration_count=str(b.iteration_count) if b.iteration_count else "",
+    )
+
+
+def registry(r: m.Registry) -> Registry:
+    deprovision = None
+    if not r.activated and r.deactivated_at is not None:
+        deprovision = BillingDeprovision(at=ts(r.deactivated_at), reason="USER_REQUEST")
+    return Registry(
+        id=r.id,
+        location=location(r.organization_id, r.project_id),
+        config=RegistryConfig(
+            feature_tier="" if r.feature_tier is m.Tier.UNSET else r.feature_tier.value,
+            activated=r.activated,
+            billing_deprovision=deprovision,
+            tfc_run_task_config=RunTaskConfig(api_id=r.run_task_api_id),
+        ),
+        created_at=ts(r.created_at),
+        updated_at=ts(r.updated_at),
+    )
+
+
+def operation(op_id: str, org_id: str, project_id: str, when: datetime) -> Operation:
+    return Operation(
+        id=op_id,
+        state="DONE",
+        location=location(org_id, project_id),
+        created_at=ts(when),
+        updated_at=ts(when),
+    )
+
+
+def pagination(next_token: str, previous_token: str) -> Pagination:
+    return Pagination(next_page_token=next_token, previous_page_token=previous_token)
+
+
+def builds(items: Sequence[m.Build]) -> list[Build]:
+    return [build(b) for b in items]

@@ -1,0 +1,84 @@
+"""POST /oauth2/token and /oauth/token: the OAuth2 client-credentials grant as the HCP Go SDK sends it.
+
+golang.org/x/oauth2 first tries HTTP Basic, then retries with client_id/client_secret in the form when
+that fails; both are accepted. `audience` is accepted and ignored. Errors use OAuth2's JSON shape.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from urllib.parse import parse_qs, unquote
+
+import msgspec
+from sqlalchemy.engine import Connection
+
+from packyard.domain.errors import DomainError, Unauthenticated
+from packyard.http.request import Request
+from packyard.storage.sql import SqlUnitOfWork
+
+_encoder = msgspec.json.Encoder()
+
+
+class OAuthError(DomainError):
+    def __init__(self, status: int, error: str, description: str) -> None:
+        super().__init__(description)
+        self.status = status
+        self.error = error
+
+    def body(self) -> bytes:
+        return _encoder.encode({"error": self.error, "error_description": self.message})
+
+
+class TokenResponse(msgspec.Struct):
+    access_token: str
+    token_type: str
+    expires_in: int
+
+
+def _basic_credentials(header: str) -> tuple[str, str] | None:
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic" or not value:
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    client_id, sep, secret = decoded.partition(":")
+    if not sep:
+        return None
+    # The Go SDK query-escapes both parts before encoding them (RFC 6749 section 2.3.1).
+    return unquote(client_id.replace("+", " ")), unquote(secret.replace("+", " "))
+
+
+def issue_token(svc: object, request: Request) -> bytes:
+    from packyard.http.app import Services  # noqa: PLC0415 - avoids an import cycle
+
+    assert isinstance(svc, Services)
+    try:
+        form = parse_qs(request.body.decode("utf-8"), keep_blank_values=True)
+    except UnicodeDecodeError:
+        raise OAuthError(400, "invalid_request", "the request body is not UTF-8") from None
+    grant = (form.get("grant_type") or [""])[-1]
+    if grant != "client_credentials":
+        raise OAuthError(400, "unsupported_grant_type", "only grant_type=client_credentials is supported")
+    basic = _basic_credentials(request.header(b"authorization"))
+    if basic is not None:
+        client_id, client_secret = basic
+    else:
+        client_id = (form.get("client_id") or [""])[-1]
+        client_secret = (form.get("client_secret") or [""])[-1]
+    if not client_id or not client_secret:
+        raise OAuthError(401, "invalid_client", "client authentication failed")
+
+    def work(conn: Connection) -> bytes:
+        uow = SqlUnitOfWork(conn)
+        now = svc.clock.now()
+        try:
+            principal = svc.tokens.authenticate_client(uow, client_id, client_secret)
+        except Unauthenticated:
+            raise OAuthError(401, "invalid_client", "client authentication failed") from None
+        token = svc.tokens.issue(uow, principal, now)
+        return _encoder.encode(TokenResponse(token, "Bearer", svc.tokens.ttl_seconds))
+
+    return svc.db.run(work, write=False)

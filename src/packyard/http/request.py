@@ -1,0 +1,114 @@
+"""The parsed request handed to handlers, and helpers that turn its parts into typed values."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, TypeVar
+from urllib.parse import parse_qs
+
+import msgspec
+
+from packyard.domain.errors import InvalidArgument
+
+S = TypeVar("S")
+E = TypeVar("E", bound=StrEnum)
+
+
+class Request:
+    __slots__ = ("_query", "body", "headers", "method", "params", "path", "query_string")
+
+    def __init__(
+        self, method: str, path: str, query_string: bytes, headers: list[tuple[bytes, bytes]], params: dict[str, str]
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.query_string = query_string
+        self.headers = headers
+        self.params = params
+        self.body = b""
+        self._query: dict[str, list[str]] | None = None
+
+    def header(self, name: bytes) -> str:
+        for key, value in self.headers:
+            if key == name:
+                return value.decode("latin-1")
+        return ""
+
+    @property
+    def query(self) -> dict[str, list[str]]:
+        if self._query is None:
+            self._query = parse_qs(self.query_string.decode("utf-8", "replace"), keep_blank_values=True)
+        return self._query
+
+    def query_str(self, name: str) -> str:
+        values = self.query.get(name)
+        return values[-1] if values else ""
+
+    def query_all(self, name: str) -> list[str]:
+        return self.query.get(name, [])
+
+    def query_int(self, name: str, *, bits: int = 64) -> int:
+        raw = self.query_str(name)
+        if raw == "":
+            return 0
+        try:
+            value = int(raw)
+        except ValueError:
+            raise InvalidArgument(f"query parameter {name} must be an integer, not {raw[:40]!r}") from None
+        if not -(2 ** (bits - 1)) <= value < 2 ** (bits - 1):
+            raise InvalidArgument(f"query parameter {name} is out of range for int{bits}")
+        return value
+
+    def query_bool(self, name: str) -> bool:
+        raw = self.query_str(name).lower()
+        if raw in ("", "false", "0"):
+            return False
+        if raw in ("true", "1"):
+            return True
+        raise InvalidArgument(f"query parameter {name} must be true or false, not {raw[:40]!r}")
+
+    def json(self, kind: type[S]) -> S:
+        body = self.body.strip() or b"{}"
+        try:
+            return msgspec.json.decode(body, type=kind)
+        except msgspec.ValidationError as exc:
+            raise InvalidArgument(f"invalid request body: {exc}") from None
+        except msgspec.DecodeError as exc:
+            raise InvalidArgument(f"request body is not valid JSON: {exc}") from None
+
+
+def enum_value(kind: type[E], value: str | int | None, field: str) -> E | None:
+    """HCP enums arrive as names; grpc-gateway also accepts their numbers. None means not given."""
+    if value is None:
+        return None
+    members = list(kind)
+    if isinstance(value, int):
+        if 0 <= value < len(members):
+            return members[value]
+    else:
+        for member in members:
+            if member.value == value:
+                return member
+    names = ", ".join(m.value for m in members)
+    raise InvalidArgument(f"{field} {str(value)[:40]!r} is not one of: {names}")
+
+
+def parse_time(value: str, field: str) -> datetime | None:
+    """RFC 3339; Go's zero time (year 1), which HCP's clients always send, means unset."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("z", "Z").replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidArgument(f"{field} {value[:40]!r} is not an RFC 3339 time") from None
+    if parsed.tzinfo is None:
+        raise InvalidArgument(f"{field} {value[:40]!r} needs a time zone (for example a trailing Z)")
+    if parsed.year <= 1:
+        return None
+    return parsed.astimezone(UTC)
+
+
+def strings(values: Sequence[Any] | None) -> list[str] | None:
+    return None if values is None else [str(v) for v in values]

@@ -1,0 +1,72 @@
+"""A small segment-trie router: templates such as /images/{bucket_slug}/channels/{slug}."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from packyard.domain.models import Permission
+
+
+class Access(StrEnum):
+    PUBLIC = "public"  # no token: listed in one place, app.PUBLIC_ROUTES
+    PRINCIPAL = "principal"  # a valid bearer token
+    PROJECT = "project"  # a valid token whose principal may act in the path's organization and project
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    method: str
+    template: str
+    handler: Callable[..., Any]
+    operation_id: str
+    access: Access = Access.PROJECT
+    permission: Permission = Permission.READ
+
+
+@dataclass(slots=True)
+class _Node:
+    static: dict[str, _Node] = field(default_factory=dict)
+    param: tuple[str, _Node] | None = None
+    routes: dict[str, Route] = field(default_factory=dict)
+
+
+class Router:
+    def __init__(self) -> None:
+        self._root = _Node()
+        self.routes: list[Route] = []
+
+    def add(self, route: Route) -> None:
+        node = self._root
+        for segment in route.template.strip("/").split("/"):
+            if segment.startswith("{") and segment.endswith("}"):
+                name = segment[1:-1]
+                if node.param is None:
+                    node.param = (name, _Node())
+                elif node.param[0] != name:
+                    raise ValueError(f"conflicting parameter names at {route.template}: {node.param[0]} vs {name}")
+                node = node.param[1]
+            else:
+                node = node.static.setdefault(segment, _Node())
+        if route.method in node.routes:
+            raise ValueError(f"duplicate route {route.method} {route.template}")
+        node.routes[route.method] = route
+        self.routes.append(route)
+
+    def match(self, method: str, path: str) -> tuple[Route | None, dict[str, str], bool]:
+        """(route, path parameters, whether the path exists for some other method)."""
+        params: dict[str, str] = {}
+        node: _Node | None = self._root
+        for segment in path.strip("/").split("/"):
+            assert node is not None
+            nxt = node.static.get(segment)
+            if nxt is None and node.param is not None and segment:
+                params[node.param[0]] = segment
+                nxt = node.param[1]
+            node = nxt
+            if node is None:
+                return None, {}, False
+        route = node.routes.get(method)
+        return route, params, bool(node.routes)

@@ -1,0 +1,108 @@
+"""Engines and transactions for SQLite (the embedded default) and PostgreSQL."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# How long one SQLite connection waits for another process's write lock before giving up.
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+# Transient conflicts (SQLite busy, PostgreSQL deadlock or serialization failure) are retried this often.
+MAX_ATTEMPTS = 5
+
+
+def normalize_url(url: str) -> str:
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    return url
+
+
+def is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite")
+
+
+def create_engine(url: str, *, echo: bool = False) -> Engine:
+    url = normalize_url(url)
+    if is_sqlite(url):
+        engine = sa.create_engine(
+            url,
+            echo=echo,
+            connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            pool_size=8,
+            max_overflow=8,
+        )
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.isolation_level = None  # packyard issues BEGIN itself (see _sqlite_begin)
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: Connection) -> None:
+            # A writer takes the write lock up front, so it waits (busy_timeout) instead of failing
+            # half-way with "database is locked" when it upgrades from a read.
+            write = conn.get_execution_options().get("packyard_write", True)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+        return engine
+    return sa.create_engine(url, echo=echo, pool_size=10, max_overflow=10, pool_pre_ping=True)
+
+
+def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, OperationalError):
+        text = str(exc.orig).lower()
+        if "locked" in text or "busy" in text:
+            return True
+    if isinstance(exc, DBAPIError):
+        code = getattr(exc.orig, "sqlstate", None)
+        if code in ("40001", "40P01"):  # serialization failure, deadlock detected
+            return True
+    return False
+
+
+class Database:
+    def __init__(self, url: str, *, engine: Engine | None = None) -> None:
+        self.url = normalize_url(url)
+        self.engine = engine or create_engine(self.url)
+        self.is_sqlite = is_sqlite(self.url)
+
+    @contextmanager
+    def connect(self, *, write: bool) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            conn.execution_options(packyard_write=write)
+            with conn.begin():
+                yield conn
+
+    def run(self, work: Callable[[Connection], T], *, write: bool) -> T:
+        """Run work in one transaction, committed at the end; retried on transient conflicts."""
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                with self.connect(write=write) as conn:
+                    return work(conn)
+            except DBAPIError as exc:
+                if attempt == MAX_ATTEMPTS or not is_transient(exc):
+                    raise
+                log.warning("transient database conflict, retrying (attempt %d): %s", attempt, exc.orig)
+                time.sleep(0.01 * attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def dispose(self) -> None:
+        self.engine.dispose()

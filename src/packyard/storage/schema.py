@@ -1,0 +1,167 @@
+"""The tables. Times are integer microseconds since the epoch (UTC), identical on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata = sa.MetaData(naming_convention=NAMING)
+
+# Byte-order comparison on both databases, so keyset pages agree (PostgreSQL would otherwise use the locale).
+Text = sa.String().with_variant(sa.String(collation="C"), "postgresql")
+Id = sa.String(36)
+Time = sa.BigInteger
+
+
+def _id(name: str = "id", **kw: object) -> sa.Column[str]:
+    return sa.Column(name, Id, primary_key=True, **kw)  # type: ignore[arg-type]
+
+
+organization = sa.Table(
+    "organization",
+    metadata,
+    _id(),
+    sa.Column("name", Text, nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+)
+
+project = sa.Table(
+    "project",
+    metadata,
+    _id(),
+    sa.Column("organization_id", Id, sa.ForeignKey("organization.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", Text, nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Index("ix_project_organization", "organization_id", "created_at"),
+)
+
+principal = sa.Table(
+    "principal",
+    metadata,
+    _id(),
+    sa.Column("client_id", Text, nullable=False, unique=True),
+    sa.Column("name", Text, nullable=False),
+    sa.Column("organization_id", Id, sa.ForeignKey("organization.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("project_id", Id, sa.ForeignKey("project.id", ondelete="CASCADE"), nullable=True),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("secret_hash", Text, nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+)
+
+signing_key = sa.Table(
+    "signing_key",
+    metadata,
+    _id(),
+    sa.Column("secret", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+)
+
+registry = sa.Table(
+    "registry",
+    metadata,
+    _id(),
+    sa.Column("organization_id", Id, nullable=False),
+    sa.Column("project_id", Id, sa.ForeignKey("project.id", ondelete="CASCADE"), nullable=False, unique=True),
+    sa.Column("feature_tier", sa.String(16), nullable=False),
+    sa.Column("activated", sa.Boolean, nullable=False),
+    sa.Column("deactivated_at", Time, nullable=True),
+    sa.Column("run_task_api_id", Id, nullable=False),
+    sa.Column("hmac_key", Text, nullable=True),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+)
+
+bucket = sa.Table(
+    "bucket",
+    metadata,
+    _id(),
+    sa.Column("project_id", Id, sa.ForeignKey("project.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("slug", Text, nullable=False),
+    sa.Column("description", Text, nullable=False, server_default=""),
+    sa.Column("labels", sa.JSON, nullable=False),
+    sa.Column("platforms", sa.JSON, nullable=False),
+    sa.Column("latest_iteration_id", Id, nullable=True),
+    sa.Column("latest_version", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("iteration_count", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("version_counter", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+    sa.UniqueConstraint("project_id", "slug", name="uq_bucket_project_slug"),
+    sa.Index("ix_bucket_project_created", "project_id", "created_at", "id"),
+    sa.Index("ix_bucket_project_updated", "project_id", "updated_at", "id"),
+)
+
+iteration = sa.Table(
+    "iteration",
+    metadata,
+    _id(),
+    sa.Column("bucket_id", Id, sa.ForeignKey("bucket.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("project_id", Id, nullable=False),
+    sa.Column("fingerprint", Text, nullable=False),
+    sa.Column("incremental_version", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("complete", sa.Boolean, nullable=False),
+    sa.Column("author_id", Text, nullable=False, server_default=""),
+    sa.Column("template_type", sa.String(24), nullable=False),
+    sa.Column("revoke_at", Time, nullable=True),
+    sa.Column("revocation_message", Text, nullable=False, server_default=""),
+    sa.Column("revocation_author", Text, nullable=False, server_default=""),
+    sa.Column("revocation_type", sa.String(16), nullable=False, server_default="UNSET"),
+    sa.Column("revocation_inherited_from", Id, nullable=True),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+    sa.UniqueConstraint("bucket_id", "fingerprint", name="uq_iteration_bucket_fingerprint"),
+    sa.Index(
+        "uq_iteration_bucket_version",
+        "bucket_id",
+        "incremental_version",
+        unique=True,
+        sqlite_where=sa.text("incremental_version > 0"),
+        postgresql_where=sa.text("incremental_version > 0"),
+    ),
+    sa.Index("ix_iteration_bucket_created", "bucket_id", "created_at", "id"),
+    sa.Index("ix_iteration_bucket_updated", "bucket_id", "updated_at", "id"),
+    sa.Index("ix_iteration_bucket_version_id", "bucket_id", "incremental_version", "id"),
+    sa.Index("ix_iteration_project", "project_id", "id"),
+)
+
+build = sa.Table(
+    "build",
+    metadata,
+    _id(),
+    sa.Column("iteration_id", Id, sa.ForeignKey("iteration.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("bucket_id", Id, nullable=False),
+    sa.Column("project_id", Id, nullable=False),
+    sa.Column("component_type", Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("packer_run_uuid", Text, nullable=False, server_default=""),
+    sa.Column("cloud_provider", Text, nullable=False, server_default=""),
+    sa.Column("source_image_id", Text, nullable=False, server_default=""),
+    sa.Column("source_iteration_id", Id, nullable=False, server_default=""),
+    sa.Column("source_channel_id", Text, nullable=False, server_default=""),
+    sa.Column("source_build_ulid", Id, nullable=False, server_default=""),
+    sa.Column("labels", sa.JSON, nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+    sa.Column("heartbeat_at", Time, nullable=False),
+    sa.UniqueConstraint("iteration_id", "component_type", name="uq_build_iteration_component"),
+    sa.Index("ix_build_project", "project_id", "id"),
+    sa.Index("ix_build_source_iteration", "source_iteration_id"),
+)
+
+image = sa.Table(
+    "image",
+    metadata,
+    _id(),
+    sa.Column("build_id", Id, sa.ForeignKey("build.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("image_id", Text, nullable=False),
+    sa.Column("region", Text, nullable=False, server_default=""),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Index("ix_image_build", "build_id", "position"),
+)

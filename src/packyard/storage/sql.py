@@ -1,0 +1,640 @@
+"""Repositories over SQLAlchemy Core; one implementation for SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Row
+from sqlalchemy.exc import IntegrityError
+
+from packyard.domain.errors import AlreadyExists
+from packyard.domain.models import (
+    Bucket,
+    Build,
+    BuildStatus,
+    Image,
+    Iteration,
+    Organization,
+    Principal,
+    Project,
+    Registry,
+    RevocationType,
+    Role,
+    TemplateType,
+    Tier,
+)
+from packyard.domain.pagination import PageRequest
+from packyard.storage import schema as t
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+
+
+def to_us(value: datetime) -> int:
+    return (value - EPOCH) // _US
+
+
+def from_us(value: int) -> datetime:
+    return EPOCH + timedelta(microseconds=value)
+
+
+def opt_from_us(value: int | None) -> datetime | None:
+    return None if value is None else from_us(value)
+
+
+def _db_value(value: object) -> object:
+    return to_us(value) if isinstance(value, datetime) else value
+
+
+def keyset(
+    stmt: sa.Select[Any], columns: Mapping[str, sa.ColumnElement[Any]], page: PageRequest
+) -> sa.Select[Any]:
+    """Order by the page's fields and start after (or before) its cursor; fetch one extra row."""
+    cols = [columns[f.name] for f in page.order]
+    desc = [f.descending != page.backwards for f in page.order]
+    if page.cursor is not None:
+        values = [_db_value(v) for v in page.cursor]
+        if all(desc) or not any(desc):
+            left, right = sa.tuple_(*cols), sa.tuple_(*[sa.literal(v) for v in values])
+            stmt = stmt.where(left < right if desc[0] else left > right)
+        else:
+            clauses = []
+            for i, col in enumerate(cols):
+                equal = [cols[j] == values[j] for j in range(i)]
+                beyond = col < values[i] if desc[i] else col > values[i]
+                clauses.append(sa.and_(*equal, beyond))
+            stmt = stmt.where(sa.or_(*clauses))
+    stmt = stmt.order_by(*[c.desc() if d else c.asc() for c, d in zip(cols, desc, strict=True)])
+    return stmt.limit(page.size + 1)
+
+
+def _insert(conn: Connection, table: sa.Table, values: Mapping[str, Any], duplicate: str) -> None:
+    try:
+        with conn.begin_nested():
+            conn.execute(table.insert().values(**values))
+    except IntegrityError as exc:
+        raise AlreadyExists(duplicate) from exc
+
+
+class SqlTenants:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    @staticmethod
+    def _org(row: Row[Any]) -> Organization:
+        return Organization(row.id, row.name, from_us(row.created_at))
+
+    @staticmethod
+    def _project(row: Row[Any]) -> Project:
+        return Project(row.id, row.organization_id, row.name, from_us(row.created_at))
+
+    def add_organization(self, org: Organization) -> None:
+        _insert(
+            self.conn,
+            t.organization,
+            {"id": org.id, "name": org.name, "created_at": to_us(org.created_at)},
+            f"organization {org.id} already exists",
+        )
+
+    def get_organization(self, org_id: str) -> Organization | None:
+        row = self.conn.execute(sa.select(t.organization).where(t.organization.c.id == org_id)).first()
+        return self._org(row) if row else None
+
+    def list_organizations(self) -> list[Organization]:
+        rows = self.conn.execute(sa.select(t.organization).order_by(t.organization.c.created_at))
+        return [self._org(r) for r in rows]
+
+    def add_project(self, project: Project) -> None:
+        _insert(
+            self.conn,
+            t.project,
+            {
+                "id": project.id,
+                "organization_id": project.organization_id,
+                "name": project.name,
+                "created_at": to_us(project.created_at),
+            },
+            f"project {project.id} already exists",
+        )
+
+    def get_project(self, organization_id: str, project_id: str) -> Project | None:
+        row = self.conn.execute(
+            sa.select(t.project).where(t.project.c.id == project_id, t.project.c.organization_id == organization_id)
+        ).first()
+        return self._project(row) if row else None
+
+    def list_projects(self, organization_id: str) -> list[Project]:
+        rows = self.conn.execute(
+            sa.select(t.project)
+            .where(t.project.c.organization_id == organization_id)
+            .order_by(t.project.c.created_at, t.project.c.id)
+        )
+        return [self._project(r) for r in rows]
+
+
+class SqlPrincipals:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    @staticmethod
+    def _principal(row: Row[Any]) -> Principal:
+        return Principal(
+            id=row.id,
+            client_id=row.client_id,
+            name=row.name,
+            organization_id=row.organization_id,
+            project_id=row.project_id,
+            role=Role(row.role),
+            secret_hash=row.secret_hash,
+            created_at=from_us(row.created_at),
+        )
+
+    def add(self, principal: Principal) -> None:
+        _insert(
+            self.conn,
+            t.principal,
+            {
+                "id": principal.id,
+                "client_id": principal.client_id,
+                "name": principal.name,
+                "organization_id": principal.organization_id,
+                "project_id": principal.project_id,
+                "role": principal.role.value,
+                "secret_hash": principal.secret_hash,
+                "created_at": to_us(principal.created_at),
+            },
+            f"principal {principal.client_id} already exists",
+        )
+
+    def get(self, principal_id: str) -> Principal | None:
+        row = self.conn.execute(sa.select(t.principal).where(t.principal.c.id == principal_id)).first()
+        return self._principal(row) if row else None
+
+    def get_by_client_id(self, client_id: str) -> Principal | None:
+        row = self.conn.execute(sa.select(t.principal).where(t.principal.c.client_id == client_id)).first()
+        return self._principal(row) if row else None
+
+    def list(self) -> list[Principal]:
+        rows = self.conn.execute(sa.select(t.principal).order_by(t.principal.c.created_at, t.principal.c.id))
+        return [self._principal(r) for r in rows]
+
+    def delete(self, principal_id: str) -> None:
+        self.conn.execute(t.principal.delete().where(t.principal.c.id == principal_id))
+
+
+class SqlSigningKeys:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def current(self) -> tuple[str, bytes] | None:
+        row = self.conn.execute(
+            sa.select(t.signing_key).order_by(t.signing_key.c.created_at.desc(), t.signing_key.c.id.desc()).limit(1)
+        ).first()
+        return (row.id, bytes(row.secret)) if row else None
+
+    def get(self, key_id: str) -> bytes | None:
+        row = self.conn.execute(sa.select(t.signing_key.c.secret).where(t.signing_key.c.id == key_id)).first()
+        return bytes(row.secret) if row else None
+
+    def add(self, key_id: str, secret: bytes) -> None:
+        self.conn.execute(
+            t.signing_key.insert().values(id=key_id, secret=secret, created_at=to_us(datetime.now(UTC)))
+        )
+
+
+class SqlRegistries:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def get(self, project_id: str) -> Registry | None:
+        row = self.conn.execute(sa.select(t.registry).where(t.registry.c.project_id == project_id)).first()
+        if row is None:
+            return None
+        return Registry(
+            id=row.id,
+            organization_id=row.organization_id,
+            project_id=row.project_id,
+            feature_tier=Tier(row.feature_tier),
+            activated=row.activated,
+            created_at=from_us(row.created_at),
+            updated_at=from_us(row.updated_at),
+            run_task_api_id=row.run_task_api_id,
+            deactivated_at=opt_from_us(row.deactivated_at),
+        )
+
+    @staticmethod
+    def _values(registry: Registry) -> dict[str, Any]:
+        return {
+            "feature_tier": registry.feature_tier.value,
+            "activated": registry.activated,
+            "deactivated_at": None if registry.deactivated_at is None else to_us(registry.deactivated_at),
+            "updated_at": to_us(registry.updated_at),
+        }
+
+    def add(self, registry: Registry) -> None:
+        _insert(
+            self.conn,
+            t.registry,
+            {
+                "id": registry.id,
+                "organization_id": registry.organization_id,
+                "project_id": registry.project_id,
+                "run_task_api_id": registry.run_task_api_id,
+                "created_at": to_us(registry.created_at),
+                **self._values(registry),
+            },
+            f"project {registry.project_id} already has a registry",
+        )
+
+    def save(self, registry: Registry) -> None:
+        self.conn.execute(t.registry.update().where(t.registry.c.id == registry.id).values(**self._values(registry)))
+
+    def purge(self, project_id: str) -> None:
+        self.conn.execute(t.bucket.delete().where(t.bucket.c.project_id == project_id))
+        self.conn.execute(t.registry.delete().where(t.registry.c.project_id == project_id))
+
+
+class SqlBuckets:
+    COLUMNS: Mapping[str, sa.ColumnElement[Any]] = {
+        "slug": t.bucket.c.slug,
+        "created_at": t.bucket.c.created_at,
+        "updated_at": t.bucket.c.updated_at,
+        "id": t.bucket.c.id,
+    }
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    @staticmethod
+    def _bucket(row: Row[Any]) -> Bucket:
+        return Bucket(
+            id=row.id,
+            project_id=row.project_id,
+            slug=row.slug,
+            description=row.description,
+            labels=dict(row.labels or {}),
+            platforms=list(row.platforms or []),
+            latest_iteration_id=row.latest_iteration_id,
+            latest_version=row.latest_version,
+            iteration_count=row.iteration_count,
+            created_at=from_us(row.created_at),
+            updated_at=from_us(row.updated_at),
+        )
+
+    def get(self, project_id: str, slug: str, *, for_update: bool = False) -> Bucket | None:
+        stmt = sa.select(t.bucket).where(t.bucket.c.project_id == project_id, t.bucket.c.slug == slug)
+        if for_update:
+            stmt = stmt.with_for_update()
+        row = self.conn.execute(stmt).first()
+        return self._bucket(row) if row else None
+
+    def get_by_id(self, bucket_id: str) -> Bucket | None:
+        row = self.conn.execute(sa.select(t.bucket).where(t.bucket.c.id == bucket_id)).first()
+        return self._bucket(row) if row else None
+
+    def list(self, project_id: str, page: PageRequest) -> list[Bucket]:
+        stmt = keyset(sa.select(t.bucket).where(t.bucket.c.project_id == project_id), self.COLUMNS, page)
+        return [self._bucket(r) for r in self.conn.execute(stmt)]
+
+    def add(self, bucket: Bucket) -> None:
+        _insert(
+            self.conn,
+            t.bucket,
+            {
+                "id": bucket.id,
+                "project_id": bucket.project_id,
+                "slug": bucket.slug,
+                "description": bucket.description,
+                "labels": bucket.labels,
+                "platforms": bucket.platforms,
+                "latest_iteration_id": bucket.latest_iteration_id,
+                "latest_version": bucket.latest_version,
+                "iteration_count": 0,
+                "version_counter": 0,
+                "created_at": to_us(bucket.created_at),
+                "updated_at": to_us(bucket.updated_at),
+            },
+            f"bucket {bucket.slug!r} already exists",
+        )
+
+    def save(self, bucket: Bucket) -> None:
+        self.conn.execute(
+            t.bucket.update()
+            .where(t.bucket.c.id == bucket.id)
+            .values(
+                description=bucket.description,
+                labels=bucket.labels,
+                platforms=bucket.platforms,
+                updated_at=to_us(bucket.updated_at),
+            )
+        )
+
+    def set_latest(self, bucket: Bucket) -> None:
+        self.conn.execute(
+            t.bucket.update()
+            .where(t.bucket.c.id == bucket.id)
+            .values(
+                latest_iteration_id=bucket.latest_iteration_id,
+                latest_version=bucket.latest_version,
+                platforms=bucket.platforms,
+                updated_at=to_us(bucket.updated_at),
+            )
+        )
+
+    def delete(self, bucket_id: str) -> None:
+        self.conn.execute(t.bucket.delete().where(t.bucket.c.id == bucket_id))
+
+    def next_version(self, bucket_id: str) -> int:
+        # One UPDATE ... RETURNING: the row lock (PostgreSQL) or the write lock (SQLite) makes it atomic.
+        row = self.conn.execute(
+            t.bucket.update()
+            .where(t.bucket.c.id == bucket_id)
+            .values(version_counter=t.bucket.c.version_counter + 1)
+            .returning(t.bucket.c.version_counter)
+        ).one()
+        return int(row.version_counter)
+
+    def adjust_iteration_count(self, bucket_id: str, delta: int) -> None:
+        self.conn.execute(
+            t.bucket.update()
+            .where(t.bucket.c.id == bucket_id)
+            .values(iteration_count=t.bucket.c.iteration_count + delta)
+        )
+
+
+_ITERATION_SELECT = sa.select(t.iteration, t.bucket.c.slug.label("bucket_slug")).join(
+    t.bucket, t.bucket.c.id == t.iteration.c.bucket_id
+)
+
+
+class SqlIterations:
+    COLUMNS: Mapping[str, sa.ColumnElement[Any]] = {
+        "created_at": t.iteration.c.created_at,
+        "updated_at": t.iteration.c.updated_at,
+        "incremental_version": t.iteration.c.incremental_version,
+        "fingerprint": t.iteration.c.fingerprint,
+        "id": t.iteration.c.id,
+    }
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    @staticmethod
+    def _iteration(row: Row[Any]) -> Iteration:
+        return Iteration(
+            id=row.id,
+            bucket_id=row.bucket_id,
+            bucket_slug=row.bucket_slug,
+            project_id=row.project_id,
+            fingerprint=row.fingerprint,
+            incremental_version=row.incremental_version,
+            complete=row.complete,
+            author_id=row.author_id,
+            template_type=TemplateType(row.template_type),
+            revoke_at=opt_from_us(row.revoke_at),
+            revocation_message=row.revocation_message,
+            revocation_author=row.revocation_author,
+            revocation_type=RevocationType(row.revocation_type),
+            revocation_inherited_from=row.revocation_inherited_from,
+            created_at=from_us(row.created_at),
+            updated_at=from_us(row.updated_at),
+        )
+
+    def _one(self, stmt: sa.Select[Any], for_update: bool) -> Iteration | None:
+        if for_update:
+            stmt = stmt.with_for_update(of=t.iteration)
+        row = self.conn.execute(stmt).first()
+        return self._iteration(row) if row else None
+
+    def get(
+        self,
+        bucket_id: str,
+        *,
+        iteration_id: str | None = None,
+        fingerprint: str | None = None,
+        version: int | None = None,
+        for_update: bool = False,
+    ) -> Iteration | None:
+        stmt = _ITERATION_SELECT.where(t.iteration.c.bucket_id == bucket_id)
+        if iteration_id is not None:
+            stmt = stmt.where(t.iteration.c.id == iteration_id)
+        elif fingerprint is not None:
+            stmt = stmt.where(t.iteration.c.fingerprint == fingerprint)
+        elif version is not None:
+            stmt = stmt.where(t.iteration.c.incremental_version == version, t.iteration.c.incremental_version > 0)
+        else:
+            raise ValueError("one identifier is required")
+        return self._one(stmt, for_update)
+
+    def get_in_project(self, project_id: str, iteration_id: str, *, for_update: bool = False) -> Iteration | None:
+        stmt = _ITERATION_SELECT.where(t.iteration.c.project_id == project_id, t.iteration.c.id == iteration_id)
+        return self._one(stmt, for_update)
+
+    def get_many(self, iteration_ids: Sequence[str]) -> dict[str, Iteration]:
+        rows = self.conn.execute(_ITERATION_SELECT.where(t.iteration.c.id.in_(list(iteration_ids))))
+        return {r.id: self._iteration(r) for r in rows}
+
+    def latest_complete(self, bucket_id: str, *, excluding: str | None = None) -> Iteration | None:
+        stmt = _ITERATION_SELECT.where(t.iteration.c.bucket_id == bucket_id, t.iteration.c.complete.is_(True))
+        if excluding:
+            stmt = stmt.where(t.iteration.c.id != excluding)
+        stmt = stmt.order_by(t.iteration.c.incremental_version.desc()).limit(1)
+        return self._one(stmt, False)
+
+    def list(self, bucket_id: str, page: PageRequest) -> list[Iteration]:
+        stmt = keyset(_ITERATION_SELECT.where(t.iteration.c.bucket_id == bucket_id), self.COLUMNS, page)
+        return [self._iteration(r) for r in self.conn.execute(stmt)]
+
+    @staticmethod
+    def _values(iteration: Iteration) -> dict[str, Any]:
+        return {
+            "fingerprint": iteration.fingerprint,
+            "incremental_version": iteration.incremental_version,
+            "complete": iteration.complete,
+            "author_id": iteration.author_id,
+            "template_type": iteration.template_type.value,
+            "revoke_at": None if iteration.revoke_at is None else to_us(iteration.revoke_at),
+            "revocation_message": iteration.revocation_message,
+            "revocation_author": iteration.revocation_author,
+            "revocation_type": iteration.revocation_type.value,
+            "revocation_inherited_from": iteration.revocation_inherited_from,
+            "updated_at": to_us(iteration.updated_at),
+        }
+
+    def add(self, iteration: Iteration) -> None:
+        _insert(
+            self.conn,
+            t.iteration,
+            {
+                "id": iteration.id,
+                "bucket_id": iteration.bucket_id,
+                "project_id": iteration.project_id,
+                "created_at": to_us(iteration.created_at),
+                **self._values(iteration),
+            },
+            f"bucket {iteration.bucket_slug!r} already has an iteration with fingerprint {iteration.fingerprint!r}",
+        )
+
+    def save(self, iteration: Iteration) -> None:
+        self.conn.execute(
+            t.iteration.update().where(t.iteration.c.id == iteration.id).values(**self._values(iteration))
+        )
+
+    def delete(self, iteration_id: str) -> None:
+        self.conn.execute(t.iteration.delete().where(t.iteration.c.id == iteration_id))
+
+    def build_states(self, iteration_ids: Sequence[str]) -> dict[str, list[tuple[str, BuildStatus, datetime]]]:
+        rows = self.conn.execute(
+            sa.select(t.build.c.iteration_id, t.build.c.component_type, t.build.c.status, t.build.c.heartbeat_at)
+            .where(t.build.c.iteration_id.in_(list(iteration_ids)))
+            .order_by(t.build.c.created_at, t.build.c.id)
+        )
+        out: dict[str, list[tuple[str, BuildStatus, datetime]]] = {}
+        for r in rows:
+            out.setdefault(r.iteration_id, []).append(
+                (r.component_type, BuildStatus(r.status), from_us(r.heartbeat_at))
+            )
+        return out
+
+
+class SqlBuilds:
+    COLUMNS: Mapping[str, sa.ColumnElement[Any]] = {
+        "created_at": t.build.c.created_at,
+        "updated_at": t.build.c.updated_at,
+        "component_type": t.build.c.component_type,
+        "id": t.build.c.id,
+    }
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    @staticmethod
+    def _build(row: Row[Any]) -> Build:
+        return Build(
+            id=row.id,
+            iteration_id=row.iteration_id,
+            bucket_id=row.bucket_id,
+            project_id=row.project_id,
+            component_type=row.component_type,
+            status=BuildStatus(row.status),
+            packer_run_uuid=row.packer_run_uuid,
+            cloud_provider=row.cloud_provider,
+            source_image_id=row.source_image_id,
+            source_iteration_id=row.source_iteration_id,
+            source_channel_id=row.source_channel_id,
+            source_build_ulid=row.source_build_ulid,
+            labels=dict(row.labels or {}),
+            created_at=from_us(row.created_at),
+            updated_at=from_us(row.updated_at),
+            heartbeat_at=from_us(row.heartbeat_at),
+        )
+
+    def _attach_images(self, builds: list[Build]) -> list[Build]:
+        if not builds:
+            return builds
+        by_id = {b.id: b for b in builds}
+        rows = self.conn.execute(
+            sa.select(t.image)
+            .where(t.image.c.build_id.in_(list(by_id)))
+            .order_by(t.image.c.build_id, t.image.c.position)
+        )
+        for r in rows:
+            by_id[r.build_id].images.append(Image(r.id, r.build_id, r.image_id, r.region, from_us(r.created_at)))
+        return builds
+
+    def get(self, project_id: str, build_id: str, *, for_update: bool = False) -> Build | None:
+        stmt = sa.select(t.build).where(t.build.c.project_id == project_id, t.build.c.id == build_id)
+        if for_update:
+            stmt = stmt.with_for_update()
+        row = self.conn.execute(stmt).first()
+        return self._attach_images([self._build(row)])[0] if row else None
+
+    def for_iteration(self, iteration_id: str, page: PageRequest | None = None) -> list[Build]:
+        stmt = sa.select(t.build).where(t.build.c.iteration_id == iteration_id)
+        stmt = keyset(stmt, self.COLUMNS, page) if page else stmt.order_by(t.build.c.created_at, t.build.c.id)
+        return self._attach_images([self._build(r) for r in self.conn.execute(stmt)])
+
+    def for_iterations(self, iteration_ids: Sequence[str]) -> dict[str, list[Build]]:
+        rows = self.conn.execute(
+            sa.select(t.build)
+            .where(t.build.c.iteration_id.in_(list(iteration_ids)))
+            .order_by(t.build.c.created_at, t.build.c.id)
+        )
+        builds = self._attach_images([self._build(r) for r in rows])
+        out: dict[str, list[Build]] = {}
+        for b in builds:
+            out.setdefault(b.iteration_id, []).append(b)
+        return out
+
+    @staticmethod
+    def _values(build: Build) -> dict[str, Any]:
+        return {
+            "status": build.status.value,
+            "packer_run_uuid": build.packer_run_uuid,
+            "cloud_provider": build.cloud_provider,
+            "source_image_id": build.source_image_id,
+            "source_iteration_id": build.source_iteration_id,
+            "source_channel_id": build.source_channel_id,
+            "source_build_ulid": build.source_build_ulid,
+            "labels": build.labels,
+            "updated_at": to_us(build.updated_at),
+            "heartbeat_at": to_us(build.heartbeat_at),
+        }
+
+    def _write_images(self, build: Build) -> None:
+        self.conn.execute(t.image.delete().where(t.image.c.build_id == build.id))
+        if build.images:
+            self.conn.execute(
+                t.image.insert(),
+                [
+                    {
+                        "id": img.id,
+                        "build_id": build.id,
+                        "position": n,
+                        "image_id": img.image_id,
+                        "region": img.region,
+                        "created_at": to_us(img.created_at),
+                    }
+                    for n, img in enumerate(build.images)
+                ],
+            )
+
+    def add(self, build: Build) -> None:
+        _insert(
+            self.conn,
+            t.build,
+            {
+                "id": build.id,
+                "iteration_id": build.iteration_id,
+                "bucket_id": build.bucket_id,
+                "project_id": build.project_id,
+                "component_type": build.component_type,
+                "created_at": to_us(build.created_at),
+                **self._values(build),
+            },
+            f"iteration {build.iteration_id} already has a build for component_type {build.component_type!r}",
+        )
+        self._write_images(build)
+
+    def save(self, build: Build, *, images_changed: bool) -> None:
+        self.conn.execute(t.build.update().where(t.build.c.id == build.id).values(**self._values(build)))
+        if images_changed:
+            self._write_images(build)
+
+    def delete(self, build_id: str) -> None:
+        self.conn.execute(t.build.delete().where(t.build.c.id == build_id))
+
+
+class SqlUnitOfWork:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.tenants = SqlTenants(conn)
+        self.principals = SqlPrincipals(conn)
+        self.signing_keys = SqlSigningKeys(conn)
+        self.registries = SqlRegistries(conn)
+        self.buckets = SqlBuckets(conn)
+        self.iterations = SqlIterations(conn)
+        self.builds = SqlBuilds(conn)
