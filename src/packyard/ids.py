@@ -27,7 +27,7 @@ def _encode(value: int, length: int) -> str:
 
 def new_ulid(ms: int | None = None) -> str:
     """A new ULID; monotonic within one process, so ids sort in creation order."""
-    global _last_ms, _last_rand  # noqa: PLW0603 - the monotonic state is per process by design
+    global _last_ms, _last_rand
     now_ms = int(time.time() * 1000) if ms is None else ms
     with _lock:
         if now_ms <= _last_ms:

@@ -202,9 +202,7 @@ def _load_ca(
     return cert, key
 
 
-def _create_ca(
-    cert_path: Path, key_path: Path, now: datetime
-) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+def _create_ca(cert_path: Path, key_path: Path, now: datetime) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     key = ec.generate_private_key(ec.SECP256R1())
     public_key = key.public_key()
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, CA_COMMON_NAME)])
@@ -323,9 +321,7 @@ def _issue_server_cert(
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
-    chain_pem = cert.public_bytes(serialization.Encoding.PEM) + ca_cert.public_bytes(
-        serialization.Encoding.PEM
-    )
+    chain_pem = cert.public_bytes(serialization.Encoding.PEM) + ca_cert.public_bytes(serialization.Encoding.PEM)
     # Key first: a crash between the writes leaves a mismatched pair, which is re-issued next time.
     _write_atomic(key_path, _key_pem(key), _KEY_MODE)
     _write_atomic(cert_path, chain_pem, _CERT_MODE)

@@ -176,9 +176,7 @@ def test_packer_document_loads_every_operation(packer: SwaggerContract) -> None:
 def test_newer_packer_document_loads_too() -> None:
     newer = SwaggerContract.load(spec_dir() / "packer-service-2023-01-01.swagger.json")
     assert len(newer.operations) == 52
-    assert (
-        newer.match("GET", f"/packer/2023-01-01/organizations/{ORG}/projects/{PROJECT}/buckets") is not None
-    )
+    assert newer.match("GET", f"/packer/2023-01-01/organizations/{ORG}/projects/{PROJECT}/buckets") is not None
 
 
 def test_unknown_operation_is_a_key_error(packer: SwaggerContract) -> None:
@@ -287,9 +285,7 @@ def test_special_cases_name_real_definitions_and_arrays(packer: SwaggerContract)
         ("GET", "/images/ubuntu/channels/bar/history/extra", None),
     ],
 )
-def test_match_maps_concrete_paths(
-    packer: SwaggerContract, method: str, suffix: str, expected: str | None
-) -> None:
+def test_match_maps_concrete_paths(packer: SwaggerContract, method: str, suffix: str, expected: str | None) -> None:
     found = packer.match(method, PREFIX + suffix)
     assert (found.operation_id if found else None) == expected
 
@@ -384,9 +380,7 @@ def test_match_in_the_resource_manager(
         ),
     ],
 )
-def test_valid_success_bodies_pass(
-    packer: SwaggerContract, operation_id: str, make_body: Callable[[], Body]
-) -> None:
+def test_valid_success_bodies_pass(packer: SwaggerContract, operation_id: str, make_body: Callable[[], Body]) -> None:
     body = make_body()
     packer.validate_response(operation_id, 200, body)
     assert body == make_body(), "validation must not modify the body"
@@ -454,19 +448,13 @@ NEW_ITERATION: Body = {"iteration": {"id": ITERATION_ID, "builds": []}}
 
 VIOLATIONS: dict[str, Case] = {
     # strict objects
-    "undeclared-root": Case(
-        GET_BUCKET, get_bucket(), lambda b: {**b, "extra": 1}, "/extra", "not a property"
-    ),
+    "undeclared-root": Case(GET_BUCKET, get_bucket(), lambda b: {**b, "extra": 1}, "/extra", "not a property"),
     "undeclared-nested": in_bucket("/name", "x", "not a property of hashicorp.cloud.packer.Bucket"),
     "undeclared-deep": in_bucket(
         f"{LATEST_BUILD}/images/0/arch", "x86", "not a property of hashicorp.cloud.packer.Image"
     ),
-    "delete-not-empty": Case(
-        "PackerService_DeleteBucket", {}, lambda b: {"bucket": {}}, "/bucket", "must be {}"
-    ),
-    "error-key-on-success": Case(
-        GET_BUCKET, get_bucket(), lambda b: {**b, "error": "x"}, "/error", "not a property"
-    ),
+    "delete-not-empty": Case("PackerService_DeleteBucket", {}, lambda b: {"bucket": {}}, "/bucket", "must be {}"),
+    "error-key-on-success": Case(GET_BUCKET, get_bucket(), lambda b: {**b, "error": "x"}, "/error", "not a property"),
     # JSON types
     "root-not-object": Case(GET_BUCKET, get_bucket(), lambda b: [b], "", "expected object, got array"),
     "string-as-number": in_bucket("/slug", 7, "expected string, got integer"),
@@ -529,9 +517,7 @@ VIOLATIONS: dict[str, Case] = {
     "zero-int64": in_bucket("/iteration_count", "0", 'zero value "0"'),
     "zero-bool": in_bucket(f"{LATEST}/complete", False, "zero value false"),
     "zero-map": in_bucket("/labels", {}, "empty map"),
-    "zero-token": setting(
-        "PackerService_ListBuckets", list_buckets(), "/pagination/next_page_token", "", "zero value"
-    ),
+    "zero-token": setting("PackerService_ListBuckets", list_buckets(), "/pagination/next_page_token", "", "zero value"),
     # date-time
     "time-empty": created_at("", "empty string"),
     "time-go-zero": created_at("0001-01-01T00:00:00.000Z", "Go's zero time"),
@@ -576,15 +562,11 @@ VIOLATIONS: dict[str, Case] = {
         "/buckets",
         "required by hashicorp.cloud.packer.ListBucketsResponse",
     ),
-    "missing-iterations": removing(
-        "PackerService_ListIterations", {"iterations": []}, "/iterations", "required"
-    ),
+    "missing-iterations": removing("PackerService_ListIterations", {"iterations": []}, "/iterations", "required"),
     "missing-builds": removing("PackerService_ListBuilds", {"builds": []}, "/builds", "required"),
     "missing-channels": removing("PackerService_ListChannels", {"channels": []}, "/channels", "required"),
     "missing-history": removing("PackerService_ListChannelHistory", {"history": []}, "/history", "required"),
-    "missing-relations": removing(
-        "PackerService_ListBucketAncestry", {"relations": []}, "/relations", "required"
-    ),
+    "missing-relations": removing("PackerService_ListBucketAncestry", {"relations": []}, "/relations", "required"),
     "missing-nested-status-details": removing(
         "PackerService_UpdateRegistry",
         {"operation": {"error": {"code": 13, "message": "x", "details": []}}},
@@ -594,9 +576,7 @@ VIOLATIONS: dict[str, Case] = {
     "missing-build-status": removing(
         CREATE_BUILD, create_build(), "/build/status", "required by hashicorp.cloud.packer.Build"
     ),
-    "missing-latest-build-status": removing(
-        GET_BUCKET, get_bucket(), f"/bucket{LATEST_BUILD}/status", "required"
-    ),
+    "missing-latest-build-status": removing(GET_BUCKET, get_bucket(), f"/bucket{LATEST_BUILD}/status", "required"),
     # null anywhere
     "null-root": Case(GET_BUCKET, get_bucket(), lambda b: None, "", "null"),
     "null-property": in_bucket(LATEST, None, "null"),
@@ -635,9 +615,7 @@ def test_each_violation_is_reported_at_its_path(packer: SwaggerContract, case: C
     ],
 )
 def test_valid_date_times_pass(packer: SwaggerContract, value: str) -> None:
-    packer.validate_response(
-        "PackerService_GetBucket", 200, with_value(get_bucket(), "/bucket/created_at", value)
-    )
+    packer.validate_response("PackerService_GetBucket", 200, with_value(get_bucket(), "/bucket/created_at", value))
 
 
 @pytest.mark.parametrize("value", ["1", "9223372036854775807", "-5"])
@@ -667,9 +645,7 @@ def test_valid_int64_strings_pass(packer: SwaggerContract, value: str) -> None:
         "nested-object-empty",
     ],
 )
-def test_zero_values_that_clients_need_are_allowed(
-    packer: SwaggerContract, pointer: str, value: object
-) -> None:
+def test_zero_values_that_clients_need_are_allowed(packer: SwaggerContract, pointer: str, value: object) -> None:
     packer.validate_response("PackerService_GetBucket", 200, with_value(get_bucket(), pointer, value))
 
 
@@ -718,9 +694,7 @@ def test_every_problem_is_listed(packer: SwaggerContract) -> None:
         (lambda b: {**b, "status": "NOT_FOUND"}, "/status", "not a property of google.rpc.Status"),
     ],
 )
-def test_error_body_violations(
-    packer: SwaggerContract, mutate: Mutation, pointer: str, fragment: str
-) -> None:
+def test_error_body_violations(packer: SwaggerContract, mutate: Mutation, pointer: str, fragment: str) -> None:
     found = problems(packer, "PackerService_GetBucket", 404, mutate(error_body()))
     assert pointer in found, found
     assert fragment in found[pointer]

@@ -112,7 +112,7 @@ class Problem:
         return f"{self.path or '<root>'}: {self.message}"
 
 
-class ContractViolation(AssertionError):  # noqa: N818 - the name is part of the agreed API
+class ContractViolation(AssertionError):
     """A response body breaks the contract; ``problems`` lists every violation found."""
 
     def __init__(self, operation_id: str, status: int, problems: Sequence[Problem]) -> None:
@@ -120,9 +120,7 @@ class ContractViolation(AssertionError):  # noqa: N818 - the name is part of the
         self.status = status
         self.problems: tuple[Problem, ...] = tuple(problems)
         lines = "\n".join(f"  {problem}" for problem in self.problems)
-        super().__init__(
-            f"{operation_id} (HTTP {status}): {len(self.problems)} contract violation(s)\n{lines}"
-        )
+        super().__init__(f"{operation_id} (HTTP {status}): {len(self.problems)} contract violation(s)\n{lines}")
 
     @property
     def paths(self) -> list[str]:
@@ -222,9 +220,7 @@ class SwaggerContract:
     def match(self, method: str, path: str) -> Operation | None:
         """The operation serving ``method path``; the most literal template wins."""
         wanted = method.upper()
-        candidates = [
-            op for op in self._operations.values() if op.method == wanted and op.bind(path) is not None
-        ]
+        candidates = [op for op in self._operations.values() if op.method == wanted and op.bind(path) is not None]
         if not candidates:
             return None
         return min(candidates, key=Operation._precedence)  # min() keeps document order on ties
@@ -237,9 +233,7 @@ class SwaggerContract:
         key = "200" if status == 200 else "default"
         response = operation.responses.get(key)
         if response is None:
-            raise ContractViolation(
-                operation_id, status, [Problem("", f"the operation declares no {key!r} response")]
-            )
+            raise ContractViolation(operation_id, status, [Problem("", f"the operation declares no {key!r} response")])
         schema: Schema = response.get("schema", {"type": "object"})
         checker = _Checker(self)
         if status == 200:
@@ -274,9 +268,7 @@ class SwaggerContract:
             unknown = {
                 key
                 for key in schema
-                if key not in _SUPPORTED_KEYWORDS
-                and key not in _IGNORED_KEYWORDS
-                and not key.startswith("x-")
+                if key not in _SUPPORTED_KEYWORDS and key not in _IGNORED_KEYWORDS and not key.startswith("x-")
             }
             if unknown:
                 raise ValueError(f"{self.source}: {where} uses unsupported keywords {sorted(unknown)}")
@@ -287,9 +279,7 @@ class SwaggerContract:
                 self.resolve(schema)
 
     def _all_schemas(self) -> Iterator[tuple[str, Schema]]:
-        stack: list[tuple[str, Schema]] = [
-            (f"definitions/{name}", schema) for name, schema in self.definitions.items()
-        ]
+        stack: list[tuple[str, Schema]] = [(f"definitions/{name}", schema) for name, schema in self.definitions.items()]
         for operation in self._operations.values():
             for code, response in operation.responses.items():
                 if "schema" in response:
@@ -387,9 +377,7 @@ class _Checker:
 
     # generic
 
-    def check(
-        self, value: object, schema: Schema, path: str, *, root: bool = False, error_root: bool = False
-    ) -> None:
+    def check(self, value: object, schema: Schema, path: str, *, root: bool = False, error_root: bool = False) -> None:
         if value is None:
             self.fail(path, "null is not allowed; omit the key instead")
             return
@@ -411,9 +399,7 @@ class _Checker:
     def _check_enum(self, value: object, schema: Schema, label: str, path: str) -> None:
         names = schema["enum"]
         if not isinstance(value, str):
-            self.fail(
-                path, f"expected one of the {label} names (a string), got {_json_type(value)} {value!r}"
-            )
+            self.fail(path, f"expected one of the {label} names (a string), got {_json_type(value)} {value!r}")
         elif value not in names:
             self.fail(path, f"{value!r} is not a {label} value (expected one of {', '.join(names)})")
 
@@ -448,9 +434,7 @@ class _Checker:
                 self._check_base64(value, path)
         elif kind == "integer":
             if isinstance(value, bool) or not isinstance(value, int):
-                self.fail(
-                    path, f"expected integer ({fmt or 'no format'}) as a JSON number, got {_json_type(value)}"
-                )
+                self.fail(path, f"expected integer ({fmt or 'no format'}) as a JSON number, got {_json_type(value)}")
             elif isinstance(fmt, str) and fmt in _INT_RANGES:
                 low, high = _INT_RANGES[fmt]
                 if not low <= value <= high:

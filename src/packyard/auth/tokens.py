@@ -41,7 +41,13 @@ def new_signing_secret() -> bytes:
 def issue(key_id: str, secret: bytes, principal_id: str, now: datetime, ttl_seconds: int) -> str:
     header = _b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": key_id}, separators=(",", ":")).encode())
     iat = int(now.timestamp())
-    payload = {"iss": "packyard", "sub": principal_id, "iat": iat, "exp": iat + ttl_seconds, "jti": secrets.token_hex(8)}
+    payload = {
+        "iss": "packyard",
+        "sub": principal_id,
+        "iat": iat,
+        "exp": iat + ttl_seconds,
+        "jti": secrets.token_hex(8),
+    }
     body = _b64(json.dumps(payload, separators=(",", ":")).encode())
     signing_input = f"{header}.{body}".encode()
     signature = _b64(hmac.new(secret, signing_input, hashlib.sha256).digest())

@@ -11,7 +11,7 @@ from packyard.domain.builds import refresh_statuses
 from packyard.domain.context import Ctx
 from packyard.domain.errors import InvalidArgument, NotFound
 from packyard.domain.models import Bucket, Iteration
-from packyard.domain.pagination import Kind, Page, PageRequest, SortField, make_page, page_request
+from packyard.domain.pagination import Kind, Page, PageRequest, SortField, attribute_key, make_page, page_request
 from packyard.ids import new_ulid
 
 SORTABLE = {"slug": Kind.STR, "created_at": Kind.TIME, "updated_at": Kind.TIME}
@@ -85,7 +85,7 @@ def list_(
         default_size=ctx.rules.limits.default_page_size,
         max_size=ctx.rules.limits.max_page_size,
     )
-    page = make_page(ctx.uow.buckets.list(ctx.project_id, request), request, lambda b, name: getattr(b, name))
+    page = make_page(ctx.uow.buckets.page(ctx.project_id, request), request, attribute_key)
     return Page(_views(ctx, page.items), page.next_token, page.previous_token)
 
 

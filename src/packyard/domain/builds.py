@@ -15,7 +15,7 @@ from packyard.domain import validation as check
 from packyard.domain.context import Ctx
 from packyard.domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from packyard.domain.models import Build, BuildStatus, Image, Iteration
-from packyard.domain.pagination import Kind, Page, SortField, make_page, page_request
+from packyard.domain.pagination import Kind, Page, SortField, attribute_key, make_page, page_request
 from packyard.ids import new_ulid
 
 SORTABLE = {
@@ -208,7 +208,7 @@ def list_(
         max_size=limits.max_page_size,
     )
     rows = ctx.uow.builds.for_iteration(iteration.id, request)
-    page = make_page(rows, request, lambda b, name: getattr(b, name))
+    page = make_page(rows, request, attribute_key)
     refresh_statuses(ctx, page.items)
     return page
 

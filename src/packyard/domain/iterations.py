@@ -14,7 +14,7 @@ from packyard.domain.builds import complete_if_done, effective_status, is_revoke
 from packyard.domain.context import Ctx
 from packyard.domain.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound
 from packyard.domain.models import BuildStatus, Iteration, RevocationType, TemplateType
-from packyard.domain.pagination import Kind, Page, SortField, make_page, page_request
+from packyard.domain.pagination import Kind, Page, SortField, attribute_key, make_page, page_request
 from packyard.ids import new_ulid
 
 SORTABLE = {
@@ -129,7 +129,7 @@ def list_(
         default_size=limits.default_page_size,
         max_size=limits.max_page_size,
     )
-    page = make_page(ctx.uow.iterations.list(bucket.id, request), request, lambda i, name: getattr(i, name))
+    page = make_page(ctx.uow.iterations.page(bucket.id, request), request, attribute_key)
     states = ctx.uow.iterations.build_states([i.id for i in page.items]) if page.items else {}
     listed = [
         ListedIteration(

@@ -155,8 +155,10 @@ class App:
             return 500, status_body(13, "internal error; the server log has the details"), []
 
     def _dispatch(self, route: Route, request: Request) -> bytes:
-        result = route.handler(self.services, request) if route.access is not Access.PROJECT else self._project(
-            route, request
+        result = (
+            route.handler(self.services, request)
+            if route.access is not Access.PROJECT
+            else self._project(route, request)
         )
         if isinstance(result, bytes):
             return result
@@ -179,5 +181,3 @@ class App:
             return route.handler(ctx, request)
 
         return svc.db.run(work, write=route.method != "GET")
-
-

@@ -20,7 +20,12 @@ class Request:
     __slots__ = ("_query", "body", "headers", "method", "params", "path", "query_string")
 
     def __init__(
-        self, method: str, path: str, query_string: bytes, headers: list[tuple[bytes, bytes]], params: dict[str, str]
+        self,
+        method: str,
+        path: str,
+        query_string: bytes,
+        headers: list[tuple[bytes, bytes]],
+        params: dict[str, str],
     ) -> None:
         self.method = method
         self.path = path

@@ -58,15 +58,14 @@ class Router:
     def match(self, method: str, path: str) -> tuple[Route | None, dict[str, str], bool]:
         """(route, path parameters, whether the path exists for some other method)."""
         params: dict[str, str] = {}
-        node: _Node | None = self._root
+        node = self._root
         for segment in path.strip("/").split("/"):
-            assert node is not None
             nxt = node.static.get(segment)
             if nxt is None and node.param is not None and segment:
                 params[node.param[0]] = segment
                 nxt = node.param[1]
-            node = nxt
-            if node is None:
+            if nxt is None:
                 return None, {}, False
+            node = nxt
         route = node.routes.get(method)
         return route, params, bool(node.routes)

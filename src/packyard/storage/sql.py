@@ -49,9 +49,7 @@ def _db_value(value: object) -> object:
     return to_us(value) if isinstance(value, datetime) else value
 
 
-def keyset(
-    stmt: sa.Select[Any], columns: Mapping[str, sa.ColumnElement[Any]], page: PageRequest
-) -> sa.Select[Any]:
+def keyset(stmt: sa.Select[Any], columns: Mapping[str, sa.ColumnElement[Any]], page: PageRequest) -> sa.Select[Any]:
     """Order by the page's fields and start after (or before) its cursor; fetch one extra row."""
     cols = [columns[f.name] for f in page.order]
     desc = [f.descending != page.backwards for f in page.order]
@@ -177,7 +175,7 @@ class SqlPrincipals:
         row = self.conn.execute(sa.select(t.principal).where(t.principal.c.client_id == client_id)).first()
         return self._principal(row) if row else None
 
-    def list(self) -> list[Principal]:
+    def all(self) -> list[Principal]:
         rows = self.conn.execute(sa.select(t.principal).order_by(t.principal.c.created_at, t.principal.c.id))
         return [self._principal(r) for r in rows]
 
@@ -200,9 +198,7 @@ class SqlSigningKeys:
         return bytes(row.secret) if row else None
 
     def add(self, key_id: str, secret: bytes) -> None:
-        self.conn.execute(
-            t.signing_key.insert().values(id=key_id, secret=secret, created_at=to_us(datetime.now(UTC)))
-        )
+        self.conn.execute(t.signing_key.insert().values(id=key_id, secret=secret, created_at=to_us(datetime.now(UTC))))
 
 
 class SqlRegistries:
@@ -295,7 +291,7 @@ class SqlBuckets:
         row = self.conn.execute(sa.select(t.bucket).where(t.bucket.c.id == bucket_id)).first()
         return self._bucket(row) if row else None
 
-    def list(self, project_id: str, page: PageRequest) -> list[Bucket]:
+    def page(self, project_id: str, page: PageRequest) -> list[Bucket]:
         stmt = keyset(sa.select(t.bucket).where(t.bucket.c.project_id == project_id), self.COLUMNS, page)
         return [self._bucket(r) for r in self.conn.execute(stmt)]
 
@@ -444,7 +440,7 @@ class SqlIterations:
         stmt = stmt.order_by(t.iteration.c.incremental_version.desc()).limit(1)
         return self._one(stmt, False)
 
-    def list(self, bucket_id: str, page: PageRequest) -> list[Iteration]:
+    def page(self, bucket_id: str, page: PageRequest) -> list[Iteration]:
         stmt = keyset(_ITERATION_SELECT.where(t.iteration.c.bucket_id == bucket_id), self.COLUMNS, page)
         return [self._iteration(r) for r in self.conn.execute(stmt)]
 

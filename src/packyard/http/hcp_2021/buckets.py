@@ -41,7 +41,11 @@ def list_(ctx: Ctx, request: Request) -> object:
 def update(ctx: Ctx, request: Request) -> object:
     body = request.json(UpdateBucketBody)
     view = service.update(
-        ctx, request.params["bucket_slug"], description=body.description, labels=body.labels, platforms=body.platforms
+        ctx,
+        request.params["bucket_slug"],
+        description=body.description,
+        labels=body.labels,
+        platforms=body.platforms,
     )
     return wire.BucketResponse(bucket=_bucket(ctx, view))
 
