@@ -193,8 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_up.add_argument("revision", nargs="?", default="head")
     p_down = db_sub.add_parser("downgrade", help="revert migrations")
     p_down.add_argument("revision")
-    db_sub.add_parser("current", help="print the database's revision")
-    db_sub.add_parser("check", help="fail when migrations are pending or disagree with the models")
+    p_current = db_sub.add_parser("current", help="print the database's revision")
+    p_check = db_sub.add_parser("check", help="fail when migrations are pending or disagree with the models")
+    for p in (p_up, p_down, p_current, p_check):  # `db check --data-dir D` as well as `db --data-dir D check`
+        p.add_argument("--data-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p_db.set_defaults(func=cmd_db)
     return parser
 

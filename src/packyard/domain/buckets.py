@@ -10,6 +10,7 @@ from packyard.domain import validation as check
 from packyard.domain.builds import refresh_statuses
 from packyard.domain.context import Ctx
 from packyard.domain.errors import InvalidArgument, NotFound
+from packyard.domain.latest import create_managed_channel
 from packyard.domain.models import Bucket, Iteration
 from packyard.domain.pagination import Kind, Page, PageRequest, SortField, attribute_key, make_page, page_request
 from packyard.ids import new_ulid
@@ -60,6 +61,7 @@ def create(ctx: Ctx, *, slug: str, description: str, labels: Mapping[str, str]) 
         updated_at=ctx.now,
     )
     ctx.uow.buckets.add(bucket)
+    create_managed_channel(ctx, bucket)
     return BucketView(bucket, None)
 
 

@@ -14,6 +14,7 @@ from packyard.domain import registry as registries
 from packyard.domain import validation as check
 from packyard.domain.context import Ctx
 from packyard.domain.errors import FailedPrecondition, InvalidArgument, NotFound
+from packyard.domain.latest import refresh_latest
 from packyard.domain.models import Build, BuildStatus, Image, Iteration
 from packyard.domain.pagination import Kind, Page, SortField, attribute_key, make_page, page_request
 from packyard.ids import new_ulid
@@ -126,15 +127,7 @@ def complete_if_done(ctx: Ctx, iteration: Iteration) -> None:
     iteration.complete = True
     iteration.updated_at = ctx.now
     ctx.uow.iterations.save(iteration)
-    bucket = ctx.uow.buckets.get_by_id(iteration.bucket_id)
-    if bucket is None:  # pragma: no cover - the iteration row holds a foreign key to it
-        raise NotFound(f"bucket of iteration {iteration.id} vanished")
-    if iteration.incremental_version > bucket.latest_version and not is_revoked(ctx, iteration):
-        bucket.latest_version = iteration.incremental_version
-        bucket.latest_iteration_id = iteration.id
-        bucket.platforms = sorted({b.cloud_provider for b in builds if b.cloud_provider})
-        bucket.updated_at = ctx.now
-        ctx.uow.buckets.set_latest(bucket)
+    refresh_latest(ctx, iteration.bucket_id)
 
 
 def _iteration_of_bucket(ctx: Ctx, bucket_slug: str, iteration_id: str, *, for_update: bool) -> Iteration:

@@ -11,8 +11,10 @@ from packyard.domain import registry as registries
 from packyard.domain import validation as check
 from packyard.domain.buckets import find as find_bucket
 from packyard.domain.builds import complete_if_done, effective_status, is_revoked, refresh_statuses
+from packyard.domain.channels import unassign_deleted
 from packyard.domain.context import Ctx
 from packyard.domain.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound
+from packyard.domain.latest import refresh_latest
 from packyard.domain.models import BuildStatus, Iteration, RevocationType, TemplateType
 from packyard.domain.pagination import Kind, Page, SortField, attribute_key, make_page, page_request
 from packyard.ids import new_ulid
@@ -186,6 +188,8 @@ def update(ctx: Ctx, iteration_id: str, changes: IterationChanges) -> Iteration:
             )
     iteration.updated_at = ctx.now
     ctx.uow.iterations.save(iteration)
+    if revoking or changes.restore:
+        refresh_latest(ctx, iteration.bucket_id)
     return _with_builds(ctx, iteration)
 
 
@@ -194,24 +198,7 @@ def delete(ctx: Ctx, iteration_id: str, *, bucket_slug: str, rollback_channels: 
     if bucket_slug:
         check.slug(bucket_slug)
     iteration = _find_in_project(ctx, iteration_id, bucket_slug, for_update=True)
-    bucket = ctx.uow.buckets.get_by_id(iteration.bucket_id)
+    unassign_deleted(ctx, iteration)
     ctx.uow.iterations.delete(iteration.id)
     ctx.uow.buckets.adjust_iteration_count(iteration.bucket_id, -1)
-    if bucket is not None and bucket.latest_iteration_id == iteration.id:
-        _recompute_latest(ctx, bucket.id)
-
-
-def _recompute_latest(ctx: Ctx, bucket_id: str) -> None:
-    bucket = ctx.uow.buckets.get_by_id(bucket_id)
-    if bucket is None:  # pragma: no cover
-        return
-    latest = ctx.uow.iterations.latest_complete(bucket_id)
-    bucket.latest_iteration_id = latest.id if latest else None
-    bucket.latest_version = latest.incremental_version if latest else 0
-    if latest is not None:
-        builds = ctx.uow.builds.for_iteration(latest.id)
-        bucket.platforms = sorted({b.cloud_provider for b in builds if b.cloud_provider})
-    else:
-        bucket.platforms = []
-    bucket.updated_at = ctx.now
-    ctx.uow.buckets.set_latest(bucket)
+    refresh_latest(ctx, iteration.bucket_id)

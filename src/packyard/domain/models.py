@@ -160,3 +160,51 @@ class Iteration:
     revocation_type: RevocationType = RevocationType.UNSET
     revocation_inherited_from: str | None = None
     builds: list[Build] = field(default_factory=list)
+
+
+class IterationStatus(StrEnum):
+    """IterationExternalStatus: how an iteration looks from a channel's history."""
+
+    UNSET = "ITERATION_UNSET"
+    RUNNING = "ITERATION_RUNNING"
+    CANCELLED = "ITERATION_CANCELLED"
+    FAILED = "ITERATION_FAILED"
+    REVOKED = "ITERATION_REVOKED"
+    REVOCATION_SCHEDULED = "ITERATION_REVOCATION_SCHEDULED"
+    ACTIVE = "ITERATION_ACTIVE"
+
+
+class Restriction(StrEnum):
+    UNSET = "RESTRICTION_UNSET"
+    RESTRICTED = "RESTRICTED"
+    UNRESTRICTED = "UNRESTRICTED"
+
+
+@dataclass(slots=True)
+class Channel:
+    id: str
+    bucket_id: str
+    bucket_slug: str
+    project_id: str
+    slug: str
+    created_at: datetime
+    updated_at: datetime
+    managed: bool = False
+    restricted: bool = False
+    iteration_id: str | None = None
+    author_id: str = ""
+    assigned_by: str = ""
+    assigned_at: datetime | None = None
+    iteration: Iteration | None = None
+
+
+@dataclass(slots=True)
+class ChannelAssignment:
+    id: str
+    channel_id: str
+    created_at: datetime
+    iteration_id: str | None = None
+    iteration_fingerprint: str = ""
+    iteration_version: int = 0
+    author_id: str = ""
+    status: IterationStatus = IterationStatus.UNSET

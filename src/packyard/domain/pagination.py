@@ -91,7 +91,7 @@ def _decode_value(value: object, kind: Kind) -> object:
         if not isinstance(value, int) or isinstance(value, bool):
             raise ValueError("int")
         return value
-    if not isinstance(value, str):
+    if not isinstance(value, str) or "\x00" in value:  # PostgreSQL text can't hold NUL
         raise ValueError("str")
     return value
 
@@ -107,7 +107,7 @@ def decode_token(token: str, order: Sequence[SortField], kinds: Sortable, direct
     try:
         padded = token + "=" * (-len(token) % 4)
         payload = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
-    except (ValueError, binascii.Error, UnicodeError):
+    except (ValueError, binascii.Error, UnicodeError, RecursionError):
         raise bad from None
     if not isinstance(payload, dict) or payload.get("d") != direction:
         raise bad
@@ -118,7 +118,7 @@ def decode_token(token: str, order: Sequence[SortField], kinds: Sortable, direct
         raise bad
     try:
         return tuple(_decode_value(v, kinds[f.name]) for v, f in zip(values, order, strict=True))
-    except ValueError:
+    except (ValueError, OverflowError, OSError):  # a forged time far outside datetime's range
         raise bad from None
 
 

@@ -42,6 +42,8 @@ def ulid(value: str, what: str) -> str:
 def text(value: str, what: str, limit: int) -> str:
     if len(value) > limit:
         raise InvalidArgument(f"{what} is longer than {limit} characters")
+    if "\x00" in value:  # PostgreSQL text can't store NUL; refuse it on every database alike
+        raise InvalidArgument(f"{what} contains a NUL character")
     return value
 
 
@@ -55,4 +57,6 @@ def labels(value: Mapping[str, str], what: str, limits: Limits) -> dict[str, str
             raise InvalidArgument(f"{what} key {key[:40]!r}... is longer than {limits.max_label_key_length} characters")
         if len(val) > limits.max_label_value_length:
             raise InvalidArgument(f"{what}[{key[:40]!r}] is longer than {limits.max_label_value_length} characters")
+        if "\x00" in key or "\x00" in val:
+            raise InvalidArgument(f"{what} key {key[:40]!r} or its value contains a NUL character")
     return dict(value)

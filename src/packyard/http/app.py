@@ -132,7 +132,7 @@ class App:
     async def _handle(self, scope: Scope, receive: Receive) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
         method: str = scope["method"]
         path: str = scope["path"]
-        route, params, path_exists = self.router.match(method, path)
+        route, params, path_exists = self.router.match(method, path, scope.get("raw_path"))
         if route is None:
             what = "method" if path_exists else "path"
             return 404, status_body(5, f"no operation {method} {path} (unknown {what})"), []

@@ -5,12 +5,18 @@ from __future__ import annotations
 from packyard.clock import Clock, SystemClock
 from packyard.config import Settings
 from packyard.http.app import App, Services
-from packyard.http.hcp_2021 import buckets, builds, iterations, registry
+from packyard.http.hcp_2021 import buckets, builds, channels, iterations, registry
 from packyard.http.platform import PUBLIC_ROUTES
 from packyard.http.routing import Route
 from packyard.storage.db import Database
 
-HCP_2021_ROUTES: list[Route] = [*registry.ROUTES, *buckets.ROUTES, *iterations.ROUTES, *builds.ROUTES]
+HCP_2021_ROUTES: list[Route] = [
+    *registry.ROUTES,
+    *buckets.ROUTES,
+    *iterations.ROUTES,
+    *builds.ROUTES,
+    *channels.ROUTES,
+]
 
 
 def create_app(settings: Settings, *, db: Database | None = None, clock: Clock | None = None) -> App:

@@ -82,6 +82,8 @@ class Request:
             raise InvalidArgument(f"invalid request body: {exc}") from None
         except msgspec.DecodeError as exc:
             raise InvalidArgument(f"request body is not valid JSON: {exc}") from None
+        except UnicodeDecodeError:
+            raise InvalidArgument("request body is not valid UTF-8") from None
 
 
 def enum_value(kind: type[E], value: str | int | None, field: str) -> E | None:

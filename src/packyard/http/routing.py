@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from packyard.domain.models import Permission
 
@@ -55,11 +56,18 @@ class Router:
         node.routes[route.method] = route
         self.routes.append(route)
 
-    def match(self, method: str, path: str) -> tuple[Route | None, dict[str, str], bool]:
-        """(route, path parameters, whether the path exists for some other method)."""
+    def match(self, method: str, path: str, raw: bytes | None = None) -> tuple[Route | None, dict[str, str], bool]:
+        """(route, path parameters, whether the path exists for some other method).
+
+        With `raw` (the undecoded ASGI raw_path) the path is split before percent-decoding, so an encoded
+        slash (%2F, as Go's url.PathEscape sends it) stays inside its parameter instead of adding a segment."""
         params: dict[str, str] = {}
         node = self._root
-        for segment in path.strip("/").split("/"):
+        if raw is not None:
+            segments = [unquote_to_bytes(s).decode("utf-8", "replace") for s in raw.strip(b"/").split(b"/")]
+        else:
+            segments = path.strip("/").split("/")
+        for segment in segments:
             nxt = node.static.get(segment)
             if nxt is None and node.param is not None and segment:
                 params[node.param[0]] = segment

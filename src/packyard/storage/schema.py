@@ -165,3 +165,35 @@ image = sa.Table(
     sa.Column("created_at", Time, nullable=False),
     sa.Index("ix_image_build", "build_id", "position"),
 )
+
+channel = sa.Table(
+    "channel",
+    metadata,
+    _id(),
+    sa.Column("bucket_id", Id, sa.ForeignKey("bucket.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("project_id", Id, nullable=False),
+    sa.Column("slug", Text, nullable=False),
+    sa.Column("managed", sa.Boolean, nullable=False),
+    sa.Column("restricted", sa.Boolean, nullable=False),
+    sa.Column("iteration_id", Id, sa.ForeignKey("iteration.id", ondelete="SET NULL"), nullable=True),
+    sa.Column("author_id", Text, nullable=False, server_default=""),
+    sa.Column("assigned_by", Text, nullable=False, server_default=""),
+    sa.Column("assigned_at", Time, nullable=True),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+    sa.UniqueConstraint("bucket_id", "slug", name="uq_channel_bucket_slug"),
+    sa.Index("ix_channel_iteration", "iteration_id"),
+)
+
+channel_assignment = sa.Table(
+    "channel_assignment",
+    metadata,
+    _id(),
+    sa.Column("channel_id", Id, sa.ForeignKey("channel.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("iteration_id", Id, nullable=True),
+    sa.Column("iteration_fingerprint", Text, nullable=False, server_default=""),
+    sa.Column("iteration_version", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("author_id", Text, nullable=False, server_default=""),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Index("ix_channel_assignment_channel", "channel_id", "created_at", "id"),
+)

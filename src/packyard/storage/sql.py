@@ -15,6 +15,8 @@ from packyard.domain.models import (
     Bucket,
     Build,
     BuildStatus,
+    Channel,
+    ChannelAssignment,
     Image,
     Iteration,
     Organization,
@@ -433,10 +435,10 @@ class SqlIterations:
         rows = self.conn.execute(_ITERATION_SELECT.where(t.iteration.c.id.in_(list(iteration_ids))))
         return {r.id: self._iteration(r) for r in rows}
 
-    def latest_complete(self, bucket_id: str, *, excluding: str | None = None) -> Iteration | None:
+    def latest_complete(self, bucket_id: str, *, valid_at: datetime | None = None) -> Iteration | None:
         stmt = _ITERATION_SELECT.where(t.iteration.c.bucket_id == bucket_id, t.iteration.c.complete.is_(True))
-        if excluding:
-            stmt = stmt.where(t.iteration.c.id != excluding)
+        if valid_at is not None:
+            stmt = stmt.where(sa.or_(t.iteration.c.revoke_at.is_(None), t.iteration.c.revoke_at > to_us(valid_at)))
         stmt = stmt.order_by(t.iteration.c.incremental_version.desc()).limit(1)
         return self._one(stmt, False)
 
@@ -624,6 +626,129 @@ class SqlBuilds:
         self.conn.execute(t.build.delete().where(t.build.c.id == build_id))
 
 
+_CHANNEL_SELECT = sa.select(t.channel, t.bucket.c.slug.label("bucket_slug")).join(
+    t.bucket, t.bucket.c.id == t.channel.c.bucket_id
+)
+
+
+class SqlChannels:
+    HISTORY_COLUMNS: Mapping[str, sa.ColumnElement[Any]] = {
+        "created_at": t.channel_assignment.c.created_at,
+        "id": t.channel_assignment.c.id,
+    }
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    @staticmethod
+    def _channel(row: Row[Any]) -> Channel:
+        return Channel(
+            id=row.id,
+            bucket_id=row.bucket_id,
+            bucket_slug=row.bucket_slug,
+            project_id=row.project_id,
+            slug=row.slug,
+            managed=row.managed,
+            restricted=row.restricted,
+            iteration_id=row.iteration_id,
+            author_id=row.author_id,
+            assigned_by=row.assigned_by,
+            assigned_at=opt_from_us(row.assigned_at),
+            created_at=from_us(row.created_at),
+            updated_at=from_us(row.updated_at),
+        )
+
+    def get(self, bucket_id: str, slug: str, *, for_update: bool = False) -> Channel | None:
+        stmt = _CHANNEL_SELECT.where(t.channel.c.bucket_id == bucket_id, t.channel.c.slug == slug)
+        if for_update:
+            stmt = stmt.with_for_update(of=t.channel)
+        row = self.conn.execute(stmt).first()
+        return self._channel(row) if row else None
+
+    def for_bucket(self, bucket_id: str) -> list[Channel]:
+        rows = self.conn.execute(
+            _CHANNEL_SELECT.where(t.channel.c.bucket_id == bucket_id).order_by(t.channel.c.created_at, t.channel.c.id)
+        )
+        return [self._channel(r) for r in rows]
+
+    def pointing_at(self, iteration_id: str) -> list[Channel]:
+        rows = self.conn.execute(
+            _CHANNEL_SELECT.where(t.channel.c.iteration_id == iteration_id).order_by(t.channel.c.id)
+        )
+        return [self._channel(r) for r in rows]
+
+    @staticmethod
+    def _values(channel: Channel) -> dict[str, Any]:
+        return {
+            "restricted": channel.restricted,
+            "iteration_id": channel.iteration_id,
+            "author_id": channel.author_id,
+            "assigned_by": channel.assigned_by,
+            "assigned_at": None if channel.assigned_at is None else to_us(channel.assigned_at),
+            "updated_at": to_us(channel.updated_at),
+        }
+
+    def add(self, channel: Channel) -> None:
+        _insert(
+            self.conn,
+            t.channel,
+            {
+                "id": channel.id,
+                "bucket_id": channel.bucket_id,
+                "project_id": channel.project_id,
+                "slug": channel.slug,
+                "managed": channel.managed,
+                "created_at": to_us(channel.created_at),
+                **self._values(channel),
+            },
+            f"bucket {channel.bucket_slug!r} already has a channel {channel.slug!r}",
+        )
+
+    def save(self, channel: Channel) -> None:
+        self.conn.execute(t.channel.update().where(t.channel.c.id == channel.id).values(**self._values(channel)))
+
+    def delete(self, channel_id: str) -> None:
+        self.conn.execute(t.channel.delete().where(t.channel.c.id == channel_id))
+
+    def add_assignment(self, assignment: ChannelAssignment) -> None:
+        self.conn.execute(
+            t.channel_assignment.insert().values(
+                id=assignment.id,
+                channel_id=assignment.channel_id,
+                iteration_id=assignment.iteration_id,
+                iteration_fingerprint=assignment.iteration_fingerprint,
+                iteration_version=assignment.iteration_version,
+                author_id=assignment.author_id,
+                created_at=to_us(assignment.created_at),
+            )
+        )
+
+    def history(self, channel_id: str, page: PageRequest) -> list[ChannelAssignment]:
+        stmt = keyset(
+            sa.select(t.channel_assignment).where(t.channel_assignment.c.channel_id == channel_id),
+            self.HISTORY_COLUMNS,
+            page,
+        )
+        return [
+            ChannelAssignment(
+                id=r.id,
+                channel_id=r.channel_id,
+                iteration_id=r.iteration_id,
+                iteration_fingerprint=r.iteration_fingerprint,
+                iteration_version=r.iteration_version,
+                author_id=r.author_id,
+                created_at=from_us(r.created_at),
+            )
+            for r in self.conn.execute(stmt)
+        ]
+
+    def history_count(self, channel_id: str) -> int:
+        count = self.conn.execute(
+            sa.select(sa.func.count()).where(t.channel_assignment.c.channel_id == channel_id)
+        ).scalar_one()
+        return int(count)
+
+
 class SqlUnitOfWork:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
@@ -634,3 +759,4 @@ class SqlUnitOfWork:
         self.buckets = SqlBuckets(conn)
         self.iterations = SqlIterations(conn)
         self.builds = SqlBuilds(conn)
+        self.channels = SqlChannels(conn)

@@ -71,3 +71,19 @@ class CreateBuildBody(Body, kw_only=True):
 
 class UpdateBuildBody(Body, kw_only=True):
     updates: BuildFields | None = None
+
+
+class CreateChannelBody(Body, kw_only=True):
+    slug: str | None = None
+    incremental_version: int | None = None
+    iteration_id: str | None = None
+    fingerprint: str | None = None
+    restriction: str | int | None = None
+
+
+class UpdateChannelBody(Body, kw_only=True):
+    incremental_version: int | None = None
+    iteration_id: str | None = None
+    fingerprint: str | None = None
+    restriction: str | int | None = None
+    mask: str | None = None

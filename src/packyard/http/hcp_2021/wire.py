@@ -170,6 +170,38 @@ class Pagination(Base, kw_only=True):
     previous_page_token: str = ""
 
 
+class ChannelIterationPointer(Base, kw_only=True):
+    iteration: Iteration | None = None
+    author_id: str = ""
+    created_at: str = ""
+
+
+class Channel(Base, kw_only=True):
+    id: str = ""
+    slug: str = ""
+    bucket_slug: str = ""
+    author_id: str = ""
+    created_at: str = ""
+    pointer: ChannelIterationPointer | None = None
+    updated_at: str = ""
+    iteration: Iteration | None = None
+    managed: bool = False
+    restricted: bool = False
+
+
+class AssignmentIteration(Base, kw_only=True):
+    id: str = ""
+    incremental_version: int = 0
+    fingerprint: str = ""
+    status: str = ""
+
+
+class ChannelAssignment(Base, kw_only=True):
+    iteration: AssignmentIteration | None = None
+    author_id: str = ""
+    promoted_at: str = ""
+
+
 # ---- responses -------------------------------------------------------------------------------
 
 
@@ -213,6 +245,20 @@ class RegistryResponse(Base, kw_only=True):
 class RegistryOperationResponse(Base, kw_only=True):
     registry: Registry | None = None
     operation: Operation | None = None
+
+
+class ChannelResponse(Base, kw_only=True):
+    channel: Channel
+
+
+class ListChannelsResponse(Base, kw_only=True):
+    channels: list[Channel]
+
+
+class ListChannelHistoryResponse(Base, kw_only=True):
+    history: list[ChannelAssignment]
+    count: int = 0
+    pagination: Pagination | None = None
 
 
 class Empty(Base, kw_only=True):
@@ -358,3 +404,34 @@ def pagination(next_token: str, previous_token: str) -> Pagination:
 
 def builds(items: Sequence[m.Build]) -> list[Build]:
     return [build(b) for b in items]
+
+
+def channel(c: m.Channel) -> Channel:
+    assigned = iteration(c.iteration) if c.iteration is not None else None
+    return Channel(
+        id=c.id,
+        slug=c.slug,
+        bucket_slug=c.bucket_slug,
+        author_id=c.author_id,
+        created_at=ts(c.created_at),
+        # The deprecated pointer repeats the iteration for Packer <= 1.7.8 and provider <= 0.21.
+        pointer=ChannelIterationPointer(iteration=assigned, author_id=c.assigned_by, created_at=ts(c.assigned_at))
+        if assigned is not None
+        else None,
+        updated_at=ts(c.updated_at),
+        iteration=assigned,
+        managed=c.managed,
+        restricted=c.restricted,
+    )
+
+
+def assignment(a: m.ChannelAssignment) -> ChannelAssignment:
+    it = None
+    if a.iteration_id:
+        it = AssignmentIteration(
+            id=a.iteration_id,
+            incremental_version=a.iteration_version,
+            fingerprint=a.iteration_fingerprint,
+            status="" if a.status is m.IterationStatus.UNSET else a.status.value,
+        )
+    return ChannelAssignment(iteration=it, author_id=a.author_id, promoted_at=ts(a.created_at))

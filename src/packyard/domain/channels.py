@@ -1,0 +1,278 @@
+"""Channels: named pointers (`production`, `latest`) at one complete, unrevoked iteration of a bucket."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from packyard.domain import registry as registries
+from packyard.domain import validation as check
+from packyard.domain.buckets import find as find_bucket
+from packyard.domain.builds import effective_status, is_revoked, refresh_statuses
+from packyard.domain.context import Ctx
+from packyard.domain.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from packyard.domain.latest import LATEST, record_assignment
+from packyard.domain.models import (
+    Bucket,
+    BuildStatus,
+    Channel,
+    ChannelAssignment,
+    Iteration,
+    IterationStatus,
+    Restriction,
+)
+from packyard.domain.pagination import Kind, Page, SortField, attribute_key, make_page, page_request
+from packyard.ids import new_ulid
+
+HISTORY_ORDER = (SortField("created_at", descending=True),)
+MASK_PATHS = {
+    "iterationid": "iteration_id",
+    "iteration_id": "iteration_id",
+    "fingerprint": "fingerprint",
+    "incrementalversion": "incremental_version",
+    "incremental_version": "incremental_version",
+    "restriction": "restriction",
+}
+IDENTIFIERS = ("iteration_id", "fingerprint", "incremental_version")
+
+
+@dataclass(slots=True)
+class IterationRef:
+    """The three ways to name an iteration; empty string or 0 means not given."""
+
+    iteration_id: str = ""
+    fingerprint: str = ""
+    incremental_version: int = 0
+
+    def given(self, name: str) -> bool:
+        return bool(getattr(self, name))
+
+    def any(self) -> bool:
+        return any(self.given(n) for n in IDENTIFIERS)
+
+
+@dataclass(slots=True)
+class HistoryPage:
+    entries: list[ChannelAssignment]
+    count: int
+    next_token: str
+    previous_token: str
+
+
+def _find(ctx: Ctx, bucket: Bucket, slug: str, *, for_update: bool = False) -> Channel:
+    check.slug(slug, "channel slug")
+    channel = ctx.uow.channels.get(bucket.id, slug, for_update=for_update)
+    if channel is None:
+        raise NotFound(f"channel {slug!r} does not exist in bucket {bucket.slug!r}")
+    return channel
+
+
+def _lookup(ctx: Ctx, bucket: Bucket, ref: IterationRef, name: str) -> Iteration:
+    if name == "iteration_id":
+        iteration = ctx.uow.iterations.get(bucket.id, iteration_id=check.ulid(ref.iteration_id, "iteration_id"))
+        what = f"id {ref.iteration_id}"
+    elif name == "fingerprint":
+        iteration = ctx.uow.iterations.get(bucket.id, fingerprint=check.fingerprint(ref.fingerprint))
+        what = f"fingerprint {ref.fingerprint!r}"
+    else:
+        if ref.incremental_version < 0:
+            raise InvalidArgument("incremental_version must be positive")
+        iteration = ctx.uow.iterations.get(bucket.id, version=ref.incremental_version)
+        what = f"incremental version {ref.incremental_version}"
+    if iteration is None:
+        raise NotFound(f"bucket {bucket.slug!r} has no iteration with {what}")
+    return iteration
+
+
+def _assignable(ctx: Ctx, iteration: Iteration) -> Iteration:
+    if not iteration.complete:
+        raise FailedPrecondition(
+            f"iteration {iteration.id} is not complete (every build must be DONE) and can't be assigned to a channel"
+        )
+    if is_revoked(ctx, iteration):
+        raise FailedPrecondition(f"iteration {iteration.id} is revoked and can't be assigned to a channel")
+    return iteration
+
+
+def _with_iteration(ctx: Ctx, channels: Sequence[Channel]) -> list[Channel]:
+    ids = [c.iteration_id for c in channels if c.iteration_id]
+    if not ids:
+        return list(channels)
+    iterations = ctx.uow.iterations.get_many(ids)
+    builds = ctx.uow.builds.for_iterations(list(iterations))
+    for it in iterations.values():
+        it.builds = refresh_statuses(ctx, builds.get(it.id, []))
+    for channel in channels:
+        channel.iteration = iterations.get(channel.iteration_id or "")
+    return list(channels)
+
+
+def _restriction(value: Restriction | None) -> bool | None:
+    if value is None or value is Restriction.UNSET:
+        return None
+    return value is Restriction.RESTRICTED
+
+
+def create(ctx: Ctx, bucket_slug: str, *, slug: str, ref: IterationRef, restriction: Restriction | None) -> Channel:
+    check.slug(slug, "channel slug")
+    registries.require_active(ctx)
+    bucket = find_bucket(ctx, bucket_slug)
+    if slug == LATEST:
+        raise AlreadyExists(f"channel {LATEST!r} is managed by packyard and exists in every bucket")
+    iteration = None
+    if ref.any():
+        name = next(n for n in IDENTIFIERS if ref.given(n))
+        iteration = _assignable(ctx, _lookup(ctx, bucket, ref, name))
+    channel = Channel(
+        id=new_ulid(),
+        bucket_id=bucket.id,
+        bucket_slug=bucket.slug,
+        project_id=ctx.project_id,
+        slug=slug,
+        restricted=bool(_restriction(restriction)),
+        author_id=ctx.author_id,
+        created_at=ctx.now,
+        updated_at=ctx.now,
+    )
+    ctx.uow.channels.add(channel)
+    if iteration is not None:
+        record_assignment(ctx, channel, iteration)
+    return _with_iteration(ctx, [channel])[0]
+
+
+def get(ctx: Ctx, bucket_slug: str, slug: str) -> Channel:
+    registries.get(ctx)
+    bucket = find_bucket(ctx, bucket_slug)
+    return _with_iteration(ctx, [_find(ctx, bucket, slug)])[0]
+
+
+def list_(ctx: Ctx, bucket_slug: str) -> list[Channel]:
+    registries.get(ctx)
+    bucket = find_bucket(ctx, bucket_slug)
+    return _with_iteration(ctx, ctx.uow.channels.for_bucket(bucket.id))
+
+
+def parse_mask(mask: str) -> list[str]:
+    paths: list[str] = []
+    for raw in mask.split(","):
+        name = raw.strip()
+        if not name:
+            continue
+        key = MASK_PATHS.get(name.lower())
+        if key is None:
+            raise InvalidArgument(
+                f"mask path {name[:40]!r} is not one of: iterationId, fingerprint, incrementalVersion, restriction"
+            )
+        if key not in paths:
+            paths.append(key)
+    return paths
+
+
+def update(
+    ctx: Ctx, bucket_slug: str, slug: str, *, ref: IterationRef, restriction: Restriction | None, mask: str
+) -> Channel:
+    registries.require_active(ctx)
+    bucket = find_bucket(ctx, bucket_slug)
+    channel = _find(ctx, bucket, slug, for_update=True)
+    paths = parse_mask(mask)
+    restricted = _restriction(restriction)
+
+    if paths:
+        if "restriction" in paths and restricted is None:
+            raise InvalidArgument("the mask lists restriction, so restriction must be RESTRICTED or UNRESTRICTED")
+        named = [p for p in paths if p in IDENTIFIERS]
+        target: Iteration | None = None
+        assign = bool(named)
+        if named:
+            given = [p for p in named if ref.given(p)]
+            if given and len(given) != len(named):
+                missing = ", ".join(p for p in named if p not in given)
+                raise InvalidArgument(f"the mask lists {missing} without a value; give every listed identifier")
+            if given:
+                found = [_lookup(ctx, bucket, ref, p) for p in given]
+                if len({i.id for i in found}) > 1:
+                    raise InvalidArgument("the identifiers listed in the mask name different iterations")
+                target = _assignable(ctx, found[0])
+    else:
+        named = [n for n in IDENTIFIERS if ref.given(n)]
+        # Without a mask the first identifier given wins; none at all clears the channel.
+        assign = not channel.managed or bool(named)
+        target = _assignable(ctx, _lookup(ctx, bucket, ref, named[0])) if named else None
+        if channel.managed and not named and restricted is None:
+            raise FailedPrecondition(f"channel {LATEST!r} is managed by packyard and can't be cleared")
+
+    if assign and channel.managed:
+        raise FailedPrecondition(
+            f"channel {channel.slug!r} is managed by packyard: it follows the newest complete iteration "
+            "and only its restriction can change"
+        )
+    if restricted is not None and (not paths or "restriction" in paths):
+        channel.restricted = restricted
+        channel.author_id = ctx.author_id
+        channel.updated_at = ctx.now
+        ctx.uow.channels.save(channel)
+    if assign:
+        record_assignment(ctx, channel, target)
+    return _with_iteration(ctx, [channel])[0]
+
+
+def delete(ctx: Ctx, bucket_slug: str, slug: str) -> None:
+    registries.require_active(ctx)
+    bucket = find_bucket(ctx, bucket_slug)
+    channel = _find(ctx, bucket, slug, for_update=True)
+    if channel.managed:
+        raise FailedPrecondition(f"channel {channel.slug!r} is managed by packyard and can't be deleted")
+    ctx.uow.channels.delete(channel.id)
+
+
+def iteration_status(ctx: Ctx, iteration: Iteration, build_statuses: Sequence[BuildStatus]) -> IterationStatus:
+    if iteration.revoke_at is not None:
+        return IterationStatus.REVOKED if is_revoked(ctx, iteration) else IterationStatus.REVOCATION_SCHEDULED
+    if iteration.complete:
+        return IterationStatus.ACTIVE
+    if BuildStatus.FAILED in build_statuses:
+        return IterationStatus.FAILED
+    if BuildStatus.CANCELLED in build_statuses:
+        return IterationStatus.CANCELLED
+    if BuildStatus.RUNNING in build_statuses:
+        return IterationStatus.RUNNING
+    return IterationStatus.UNSET
+
+
+def history(
+    ctx: Ctx, bucket_slug: str, slug: str, *, page_size: int, next_token: str, previous_token: str
+) -> HistoryPage:
+    registries.get(ctx)
+    bucket = find_bucket(ctx, bucket_slug)
+    channel = _find(ctx, bucket, slug)
+    limits = ctx.rules.limits
+    request = page_request(
+        size=page_size,
+        next_token=next_token,
+        previous_token=previous_token,
+        order_by=[],
+        sortable={"created_at": Kind.TIME},
+        default_order=HISTORY_ORDER,
+        default_size=limits.default_page_size,
+        max_size=limits.max_page_size,
+    )
+    page: Page[ChannelAssignment] = make_page(ctx.uow.channels.history(channel.id, request), request, attribute_key)
+    ids = sorted({e.iteration_id for e in page.items if e.iteration_id})
+    iterations = ctx.uow.iterations.get_many(ids) if ids else {}
+    states = ctx.uow.iterations.build_states(list(iterations)) if iterations else {}
+    for entry in page.items:
+        it = iterations.get(entry.iteration_id or "")
+        if it is not None:
+            statuses = [effective_status(ctx, s, beat) for _, s, beat in states.get(it.id, [])]
+            entry.status = iteration_status(ctx, it, statuses)
+    return HistoryPage(page.items, ctx.uow.channels.history_count(channel.id), page.next_token, page.previous_token)
+
+
+def unassign_deleted(ctx: Ctx, iteration: Iteration) -> list[Channel]:
+    """Channels pointing at an iteration that is being deleted become unassigned (with history)."""
+    moved = []
+    for channel in ctx.uow.channels.pointing_at(iteration.id):
+        if not channel.managed:
+            record_assignment(ctx, channel, None)
+            moved.append(channel)
+    return moved
