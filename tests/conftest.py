@@ -123,6 +123,11 @@ class Env:
     init: InitResult
     client: ApiClient
 
+    def advance(self, **delta: float) -> None:
+        """Move the clock (timedelta keywords) and get a fresh token, as a long-running client would."""
+        self.clock.advance(**delta)
+        self.client.token = self.token_for(self.init.client_id, self.init.client_secret)
+
     def token_for(self, client_id: str, client_secret: str) -> str:
         response = self.client.post(
             "/oauth2/token",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -115,6 +116,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     port = args.port or (8443 if tls else 8080)
     print(_hcp_block(settings, args.host, port, org_id, project_id, tls, ca), flush=True)
     app = create_app(settings, db=db)
+    # uvicorn re-raises the signal that stopped it after its graceful shutdown; with SIGTERM's default
+    # action that kills the process (exit -15) instead of returning, so a handled SIGTERM is a no-op.
+    signal.signal(signal.SIGTERM, lambda _sig, _frame: None)
     uvicorn.run(
         app,
         host=args.host,

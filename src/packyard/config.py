@@ -21,6 +21,7 @@ class Settings:
     secret_key: str | None = None
     token_ttl_seconds: int = 3600
     heartbeat_grace_seconds: int = 600
+    job_interval_seconds: float = 1.0
     limits: Limits = field(default_factory=Limits)
 
     @classmethod

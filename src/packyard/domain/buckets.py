@@ -23,6 +23,8 @@ DEFAULT_ORDER = (SortField("created_at", descending=True),)
 class BucketView:
     bucket: Bucket
     latest: Iteration | None
+    parents_status: str | None = None
+    children_status: str | None = None
 
 
 def find(ctx: Ctx, slug: str, *, for_update: bool = False) -> Bucket:
@@ -33,7 +35,7 @@ def find(ctx: Ctx, slug: str, *, for_update: bool = False) -> Bucket:
     return bucket
 
 
-def _views(ctx: Ctx, buckets: Sequence[Bucket]) -> list[BucketView]:
+def _views(ctx: Ctx, buckets: Sequence[Bucket], *, with_ancestry: bool = False) -> list[BucketView]:
     ids = [b.latest_iteration_id for b in buckets if b.latest_iteration_id]
     latest = ctx.uow.iterations.get_many(ids) if ids else {}
     builds = ctx.uow.builds.for_iterations(list(latest)) if latest else {}
@@ -42,7 +44,13 @@ def _views(ctx: Ctx, buckets: Sequence[Bucket]) -> list[BucketView]:
         iteration = latest.get(bucket.latest_iteration_id or "")
         if iteration is not None:
             iteration.builds = refresh_statuses(ctx, builds.get(iteration.id, []))
-        views.append(BucketView(bucket, iteration))
+        view = BucketView(bucket, iteration)
+        if with_ancestry:
+            from packyard.domain import ancestry  # noqa: PLC0415 - ancestry builds on this module
+
+            view.parents_status = ancestry.summarize(ancestry.parents(ctx, bucket, iteration))
+            view.children_status = ancestry.summarize(ancestry.children(ctx, bucket))
+        views.append(view)
     return views
 
 
@@ -70,7 +78,7 @@ def get(ctx: Ctx, slug: str, bucket_id: str = "") -> BucketView:
     bucket = find(ctx, slug)
     if bucket_id and check.ulid(bucket_id, "bucket_id") != bucket.id:
         raise NotFound(f"bucket {slug!r} does not have id {bucket_id}")
-    return _views(ctx, [bucket])[0]
+    return _views(ctx, [bucket], with_ancestry=True)[0]
 
 
 def list_(

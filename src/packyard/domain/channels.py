@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from packyard.domain import registry as registries
+from packyard.domain import revocation
 from packyard.domain import validation as check
 from packyard.domain.buckets import find as find_bucket
 from packyard.domain.builds import effective_status, is_revoked, refresh_statuses
@@ -102,6 +103,7 @@ def _with_iteration(ctx: Ctx, channels: Sequence[Channel]) -> list[Channel]:
     builds = ctx.uow.builds.for_iterations(list(iterations))
     for it in iterations.values():
         it.builds = refresh_statuses(ctx, builds.get(it.id, []))
+    revocation.decorate(ctx, list(iterations.values()))
     for channel in channels:
         channel.iteration = iterations.get(channel.iteration_id or "")
     return list(channels)

@@ -18,11 +18,13 @@ class Ctx:
     organization_id: str
     project_id: str
     actor: Principal | None = None
+    # Who background work acts for (the principal that scheduled it), when there is no actor.
+    on_behalf_of: str = ""
 
     @property
     def author_id(self) -> str:
-        return self.actor.client_id if self.actor else "packyard"
+        return self.actor.client_id if self.actor else (self.on_behalf_of or "packyard")
 
     @property
     def author_name(self) -> str:
-        return self.actor.name if self.actor else "packyard"
+        return self.actor.name if self.actor else (self.on_behalf_of or "packyard")

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from packyard.domain import registry as registries
+from packyard.domain import revocation
 from packyard.domain import validation as check
 from packyard.domain.buckets import find as find_bucket
 from packyard.domain.builds import complete_if_done, effective_status, is_revoked, refresh_statuses
@@ -15,7 +16,7 @@ from packyard.domain.channels import unassign_deleted
 from packyard.domain.context import Ctx
 from packyard.domain.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound
 from packyard.domain.latest import refresh_latest
-from packyard.domain.models import BuildStatus, Iteration, RevocationType, TemplateType
+from packyard.domain.models import BuildStatus, Iteration, TemplateType
 from packyard.domain.pagination import Kind, Page, SortField, attribute_key, make_page, page_request
 from packyard.ids import new_ulid
 
@@ -64,6 +65,7 @@ def parse_duration(value: str) -> timedelta:
 
 def _with_builds(ctx: Ctx, iteration: Iteration) -> Iteration:
     iteration.builds = refresh_statuses(ctx, ctx.uow.builds.for_iteration(iteration.id))
+    revocation.decorate(ctx, [iteration])
     return iteration
 
 
@@ -133,6 +135,7 @@ def list_(
     )
     page = make_page(ctx.uow.iterations.page(bucket.id, request), request, attribute_key)
     states = ctx.uow.iterations.build_states([i.id for i in page.items]) if page.items else {}
+    revocation.decorate(ctx, page.items)
     listed = [
         ListedIteration(
             it,
@@ -153,44 +156,49 @@ def _find_in_project(ctx: Ctx, iteration_id: str, bucket_slug: str, *, for_updat
     return iteration
 
 
-def update(ctx: Ctx, iteration_id: str, changes: IterationChanges) -> Iteration:
+@dataclass(slots=True)
+class UpdateResult:
+    iteration: Iteration
+    cascaded: bool = False  # a revocation that reaches descendants: HCP answers with an operation
+    scheduled: bool = False
+
+
+def update(ctx: Ctx, iteration_id: str, changes: IterationChanges) -> UpdateResult:
     registries.require_active(ctx)
     if changes.revoke_at is not None and changes.revoke_in:
         raise InvalidArgument("set revoke_at or revoke_in, not both")
-    iteration = _find_in_project(ctx, iteration_id, changes.bucket_slug, for_update=True)
     revoking = changes.revoke_at is not None or bool(changes.revoke_in)
-    if changes.restore:
-        if revoking:
-            raise InvalidArgument("restore can't be combined with revoke_at or revoke_in")
-        if iteration.revoke_at is None:
-            raise FailedPrecondition(f"iteration {iteration.id} is not revoked, so there is nothing to restore")
-        iteration.revoke_at = None
-        iteration.revocation_message = ""
-        iteration.revocation_author = ""
-        iteration.revocation_type = RevocationType.UNSET
-        iteration.revocation_inherited_from = None
-    elif is_revoked(ctx, iteration):
-        raise FailedPrecondition(f"iteration {iteration.id} is revoked; restore it before changing it")
+    if changes.restore and revoking:
+        raise InvalidArgument("restore can't be combined with revoke_at or revoke_in")
+    when = None
     if revoking:
         when = changes.revoke_at if changes.revoke_at is not None else ctx.now + parse_duration(changes.revoke_in)
-        iteration.revoke_at = max(when, ctx.now) if when <= ctx.now else when
-        iteration.revocation_message = check.text(
-            changes.revocation_message, "revocation_message", ctx.rules.limits.max_description_length
+        check.text(changes.revocation_message, "revocation_message", ctx.rules.limits.max_description_length)
+    iteration = _find_in_project(ctx, iteration_id, changes.bucket_slug, for_update=True)
+    result = UpdateResult(iteration)
+    if changes.restore:
+        revocation.restore(ctx, iteration)
+    elif is_revoked(ctx, iteration):
+        raise FailedPrecondition(f"iteration {iteration.id} is revoked; restore it before changing it")
+    if when is not None:
+        revocation.revoke(
+            ctx,
+            iteration,
+            when=when,
+            message=changes.revocation_message,
+            skip_descendants=changes.skip_descendants_revocation,
+            rollback_channels=changes.rollback_channels,
         )
-        iteration.revocation_author = ctx.author_name
-        iteration.revocation_type = RevocationType.MANUAL
-        iteration.revocation_inherited_from = None
+        result.cascaded = not changes.skip_descendants_revocation
+        result.scheduled = iteration.revoke_at is not None and iteration.revoke_at > ctx.now
     if changes.complete and not iteration.complete:
         complete_if_done(ctx, iteration)
         if not iteration.complete:
             raise FailedPrecondition(
                 f"iteration {iteration.id} can't be completed: it needs at least one build and every build DONE"
             )
-    iteration.updated_at = ctx.now
-    ctx.uow.iterations.save(iteration)
-    if revoking or changes.restore:
-        refresh_latest(ctx, iteration.bucket_id)
-    return _with_builds(ctx, iteration)
+    _with_builds(ctx, iteration)
+    return result
 
 
 def delete(ctx: Ctx, iteration_id: str, *, bucket_slug: str, rollback_channels: bool) -> None:
@@ -198,7 +206,10 @@ def delete(ctx: Ctx, iteration_id: str, *, bucket_slug: str, rollback_channels: 
     if bucket_slug:
         check.slug(bucket_slug)
     iteration = _find_in_project(ctx, iteration_id, bucket_slug, for_update=True)
+    if rollback_channels:
+        revocation.roll_back(ctx, [iteration.id])
     unassign_deleted(ctx, iteration)
+    ctx.uow.jobs.cancel_for(iteration.id, ctx.now)
     ctx.uow.iterations.delete(iteration.id)
     ctx.uow.buckets.adjust_iteration_count(iteration.bucket_id, -1)
     refresh_latest(ctx, iteration.bucket_id)

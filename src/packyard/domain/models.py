@@ -160,6 +160,9 @@ class Iteration:
     revocation_type: RevocationType = RevocationType.UNSET
     revocation_inherited_from: str | None = None
     builds: list[Build] = field(default_factory=list)
+    # Filled by the services that return iterations; not stored.
+    has_descendants: bool = False
+    revoked_ancestor: Iteration | None = None
 
 
 class IterationStatus(StrEnum):
@@ -208,3 +211,20 @@ class ChannelAssignment:
     iteration_version: int = 0
     author_id: str = ""
     status: IterationStatus = IterationStatus.UNSET
+
+
+@dataclass(slots=True)
+class Job:
+    """A scheduled revocation's side effects, run once when it falls due."""
+
+    id: str
+    kind: str
+    organization_id: str
+    project_id: str
+    iteration_id: str
+    run_at: datetime
+    created_at: datetime
+    author_id: str = ""
+    rollback_channels: bool = False
+    skip_descendants: bool = False
+    state: str = "pending"

@@ -13,6 +13,7 @@ from packyard.domain.models import (
     Channel,
     ChannelAssignment,
     Iteration,
+    Job,
     Organization,
     Principal,
     Project,
@@ -93,6 +94,14 @@ class Iterations(Protocol):
 
     def save(self, iteration: Iteration) -> None: ...
     def delete(self, iteration_id: str) -> None: ...
+    def children(self, project_id: str, iteration_ids: Sequence[str]) -> list[Iteration]:
+        """Iterations of the project with a build whose source_iteration_id is one of these."""
+
+    def with_descendants(self, iteration_ids: Sequence[str]) -> set[str]:
+        """Those of these iterations that some build names as its source_iteration_id."""
+
+    def inherited_from(self, project_id: str, ancestor_id: str) -> list[Iteration]: ...
+
     def build_states(self, iteration_ids: Sequence[str]) -> dict[str, list[tuple[str, BuildStatus, datetime]]]:
         """For each iteration: (component_type, stored status, heartbeat_at) of its builds."""
 
@@ -103,6 +112,8 @@ class Builds(Protocol):
         """Builds with their images, in page order (all of them without a page)."""
 
     def for_iterations(self, iteration_ids: Sequence[str]) -> dict[str, list[Build]]: ...
+    def derived_from_bucket(self, bucket_id: str) -> list[Build]:
+        """Builds (of any bucket of the project) whose source_iteration_id is an iteration of this bucket."""
 
     def add(self, build: Build) -> None:
         """Insert with its images; raises AlreadyExists for a second build of one component_type."""
@@ -113,6 +124,7 @@ class Builds(Protocol):
 
 class Channels(Protocol):
     def get(self, bucket_id: str, slug: str, *, for_update: bool = False) -> Channel | None: ...
+    def get_by_id(self, channel_id: str) -> Channel | None: ...
     def for_bucket(self, bucket_id: str) -> list[Channel]: ...
     def pointing_at(self, iteration_id: str) -> list[Channel]: ...
     def add(self, channel: Channel) -> None:
@@ -123,6 +135,16 @@ class Channels(Protocol):
     def add_assignment(self, assignment: ChannelAssignment) -> None: ...
     def history(self, channel_id: str, page: PageRequest) -> list[ChannelAssignment]: ...
     def history_count(self, channel_id: str) -> int: ...
+
+
+class Jobs(Protocol):
+    def add(self, job: Job) -> None: ...
+    def cancel_for(self, iteration_id: str, now: datetime) -> None:
+        """Cancel the pending jobs of an iteration (its revocation was restored or rescheduled)."""
+
+    def due(self, now: datetime, limit: int) -> list[Job]: ...
+    def claim(self, job_id: str, now: datetime) -> bool:
+        """Mark a pending job done; True for exactly one caller. The caller's transaction does the work."""
 
 
 class UnitOfWork(Protocol):
@@ -144,3 +166,5 @@ class UnitOfWork(Protocol):
     def builds(self) -> Builds: ...
     @property
     def channels(self) -> Channels: ...
+    @property
+    def jobs(self) -> Jobs: ...

@@ -6,6 +6,8 @@ cost more than the query. Every project-scoped operation runs in one transaction
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -24,6 +26,7 @@ from packyard.http.errors import http_status, status_body
 from packyard.http.oauth import OAuthError
 from packyard.http.request import Request
 from packyard.http.routing import Access, Route, Router
+from packyard.jobs import run_due_jobs
 from packyard.storage.db import Database
 from packyard.storage.sql import SqlUnitOfWork
 
@@ -98,14 +101,29 @@ class App:
         await send({"type": "http.response.body", "body": body})
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
+        task: asyncio.Task[None] | None = None
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                task = asyncio.create_task(self._job_loop())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
                 self.services.db.dispose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    async def _job_loop(self) -> None:
+        svc = self.services
+        while True:
+            try:
+                run_due_jobs(svc.db, svc.clock, svc.rules)
+            except Exception:
+                log.exception("background jobs failed; retrying")
+            await asyncio.sleep(svc.settings.job_interval_seconds)
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
         for key, value in scope["headers"]:

@@ -197,3 +197,24 @@ channel_assignment = sa.Table(
     sa.Column("created_at", Time, nullable=False),
     sa.Index("ix_channel_assignment_channel", "channel_id", "created_at", "id"),
 )
+
+# Work that must happen once at a given time (a scheduled revocation falling due), claimed from the
+# database so that exactly one of several server processes does it.
+job = sa.Table(
+    "job",
+    metadata,
+    _id(),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("project_id", Id, nullable=False),
+    sa.Column("organization_id", Id, nullable=False),
+    sa.Column("iteration_id", Id, nullable=False),
+    sa.Column("author_id", Text, nullable=False, server_default=""),
+    sa.Column("rollback_channels", sa.Boolean, nullable=False),
+    sa.Column("skip_descendants", sa.Boolean, nullable=False),
+    sa.Column("run_at", Time, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("done_at", Time, nullable=True),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Index("ix_job_state_run_at", "state", "run_at"),
+    sa.Index("ix_job_iteration", "iteration_id"),
+)

@@ -19,6 +19,7 @@ from packyard.domain.models import (
     ChannelAssignment,
     Image,
     Iteration,
+    Job,
     Organization,
     Principal,
     Project,
@@ -484,6 +485,37 @@ class SqlIterations:
     def delete(self, iteration_id: str) -> None:
         self.conn.execute(t.iteration.delete().where(t.iteration.c.id == iteration_id))
 
+    def children(self, project_id: str, iteration_ids: Sequence[str]) -> list[Iteration]:
+        if not iteration_ids:
+            return []
+        sources = (
+            sa.select(t.build.c.iteration_id)
+            .where(t.build.c.project_id == project_id, t.build.c.source_iteration_id.in_(list(iteration_ids)))
+            .distinct()
+        )
+        rows = self.conn.execute(_ITERATION_SELECT.where(t.iteration.c.id.in_(sources)).order_by(t.iteration.c.id))
+        return [self._iteration(r) for r in rows]
+
+    def with_descendants(self, iteration_ids: Sequence[str]) -> set[str]:
+        if not iteration_ids:
+            return set()
+        rows = self.conn.execute(
+            sa.select(t.build.c.source_iteration_id)
+            .where(t.build.c.source_iteration_id.in_(list(iteration_ids)))
+            .distinct()
+        )
+        return {r.source_iteration_id for r in rows}
+
+    def inherited_from(self, project_id: str, ancestor_id: str) -> list[Iteration]:
+        rows = self.conn.execute(
+            _ITERATION_SELECT.where(
+                t.iteration.c.project_id == project_id,
+                t.iteration.c.revocation_inherited_from == ancestor_id,
+                t.iteration.c.revocation_type == "INHERITED",
+            ).order_by(t.iteration.c.id)
+        )
+        return [self._iteration(r) for r in rows]
+
     def build_states(self, iteration_ids: Sequence[str]) -> dict[str, list[tuple[str, BuildStatus, datetime]]]:
         rows = self.conn.execute(
             sa.select(t.build.c.iteration_id, t.build.c.component_type, t.build.c.status, t.build.c.heartbeat_at)
@@ -566,6 +598,16 @@ class SqlBuilds:
         for b in builds:
             out.setdefault(b.iteration_id, []).append(b)
         return out
+
+    def derived_from_bucket(self, bucket_id: str) -> list[Build]:
+        parent = t.iteration.alias("parent")
+        rows = self.conn.execute(
+            sa.select(t.build)
+            .join(parent, parent.c.id == t.build.c.source_iteration_id)
+            .where(parent.c.bucket_id == bucket_id)
+            .order_by(t.build.c.id)
+        )
+        return [self._build(r) for r in rows]
 
     @staticmethod
     def _values(build: Build) -> dict[str, Any]:
@@ -665,6 +707,10 @@ class SqlChannels:
         row = self.conn.execute(stmt).first()
         return self._channel(row) if row else None
 
+    def get_by_id(self, channel_id: str) -> Channel | None:
+        row = self.conn.execute(_CHANNEL_SELECT.where(t.channel.c.id == channel_id)).first()
+        return self._channel(row) if row else None
+
     def for_bucket(self, bucket_id: str) -> list[Channel]:
         rows = self.conn.execute(
             _CHANNEL_SELECT.where(t.channel.c.bucket_id == bucket_id).order_by(t.channel.c.created_at, t.channel.c.id)
@@ -749,6 +795,69 @@ class SqlChannels:
         return int(count)
 
 
+class SqlJobs:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def add(self, job: Job) -> None:
+        self.conn.execute(
+            t.job.insert().values(
+                id=job.id,
+                kind=job.kind,
+                organization_id=job.organization_id,
+                project_id=job.project_id,
+                iteration_id=job.iteration_id,
+                author_id=job.author_id,
+                rollback_channels=job.rollback_channels,
+                skip_descendants=job.skip_descendants,
+                run_at=to_us(job.run_at),
+                state=job.state,
+                created_at=to_us(job.created_at),
+            )
+        )
+
+    def cancel_for(self, iteration_id: str, now: datetime) -> None:
+        self.conn.execute(
+            t.job.update()
+            .where(t.job.c.iteration_id == iteration_id, t.job.c.state == "pending")
+            .values(state="cancelled", done_at=to_us(now))
+        )
+
+    def due(self, now: datetime, limit: int) -> list[Job]:
+        rows = self.conn.execute(
+            sa.select(t.job)
+            .where(t.job.c.state == "pending", t.job.c.run_at <= to_us(now))
+            .order_by(t.job.c.run_at, t.job.c.id)
+            .limit(limit)
+        )
+        return [
+            Job(
+                id=r.id,
+                kind=r.kind,
+                organization_id=r.organization_id,
+                project_id=r.project_id,
+                iteration_id=r.iteration_id,
+                author_id=r.author_id,
+                rollback_channels=r.rollback_channels,
+                skip_descendants=r.skip_descendants,
+                run_at=from_us(r.run_at),
+                created_at=from_us(r.created_at),
+                state=r.state,
+            )
+            for r in rows
+        ]
+
+    def claim(self, job_id: str, now: datetime) -> bool:
+        # The row lock (PostgreSQL) or the write lock (SQLite) makes exactly one claimant see rowcount 1;
+        # a second one waits for the first to commit and then finds the job no longer pending.
+        result = self.conn.execute(
+            t.job.update()
+            .where(t.job.c.id == job_id, t.job.c.state == "pending")
+            .values(state="done", done_at=to_us(now))
+        )
+        return result.rowcount == 1
+
+
 class SqlUnitOfWork:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
@@ -760,3 +869,4 @@ class SqlUnitOfWork:
         self.iterations = SqlIterations(conn)
         self.builds = SqlBuilds(conn)
         self.channels = SqlChannels(conn)
+        self.jobs = SqlJobs(conn)

@@ -14,7 +14,7 @@ from packyard.http.routing import Route
 
 
 def _bucket(ctx: Ctx, view: BucketView) -> wire.Bucket:
-    return wire.bucket(view.bucket, view.latest, ctx.organization_id)
+    return wire.bucket(view.bucket, view.latest, ctx.organization_id, view.parents_status, view.children_status)
 
 
 def create(ctx: Ctx, request: Request) -> object:

@@ -30,17 +30,17 @@ def create(ctx: Ctx, request: Request) -> object:
         ref=_ref(body),
         restriction=enum_value(Restriction, body.restriction, "restriction"),
     )
-    return wire.ChannelResponse(channel=wire.channel(channel))
+    return wire.ChannelResponse(channel=wire.channel(channel, ctx.organization_id))
 
 
 def get(ctx: Ctx, request: Request) -> object:
     channel = service.get(ctx, request.params["bucket_slug"], request.params["slug"])
-    return wire.ChannelResponse(channel=wire.channel(channel))
+    return wire.ChannelResponse(channel=wire.channel(channel, ctx.organization_id))
 
 
 def list_(ctx: Ctx, request: Request) -> object:
     channels = service.list_(ctx, request.params["bucket_slug"])
-    return wire.ListChannelsResponse(channels=[wire.channel(c) for c in channels])
+    return wire.ListChannelsResponse(channels=[wire.channel(c, ctx.organization_id) for c in channels])
 
 
 def update(ctx: Ctx, request: Request) -> object:
@@ -53,7 +53,7 @@ def update(ctx: Ctx, request: Request) -> object:
         restriction=enum_value(Restriction, body.restriction, "restriction"),
         mask=body.mask or "",
     )
-    return wire.ChannelResponse(channel=wire.channel(channel))
+    return wire.ChannelResponse(channel=wire.channel(channel, ctx.organization_id))
 
 
 def delete(ctx: Ctx, request: Request) -> object:

@@ -10,13 +10,14 @@ from packyard.http.hcp_2021.bodies import CreateIterationBody, UpdateIterationBo
 from packyard.http.hcp_2021.common import paging, route, sorting
 from packyard.http.request import Request, enum_value, parse_time
 from packyard.http.routing import Route
+from packyard.ids import new_ulid
 
 
 def create(ctx: Ctx, request: Request) -> object:
     body = request.json(CreateIterationBody)
     template = enum_value(TemplateType, body.template_type, "template_type") or TemplateType.UNSET
     it = service.create(ctx, request.params["bucket_slug"], fingerprint=body.fingerprint or "", template_type=template)
-    return wire.IterationResponse(iteration=wire.iteration(it))
+    return wire.IterationResponse(iteration=wire.iteration(it, ctx.organization_id))
 
 
 def get(ctx: Ctx, request: Request) -> object:
@@ -27,13 +28,13 @@ def get(ctx: Ctx, request: Request) -> object:
         fingerprint=request.query_str("fingerprint"),
         version=request.query_int("incremental_version", bits=32),
     )
-    return wire.IterationResponse(iteration=wire.iteration(it))
+    return wire.IterationResponse(iteration=wire.iteration(it, ctx.organization_id))
 
 
 def list_(ctx: Ctx, request: Request) -> object:
     page = service.list_(ctx, request.params["bucket_slug"], order_by=sorting(request), **paging(request))  # type: ignore[arg-type]
     return wire.ListIterationsResponse(
-        iterations=[wire.iteration_for_list(i.iteration, i.build_statuses) for i in page.items],
+        iterations=[wire.iteration_for_list(i.iteration, i.build_statuses, ctx.organization_id) for i in page.items],
         pagination=wire.pagination(page.next_token, page.previous_token),
     )
 
@@ -50,8 +51,16 @@ def update(ctx: Ctx, request: Request) -> object:
         skip_descendants_revocation=bool(body.skip_descendants_revocation),
         rollback_channels=bool(body.rollback_channels),
     )
-    it = service.update(ctx, request.params["iteration_id"], changes)
-    return wire.UpdateIterationResponse(iteration=wire.iteration(it))
+    result = service.update(ctx, request.params["iteration_id"], changes)
+    operation = None
+    if result.cascaded:
+        # Descendants are revoked in the same transaction (or when a scheduled revocation falls due).
+        operation = wire.operation(new_ulid(), ctx.organization_id, ctx.project_id, ctx.now)
+        if result.scheduled:
+            operation.state = "QUEUED"
+    return wire.UpdateIterationResponse(
+        iteration=wire.iteration(result.iteration, ctx.organization_id), operation=operation
+    )
 
 
 def delete(ctx: Ctx, request: Request) -> object:

@@ -118,6 +118,11 @@ class BucketLatestIteration(Base, kw_only=True):
     revocation_inherited_from: RevokedAncestor | None = None
 
 
+class AncestrySummary(Base, kw_only=True):
+    href: str = ""
+    status: str  # UNDETERMINED is a real answer here, so it is always written
+
+
 class Bucket(Base, kw_only=True):
     id: str = ""
     slug: str = ""
@@ -130,6 +135,42 @@ class Bucket(Base, kw_only=True):
     description: str = ""
     labels: dict[str, str] = {}
     iteration_count: str = ""
+    parents: AncestrySummary | None = None
+    children: AncestrySummary | None = None
+
+
+class RelationChannelIteration(Base, kw_only=True):
+    id: str = ""
+    incremental_version: int = 0
+    fingerprint: str = ""
+
+
+class RelationParent(Base, kw_only=True):
+    bucket_slug: str = ""
+    iteration_id: str = ""
+    iteration_incremental_version: int = 0
+    iteration_fingerprint: str = ""
+    channel: str = ""
+    channel_iteration: RelationChannelIteration | None = None
+
+
+class RelationChild(Base, kw_only=True):
+    bucket_slug: str = ""
+    iteration_id: str = ""
+    iteration_incremental_version: int = 0
+    iteration_fingerprint: str = ""
+
+
+class BucketAncestry(Base, kw_only=True):
+    status: str
+    parent: RelationParent | None = None
+    child: RelationChild | None = None
+
+
+class ListBucketAncestryResponse(Base, kw_only=True):
+    relations: list[BucketAncestry]
+    total_count: int = 0
+    pagination: Pagination | None = None
 
 
 class RunTaskConfig(Base, kw_only=True):
@@ -303,7 +344,25 @@ def _revocation(it: m.Iteration) -> dict[str, object]:
     }
 
 
-def iteration(it: m.Iteration, *, has_descendants: bool = False) -> Iteration:
+def api_prefix(org_id: str, project_id: str) -> str:
+    return f"/packer/2021-04-30/organizations/{org_id}/projects/{project_id}"
+
+
+def revoked_ancestor(it: m.Iteration, org_id: str) -> RevokedAncestor | None:
+    anc = it.revoked_ancestor
+    if anc is None:
+        return None
+    href = f"{api_prefix(org_id, anc.project_id)}/images/{anc.bucket_slug}/iteration?iteration_id={anc.id}"
+    return RevokedAncestor(
+        href=href,
+        bucket_slug=anc.bucket_slug,
+        iteration_incremental_version=anc.incremental_version,
+        iteration_id=anc.id,
+        iteration_fingerprint=anc.fingerprint,
+    )
+
+
+def iteration(it: m.Iteration, org_id: str = "") -> Iteration:
     return Iteration(
         id=it.id,
         bucket_slug=it.bucket_slug,
@@ -314,13 +373,14 @@ def iteration(it: m.Iteration, *, has_descendants: bool = False) -> Iteration:
         updated_at=ts(it.updated_at),
         fingerprint=it.fingerprint,
         builds=[build(b) for b in it.builds],
-        has_descendants=has_descendants,
+        has_descendants=it.has_descendants,
+        revocation_inherited_from=revoked_ancestor(it, org_id),
         template_type="" if it.template_type is m.TemplateType.UNSET else it.template_type.value,
         **_revocation(it),  # type: ignore[arg-type]
     )
 
 
-def iteration_for_list(it: m.Iteration, statuses: dict[str, m.BuildStatus]) -> IterationForList:
+def iteration_for_list(it: m.Iteration, statuses: dict[str, m.BuildStatus], org_id: str) -> IterationForList:
     return IterationForList(
         id=it.id,
         bucket_slug=it.bucket_slug,
@@ -331,11 +391,13 @@ def iteration_for_list(it: m.Iteration, statuses: dict[str, m.BuildStatus]) -> I
         updated_at=ts(it.updated_at),
         fingerprint=it.fingerprint,
         build_statuses={k: v.value for k, v in statuses.items()},
+        has_descendants=it.has_descendants,
+        revocation_inherited_from=revoked_ancestor(it, org_id),
         **_revocation(it),  # type: ignore[arg-type]
     )
 
 
-def latest_iteration(it: m.Iteration) -> BucketLatestIteration:
+def latest_iteration(it: m.Iteration, org_id: str) -> BucketLatestIteration:
     return BucketLatestIteration(
         id=it.id,
         bucket_slug=it.bucket_slug,
@@ -346,6 +408,7 @@ def latest_iteration(it: m.Iteration) -> BucketLatestIteration:
         updated_at=ts(it.updated_at),
         fingerprint=it.fingerprint,
         builds=[build(b) for b in it.builds],
+        revocation_inherited_from=revoked_ancestor(it, org_id),
         **_revocation(it),  # type: ignore[arg-type]
     )
 
@@ -354,12 +417,19 @@ def location(org_id: str, project_id: str) -> Location:
     return Location(organization_id=org_id, project_id=project_id)
 
 
-def bucket(b: m.Bucket, latest: m.Iteration | None, org_id: str) -> Bucket:
+def summary(status: str | None, href: str) -> AncestrySummary | None:
+    return AncestrySummary(href=href, status=status) if status else None
+
+
+def bucket(
+    b: m.Bucket, latest: m.Iteration | None, org_id: str, parents: str | None = None, children: str | None = None
+) -> Bucket:
+    ancestry = f"{api_prefix(org_id, b.project_id)}/images/{b.slug}/ancestry"
     return Bucket(
         id=b.id,
         slug=b.slug,
         location=location(org_id, b.project_id),
-        latest_iteration=latest_iteration(latest) if latest is not None else None,
+        latest_iteration=latest_iteration(latest, org_id) if latest is not None else None,
         latest_version=b.latest_version,
         created_at=ts(b.created_at),
         updated_at=ts(b.updated_at),
@@ -367,6 +437,8 @@ def bucket(b: m.Bucket, latest: m.Iteration | None, org_id: str) -> Bucket:
         description=b.description,
         labels=b.labels,
         iteration_count=str(b.iteration_count) if b.iteration_count else "",
+        parents=summary(parents, ancestry + "?type=parents"),
+        children=summary(children, ancestry + "?type=children"),
     )
 
 
@@ -406,8 +478,8 @@ def builds(items: Sequence[m.Build]) -> list[Build]:
     return [build(b) for b in items]
 
 
-def channel(c: m.Channel) -> Channel:
-    assigned = iteration(c.iteration) if c.iteration is not None else None
+def channel(c: m.Channel, org_id: str) -> Channel:
+    assigned = iteration(c.iteration, org_id) if c.iteration is not None else None
     return Channel(
         id=c.id,
         slug=c.slug,

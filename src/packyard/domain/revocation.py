@@ -1,0 +1,171 @@
+"""Revocation: now or scheduled, inherited by descendants, restored; and channel rollback.
+
+A descendant is an iteration one of whose builds names another iteration as source_iteration_id, and
+so on down the generations. Readers see a scheduled revocation take effect when its time comes,
+because `revoked` is derived from revoke_at and the clock. What must *happen* at that time (moving
+`latest`, rolling channels back, catching descendants born meanwhile) is a job claimed from the
+database, so it runs once even with several server processes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from packyard.domain.builds import is_revoked
+from packyard.domain.context import Ctx
+from packyard.domain.errors import FailedPrecondition
+from packyard.domain.latest import record_assignment, refresh_latest
+from packyard.domain.models import Iteration, Job, RevocationType
+from packyard.domain.pagination import PageRequest, SortField
+from packyard.ids import new_ulid
+
+JOB_KIND = "revocation_due"
+_HISTORY_PAGE = PageRequest(size=100, order=(SortField("created_at", True), SortField("id", True)))
+
+
+def descendants(ctx: Ctx, root: Iteration) -> list[Iteration]:
+    """Every generation below root, each once (cycles can't loop forever)."""
+    seen = {root.id}
+    found: list[Iteration] = []
+    frontier = [root.id]
+    while frontier:
+        children = [c for c in ctx.uow.iterations.children(ctx.project_id, frontier) if c.id not in seen]
+        for child in children:
+            seen.add(child.id)
+            found.append(child)
+        frontier = [c.id for c in children]
+    return found
+
+
+def decorate(ctx: Ctx, iterations: Sequence[Iteration]) -> None:
+    """Fill has_descendants and the revoked ancestor of inherited revocations, in two queries."""
+    if not iterations:
+        return
+    parents = ctx.uow.iterations.with_descendants([i.id for i in iterations])
+    ancestor_ids = sorted({i.revocation_inherited_from for i in iterations if i.revocation_inherited_from})
+    ancestors = ctx.uow.iterations.get_many(ancestor_ids) if ancestor_ids else {}
+    for it in iterations:
+        it.has_descendants = it.id in parents
+        it.revoked_ancestor = ancestors.get(it.revocation_inherited_from or "")
+
+
+def _mark(ctx: Ctx, it: Iteration, when: datetime, message: str, kind: RevocationType, source: str | None) -> None:
+    it.revoke_at = when
+    it.revocation_message = message
+    it.revocation_author = ctx.author_name
+    it.revocation_type = kind
+    it.revocation_inherited_from = source
+    it.updated_at = ctx.now
+    ctx.uow.iterations.save(it)
+
+
+def _cascade(ctx: Ctx, root: Iteration, when: datetime) -> list[Iteration]:
+    """Give every descendant root's revocation (INHERITED), except those already revoked by then."""
+    inherited = []
+    for child in descendants(ctx, root):
+        if child.revoke_at is not None and child.revoke_at <= when:
+            continue
+        _mark(ctx, child, when, root.revocation_message, RevocationType.INHERITED, root.id)
+        inherited.append(child)
+    return inherited
+
+
+def revoke(
+    ctx: Ctx,
+    iteration: Iteration,
+    *,
+    when: datetime,
+    message: str,
+    skip_descendants: bool,
+    rollback_channels: bool,
+) -> list[Iteration]:
+    """Revoke now (when <= now) or schedule it; returns the iterations revoked with it (descendants)."""
+    at = max(when, ctx.now) if when > ctx.now else ctx.now
+    ctx.uow.jobs.cancel_for(iteration.id, ctx.now)
+    _mark(ctx, iteration, at, message, RevocationType.MANUAL, None)
+    inherited = [] if skip_descendants else _cascade(ctx, iteration, at)
+    if at <= ctx.now:
+        _take_effect(ctx, [iteration, *inherited], rollback_channels)
+    else:
+        ctx.uow.jobs.add(
+            Job(
+                id=new_ulid(),
+                kind=JOB_KIND,
+                organization_id=ctx.organization_id,
+                project_id=ctx.project_id,
+                iteration_id=iteration.id,
+                run_at=at,
+                created_at=ctx.now,
+                author_id=ctx.author_id,
+                rollback_channels=rollback_channels,
+                skip_descendants=skip_descendants,
+            )
+        )
+    return inherited
+
+
+def restore(ctx: Ctx, iteration: Iteration) -> list[Iteration]:
+    """Clear a revocation (or cancel a scheduled one) and what its descendants inherited from it."""
+    if iteration.revoke_at is None:
+        raise FailedPrecondition(f"iteration {iteration.id} is not revoked, so there is nothing to restore")
+    restored = [iteration, *ctx.uow.iterations.inherited_from(ctx.project_id, iteration.id)]
+    for it in restored:
+        ctx.uow.jobs.cancel_for(it.id, ctx.now)
+        it.revoke_at = None
+        it.revocation_message = ""
+        it.revocation_author = ""
+        it.revocation_type = RevocationType.UNSET
+        it.revocation_inherited_from = None
+        it.updated_at = ctx.now
+        ctx.uow.iterations.save(it)
+    for bucket_id in sorted({it.bucket_id for it in restored}):
+        refresh_latest(ctx, bucket_id)
+    return restored[1:]
+
+
+def _take_effect(ctx: Ctx, revoked: Sequence[Iteration], rollback_channels: bool) -> None:
+    if rollback_channels:
+        roll_back(ctx, [it.id for it in revoked])
+    for bucket_id in sorted({it.bucket_id for it in revoked}):
+        refresh_latest(ctx, bucket_id)
+
+
+def _previous_valid(ctx: Ctx, channel_id: str, bad: set[str]) -> Iteration | None:
+    """The most recent earlier assignment of the channel whose iteration is still valid."""
+    request = _HISTORY_PAGE
+    while True:
+        entries = ctx.uow.channels.history(channel_id, request)
+        for entry in entries[: request.size]:
+            if not entry.iteration_id or entry.iteration_id in bad:
+                continue
+            found = ctx.uow.iterations.get_many([entry.iteration_id]).get(entry.iteration_id)
+            if found is not None and found.complete and not is_revoked(ctx, found):
+                return found
+        if len(entries) <= request.size:
+            return None
+        last = entries[request.size - 1]
+        request = PageRequest(size=request.size, order=request.order, cursor=(last.created_at, last.id))
+
+
+def roll_back(ctx: Ctx, iteration_ids: Iterable[str]) -> None:
+    """Move every user channel that points at one of these iterations back (history records each move)."""
+    bad = set(iteration_ids)
+    for iteration_id in sorted(bad):
+        for channel in ctx.uow.channels.pointing_at(iteration_id):
+            if channel.managed:
+                continue  # `latest` follows refresh_latest
+            record_assignment(ctx, channel, _previous_valid(ctx, channel.id, bad))
+
+
+def run_job(ctx: Ctx, job: Job) -> bool:
+    """Run a due revocation's side effects if this caller claims the job; False when someone else did."""
+    if not ctx.uow.jobs.claim(job.id, ctx.now):
+        return False
+    iteration = ctx.uow.iterations.get_in_project(job.project_id, job.iteration_id, for_update=True)
+    if iteration is None or not is_revoked(ctx, iteration):
+        return True  # deleted or restored meanwhile: nothing left to do
+    inherited = [] if job.skip_descendants else _cascade(ctx, iteration, iteration.revoke_at or ctx.now)
+    already = ctx.uow.iterations.inherited_from(ctx.project_id, iteration.id)
+    _take_effect(ctx, [iteration, *{i.id: i for i in [*already, *inherited]}.values()], job.rollback_channels)
+    return True
