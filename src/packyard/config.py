@@ -22,6 +22,7 @@ class Settings:
     token_ttl_seconds: int = 3600
     heartbeat_grace_seconds: int = 600
     job_interval_seconds: float = 1.0
+    public_url: str | None = None
     limits: Limits = field(default_factory=Limits)
 
     @classmethod
@@ -32,6 +33,8 @@ class Settings:
             values["data_dir"] = Path(env["PACKYARD_DATA_DIR"])
         if env.get("PACKYARD_DATABASE_URL"):
             values["database_url"] = env["PACKYARD_DATABASE_URL"]
+        if env.get("PACKYARD_PUBLIC_URL"):
+            values["public_url"] = env["PACKYARD_PUBLIC_URL"]
         if env.get("PACKYARD_SECRET_KEY"):
             values["secret_key"] = env["PACKYARD_SECRET_KEY"]
         for key, name in (

@@ -106,11 +106,11 @@ def _apply(ctx: Ctx, build: Build, changes: BuildChanges) -> bool:
         images_changed = True
     if changes.status is not None and changes.status is not BuildStatus.UNSET:
         build.status = changes.status
-    if build.status is BuildStatus.DONE:
-        if not build.images:
-            raise FailedPrecondition(f"build {build.component_type!r} can't be DONE without at least one image")
-        if not build.cloud_provider:
-            raise InvalidArgument(f"build {build.component_type!r} needs a cloud_provider to be DONE")
+    if build.status is BuildStatus.DONE and not build.images:
+        raise FailedPrecondition(f"build {build.component_type!r} can't be DONE without at least one image")
+    if build.images and not build.cloud_provider:
+        # Packer refuses to load a build whose images have no provider, so such a build can't be stored.
+        raise InvalidArgument(f"build {build.component_type!r} needs a cloud_provider to have images")
     build.updated_at = ctx.now
     build.heartbeat_at = ctx.now
     return images_changed

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 from packyard.domain.context import Ctx
 from packyard.domain.errors import AlreadyExists, FailedPrecondition, NotFound
 from packyard.domain.models import Registry, Tier
@@ -84,3 +86,29 @@ def delete(ctx: Ctx, *, hard: bool) -> Registry:
         registry.updated_at = ctx.now
         ctx.uow.registries.save(registry)
     return registry
+
+
+RUN_TASK_TYPES = ("validation",)
+
+
+def run_task_key(ctx: Ctx, task_type: str) -> tuple[Registry, str]:
+    """The registry and its run-task HMAC key, made on first use."""
+    if task_type not in RUN_TASK_TYPES:
+        raise NotFound(f"there is no run task of type {task_type[:40]!r}; the only one is 'validation'")
+    registry = get(ctx)
+    key = ctx.uow.registries.hmac_key(ctx.project_id)
+    if key is None:
+        key = new_hmac_key()
+        ctx.uow.registries.set_hmac_key(ctx.project_id, key)
+    return registry, key
+
+
+def regenerate_hmac_key(ctx: Ctx) -> str:
+    require_active(ctx)
+    key = new_hmac_key()
+    ctx.uow.registries.set_hmac_key(ctx.project_id, key)
+    return key
+
+
+def new_hmac_key() -> str:
+    return secrets.token_urlsafe(48)

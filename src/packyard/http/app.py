@@ -16,6 +16,7 @@ import msgspec
 from sqlalchemy.engine import Connection
 
 from packyard.auth.service import TokenService
+from packyard.auth.vault import Vault, load_or_create_secret
 from packyard.clock import Clock
 from packyard.config import Settings
 from packyard.domain.context import Ctx
@@ -58,6 +59,7 @@ class Services:
         self.clock = clock
         self.rules = Rules(limits=settings.limits, heartbeat_grace_seconds=settings.heartbeat_grace_seconds)
         self.tokens = TokenService(settings.token_ttl_seconds)
+        self.vault = Vault(settings.secret_key or load_or_create_secret(settings.data_dir))
 
 
 def bearer_token(request: Request) -> str:
@@ -155,6 +157,8 @@ class App:
             what = "method" if path_exists else "path"
             return 404, status_body(5, f"no operation {method} {path} (unknown {what})"), []
         request = Request(method, path, scope.get("query_string", b""), scope["headers"], params)
+        request.scheme = scope.get("scheme", "http")
+        request.public_url = self.services.settings.public_url or ""
         try:
             if method in ("POST", "PUT", "PATCH"):
                 request.body = await self._read_body(scope, receive)
@@ -189,7 +193,7 @@ class App:
         svc = self.services
 
         def work(conn: Connection) -> Any:
-            uow = SqlUnitOfWork(conn)
+            uow = SqlUnitOfWork(conn, svc.vault)
             now = svc.clock.now()
             principal = svc.tokens.principal_for(uow, token, now)
             authorize(principal, route, org_id, project_id)
@@ -198,4 +202,4 @@ class App:
             ctx = Ctx(uow, svc.rules, now, org_id, project_id, principal)
             return route.handler(ctx, request)
 
-        return svc.db.run(work, write=route.method != "GET")
+        return svc.db.run(work, write=route.writes)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from packyard.clock import Clock, SystemClock
 from packyard.config import Settings
 from packyard.http.app import App, Services
-from packyard.http.hcp_2021 import ancestry, buckets, builds, channels, iterations, registry
+from packyard.http.hcp_2021 import ancestry, buckets, builds, channels, iterations, registry, runtasks
 from packyard.http.platform import PUBLIC_ROUTES
 from packyard.http.routing import Route
 from packyard.storage.db import Database
@@ -17,6 +17,7 @@ HCP_2021_ROUTES: list[Route] = [
     *builds.ROUTES,
     *channels.ROUTES,
     *ancestry.ROUTES,
+    *runtasks.ROUTES,
 ]
 
 

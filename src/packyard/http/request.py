@@ -17,7 +17,7 @@ E = TypeVar("E", bound=StrEnum)
 
 
 class Request:
-    __slots__ = ("_query", "body", "headers", "method", "params", "path", "query_string")
+    __slots__ = ("_query", "body", "headers", "method", "params", "path", "public_url", "query_string", "scheme")
 
     def __init__(
         self,
@@ -33,6 +33,8 @@ class Request:
         self.headers = headers
         self.params = params
         self.body = b""
+        self.scheme = "http"
+        self.public_url = ""
         self._query: dict[str, list[str]] | None = None
 
     def header(self, name: bytes) -> str:
@@ -119,3 +121,12 @@ def parse_time(value: str, field: str) -> datetime | None:
 
 def strings(values: Sequence[Any] | None) -> list[str] | None:
     return None if values is None else [str(v) for v in values]
+
+
+def base_url(request: Request) -> str:
+    """Where clients reach this server: PACKYARD_PUBLIC_URL, or the scheme and Host of the request."""
+    if request.public_url:
+        return request.public_url.rstrip("/")
+    host = request.header(b"host") or "localhost"
+    scheme = request.header(b"x-forwarded-proto") or request.scheme
+    return f"{scheme}://{host}"

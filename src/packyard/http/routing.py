@@ -25,6 +25,11 @@ class Route:
     operation_id: str
     access: Access = Access.PROJECT
     permission: Permission = Permission.READ
+    write: bool | None = None  # the transaction kind; by default every method but GET writes
+
+    @property
+    def writes(self) -> bool:
+        return self.method != "GET" if self.write is None else self.write
 
 
 @dataclass(slots=True)

@@ -10,7 +10,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError
 
-from packyard.domain.errors import AlreadyExists
+from packyard.auth.vault import Vault, VaultError
+from packyard.domain.errors import AlreadyExists, FailedPrecondition
 from packyard.domain.models import (
     Bucket,
     Build,
@@ -205,8 +206,33 @@ class SqlSigningKeys:
 
 
 class SqlRegistries:
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, vault: Vault | None = None) -> None:
         self.conn = conn
+        self.vault = vault
+
+    def _vault(self) -> Vault:
+        if self.vault is None:
+            raise RuntimeError("this unit of work was opened without the server's vault")
+        return self.vault
+
+    def hmac_key(self, project_id: str) -> str | None:
+        sealed = self.conn.execute(
+            sa.select(t.registry.c.hmac_key).where(t.registry.c.project_id == project_id)
+        ).scalar_one_or_none()
+        if not sealed:
+            return None
+        try:
+            return self._vault().open(sealed)
+        except VaultError:
+            raise FailedPrecondition(
+                "the run-task HMAC key can't be decrypted with this server's secret key "
+                "(PACKYARD_SECRET_KEY or <data dir>/secret.key changed); regenerate it with PATCH .../runtasks/hmac"
+            ) from None
+
+    def set_hmac_key(self, project_id: str, key: str) -> None:
+        self.conn.execute(
+            t.registry.update().where(t.registry.c.project_id == project_id).values(hmac_key=self._vault().seal(key))
+        )
 
     def get(self, project_id: str) -> Registry | None:
         row = self.conn.execute(sa.select(t.registry).where(t.registry.c.project_id == project_id)).first()
@@ -859,12 +885,12 @@ class SqlJobs:
 
 
 class SqlUnitOfWork:
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, vault: Vault | None = None) -> None:
         self.conn = conn
         self.tenants = SqlTenants(conn)
         self.principals = SqlPrincipals(conn)
         self.signing_keys = SqlSigningKeys(conn)
-        self.registries = SqlRegistries(conn)
+        self.registries = SqlRegistries(conn, vault)
         self.buckets = SqlBuckets(conn)
         self.iterations = SqlIterations(conn)
         self.builds = SqlBuilds(conn)

@@ -10,8 +10,10 @@ from packyard.http.routing import Route as _Route
 PREFIX = "/packer/2021-04-30/organizations/{org}/projects/{project}"
 
 
-def route(method: str, path: str, handler: object, name: str, permission: Permission) -> Route:
-    return _Route(method, PREFIX + path, handler, f"PackerService_{name}", permission=permission)  # type: ignore[arg-type]
+def route(
+    method: str, path: str, handler: object, name: str, permission: Permission, *, write: bool | None = None
+) -> Route:
+    return _Route(method, PREFIX + path, handler, f"PackerService_{name}", permission=permission, write=write)  # type: ignore[arg-type]
 
 
 def paging(request: Request) -> dict[str, object]:

@@ -1,0 +1,66 @@
+"""Encryption of secrets that packyard must be able to read back (the run-task HMAC keys).
+
+The server secret comes from PACKYARD_SECRET_KEY or from `<data dir>/secret.key` (created 0600 on first
+use). Values are sealed with AES-256-GCM under a key derived from it; the database alone reveals nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import secrets
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+SECRET_FILE = "secret.key"  # noqa: S105 - a file name, not a secret
+
+
+class VaultError(Exception):
+    pass
+
+
+def load_or_create_secret(data_dir: Path) -> str:
+    path = data_dir / SECRET_FILE
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    value = secrets.token_hex(32)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    try:
+        os.link(tmp, path)  # never replaces a secret another process wrote meanwhile
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path.read_text().strip()
+
+
+class Vault:
+    def __init__(self, secret: str) -> None:
+        if not secret:
+            raise VaultError("the server secret is empty")
+        key = hashlib.sha256(b"packyard/vault/v1\x00" + secret.encode()).digest()
+        self._aead = AESGCM(key)
+
+    def seal(self, plaintext: str) -> str:
+        nonce = os.urandom(12)
+        sealed = self._aead.encrypt(nonce, plaintext.encode(), b"packyard")
+        return "v1:" + base64.urlsafe_b64encode(nonce + sealed).decode()
+
+    def open(self, token: str) -> str:
+        try:
+            version, payload = token.split(":", 1)
+            if version != "v1":
+                raise ValueError(version)
+            raw = base64.urlsafe_b64decode(payload)
+            return self._aead.decrypt(raw[:12], raw[12:], b"packyard").decode()
+        except (ValueError, InvalidTag) as exc:
+            raise VaultError("a stored secret can't be decrypted with this server's secret key") from exc
