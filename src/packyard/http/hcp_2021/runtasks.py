@@ -7,6 +7,7 @@ import msgspec
 from packyard.domain import registry as service
 from packyard.domain.context import Ctx
 from packyard.domain.models import Permission
+from packyard.http.hcp_2021.bodies import Body
 from packyard.http.hcp_2021.common import route
 from packyard.http.request import Request, base_url
 from packyard.http.routing import Route
@@ -28,6 +29,7 @@ def get(ctx: Ctx, request: Request) -> object:
 
 
 def regenerate(ctx: Ctx, request: Request) -> object:
+    request.json(Body)  # the body carries nothing but `location`, yet it must be a JSON object
     return HmacKeyResponse(hmac_key=service.regenerate_hmac_key(ctx))
 
 
