@@ -7,14 +7,23 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
+from packyard.auth.service import NewPrincipal, create_principal
 from packyard.bootstrap import InitResult, default_tenant, initialize
 from packyard.clock import SystemClock
 from packyard.config import Settings
+from packyard.domain import tenants
+from packyard.domain.errors import DomainError, NotFound
+from packyard.domain.models import Role
 from packyard.storage import migrate
 from packyard.storage.db import Database
+from packyard.storage.sql import SqlUnitOfWork
+
+T = TypeVar("T")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -167,6 +176,90 @@ def cmd_db(args: argparse.Namespace) -> int:
     return 0
 
 
+def _admin(args: argparse.Namespace, work: Callable[[SqlUnitOfWork, datetime], T]) -> T:
+    """Run one administrative change in one transaction against the configured database."""
+    settings = _settings(args)
+    db = _prepare(settings, migrate_postgres=False)
+    try:
+        return db.run(lambda conn: work(SqlUnitOfWork(conn), SystemClock().now()), write=True)
+    except DomainError as exc:
+        raise SystemExit(f"packyard: {exc.message}") from None
+    finally:
+        db.dispose()
+
+
+def _emit(values: dict[str, str | None], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(values))
+    else:
+        for key, value in values.items():
+            print(f"{key}: {value if value is not None else '-'}")
+
+
+def cmd_org(args: argparse.Namespace) -> int:
+    if args.org_command == "create":
+        org = _admin(args, lambda uow, now: tenants.create_organization(uow, args.name, now))
+        _emit({"id": org.id, "name": org.name}, args.json)
+    else:
+        for org in _admin(args, lambda uow, now: uow.tenants.list_organizations()):
+            print(f"{org.id}  {org.name}")
+    return 0
+
+
+def cmd_project(args: argparse.Namespace) -> int:
+    if args.project_command == "create":
+        project = _admin(args, lambda uow, now: tenants.create_project(uow, args.org, args.name, now))
+        _emit({"id": project.id, "organization_id": project.organization_id, "name": project.name}, args.json)
+    else:
+        for project in _admin(args, lambda uow, now: uow.tenants.list_projects(args.org)):
+            print(f"{project.id}  {project.name}")
+    return 0
+
+
+def cmd_principal(args: argparse.Namespace) -> int:
+    if args.principal_command == "create":
+
+        def create(uow: SqlUnitOfWork, now: datetime) -> NewPrincipal:
+            name = args.name or f"{args.role}-{now.strftime('%Y%m%d%H%M%S')}"
+            return create_principal(
+                uow,
+                organization_id=args.org,
+                project_id=args.project,
+                role=Role(args.role),
+                name=name,
+                now=now,
+            )
+
+        new = _admin(args, create)
+        p = new.principal
+        values = {
+            "client_id": p.client_id,
+            "client_secret": new.client_secret,
+            "organization_id": p.organization_id,
+            "project_id": p.project_id,
+            "role": p.role.value,
+            "name": p.name,
+        }
+        _emit(values, args.json)
+        if not args.json:
+            print("\nThe client secret is shown only now; packyard stores only its hash.")
+    elif args.principal_command == "list":
+        for p in _admin(args, lambda uow, now: uow.principals.all()):
+            scope = f"project {p.project_id}" if p.project_id else "organization"
+            print(f"{p.client_id}  {p.role.value:<11}  org {p.organization_id}  {scope}  {p.name}")
+    else:
+
+        def delete(uow: SqlUnitOfWork, now: datetime) -> None:
+            principal = uow.principals.get_by_client_id(args.client_id)
+            if principal is None:
+                raise NotFound(f"no principal has client id {args.client_id}")
+            uow.principals.delete(principal.id)
+
+        _admin(args, delete)
+        print(f"deleted {args.client_id}; its tokens stop working now")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="packyard", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -202,6 +295,43 @@ def build_parser() -> argparse.ArgumentParser:
     for p in (p_up, p_down, p_current, p_check):  # `db check --data-dir D` as well as `db --data-dir D check`
         p.add_argument("--data-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p_db.set_defaults(func=cmd_db)
+
+    p_org = sub.add_parser("org", help="organizations")
+    org_sub = p_org.add_subparsers(dest="org_command", required=True)
+    p_org_create = org_sub.add_parser("create", help="create an organization")
+    p_org_create.add_argument("--name", required=True)
+    p_org_create.add_argument("--json", action="store_true")
+    p_org_list = org_sub.add_parser("list", help="list organizations")
+    for p in (p_org_create, p_org_list):
+        data_dir_arg(p)
+    p_org.set_defaults(func=cmd_org)
+
+    p_project = sub.add_parser("project", help="projects (each has its own registry)")
+    project_sub = p_project.add_subparsers(dest="project_command", required=True)
+    p_project_create = project_sub.add_parser("create", help="create a project and its registry")
+    p_project_create.add_argument("--org", required=True, help="organization id")
+    p_project_create.add_argument("--name", required=True)
+    p_project_create.add_argument("--json", action="store_true")
+    p_project_list = project_sub.add_parser("list", help="list the projects of an organization")
+    p_project_list.add_argument("--org", required=True, help="organization id")
+    for p in (p_project_create, p_project_list):
+        data_dir_arg(p)
+    p_project.set_defaults(func=cmd_project)
+
+    p_principal = sub.add_parser("principal", help="service principals")
+    principal_sub = p_principal.add_subparsers(dest="principal_command", required=True)
+    p_pc = principal_sub.add_parser("create", help="create a principal; prints its client secret once")
+    p_pc.add_argument("--org", required=True, help="organization id")
+    p_pc.add_argument("--project", help="limit it to one project of the organization")
+    p_pc.add_argument("--role", required=True, choices=[r.value for r in Role])
+    p_pc.add_argument("--name", help="a name to recognise it by (shown as revocation_author)")
+    p_pc.add_argument("--json", action="store_true")
+    p_pl = principal_sub.add_parser("list", help="list principals")
+    p_pd = principal_sub.add_parser("delete", help="delete a principal; its tokens stop working at once")
+    p_pd.add_argument("client_id")
+    for p in (p_pc, p_pl, p_pd):
+        data_dir_arg(p)
+    p_principal.set_defaults(func=cmd_principal)
     return parser
 
 

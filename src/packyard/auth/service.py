@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
+from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from packyard.auth import credentials as creds
 from packyard.auth import tokens
@@ -54,21 +56,62 @@ def ensure_signing_key(uow: UnitOfWork) -> None:
         uow.signing_keys.add(new_ulid(), tokens.new_signing_secret())
 
 
+class Throttled(Exception):
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"retry after {retry_after} s")
+        self.retry_after = retry_after
+
+
+class FailureThrottle:
+    """After `limit` failed attempts for one client id within `window`, refuse it for `lockout` seconds.
+
+    Kept in memory per process (each replica counts on its own); unknown and known client ids are
+    treated alike, so the answer reveals nothing about which exist. Bounded in size.
+    """
+
+    def __init__(self, limit: int = 10, window: int = 300, lockout: int = 60, max_clients: int = 10_000) -> None:
+        self.limit = limit
+        self.window = timedelta(seconds=window)
+        self.lockout = timedelta(seconds=lockout)
+        self.max_clients = max_clients
+        self._failures: OrderedDict[str, list[datetime]] = OrderedDict()
+
+    def check(self, client_id: str, now: datetime) -> None:
+        recent = [t for t in self._failures.get(client_id, []) if now - t < self.window]
+        if len(recent) >= self.limit:
+            until = recent[-1] + self.lockout
+            if now < until:
+                raise Throttled(max(1, math.ceil((until - now).total_seconds())))
+
+    def failed(self, client_id: str, now: datetime) -> None:
+        recent = [t for t in self._failures.pop(client_id, []) if now - t < self.window]
+        recent.append(now)
+        self._failures[client_id] = recent[-self.limit :]
+        while len(self._failures) > self.max_clients:
+            self._failures.popitem(last=False)
+
+    def succeeded(self, client_id: str) -> None:
+        self._failures.pop(client_id, None)
+
+
 class TokenService:
     """Issues and verifies tokens; signing keys are immutable once written, so they are cached."""
 
-    def __init__(self, ttl_seconds: int) -> None:
+    def __init__(self, ttl_seconds: int, throttle: FailureThrottle | None = None) -> None:
         self.ttl_seconds = ttl_seconds
+        self.throttle = throttle or FailureThrottle()
         self._keys: dict[str, bytes] = {}
 
-    def authenticate_client(self, uow: UnitOfWork, client_id: str, client_secret: str) -> Principal:
+    def authenticate_client(self, uow: UnitOfWork, client_id: str, client_secret: str, now: datetime) -> Principal:
+        self.throttle.check(client_id, now)
         principal = uow.principals.get_by_client_id(client_id) if client_id else None
         if principal is None:
             creds.dummy_verify(client_secret)
-            raise Unauthenticated("invalid client credentials")
-        if not creds.verify_secret(client_secret, principal.secret_hash):
-            raise Unauthenticated("invalid client credentials")
-        return principal
+        elif creds.verify_secret(client_secret, principal.secret_hash):
+            self.throttle.succeeded(client_id)
+            return principal
+        self.throttle.failed(client_id, now)
+        raise Unauthenticated("invalid client credentials")
 
     def issue(self, uow: UnitOfWork, principal: Principal, now: datetime) -> str:
         current = uow.signing_keys.current()

@@ -10,6 +10,7 @@ from enum import StrEnum
 from packyard.domain import registry as registries
 from packyard.domain import validation as check
 from packyard.domain.buckets import find as find_bucket
+from packyard.domain.channels import visible
 from packyard.domain.context import Ctx
 from packyard.domain.errors import InvalidArgument, NotFound
 from packyard.domain.models import Bucket, Build, Channel, Iteration
@@ -68,8 +69,8 @@ def _relations(ctx: Ctx, kind: str, child: Iteration, builds: Sequence[Build]) -
         if parent is None or parent.project_id != ctx.project_id:
             continue
         channel = ctx.uow.channels.get_by_id(build.source_channel_id) if build.source_channel_id else None
-        if channel is not None and channel.bucket_id != parent.bucket_id:
-            channel = None
+        if channel is not None and (channel.bucket_id != parent.bucket_id or not visible(ctx, channel)):
+            channel = None  # a restricted channel is not shown to viewers, not even through ancestry
         current = None
         if channel is None:
             status = AncestryStatus.UNDETERMINED

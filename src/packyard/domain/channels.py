@@ -20,6 +20,7 @@ from packyard.domain.models import (
     ChannelAssignment,
     Iteration,
     IterationStatus,
+    Permission,
     Restriction,
 )
 from packyard.domain.pagination import Kind, Page, SortField, attribute_key, make_page, page_request
@@ -60,10 +61,15 @@ class HistoryPage:
     previous_token: str
 
 
+def visible(ctx: Ctx, channel: Channel) -> bool:
+    """Restricted channels exist only for principals that may write (contributors and admins)."""
+    return not channel.restricted or ctx.actor is None or ctx.actor.can(Permission.WRITE)
+
+
 def _find(ctx: Ctx, bucket: Bucket, slug: str, *, for_update: bool = False) -> Channel:
     check.slug(slug, "channel slug")
     channel = ctx.uow.channels.get(bucket.id, slug, for_update=for_update)
-    if channel is None:
+    if channel is None or not visible(ctx, channel):
         raise NotFound(f"channel {slug!r} does not exist in bucket {bucket.slug!r}")
     return channel
 
@@ -151,7 +157,7 @@ def get(ctx: Ctx, bucket_slug: str, slug: str) -> Channel:
 def list_(ctx: Ctx, bucket_slug: str) -> list[Channel]:
     registries.get(ctx)
     bucket = find_bucket(ctx, bucket_slug)
-    return _with_iteration(ctx, ctx.uow.channels.for_bucket(bucket.id))
+    return _with_iteration(ctx, [c for c in ctx.uow.channels.for_bucket(bucket.id) if visible(ctx, c)])
 
 
 def parse_mask(mask: str) -> list[str]:

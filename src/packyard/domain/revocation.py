@@ -50,10 +50,12 @@ def decorate(ctx: Ctx, iterations: Sequence[Iteration]) -> None:
         it.revoked_ancestor = ancestors.get(it.revocation_inherited_from or "")
 
 
-def _mark(ctx: Ctx, it: Iteration, when: datetime, message: str, kind: RevocationType, source: str | None) -> None:
+def _mark(
+    ctx: Ctx, it: Iteration, when: datetime, message: str, kind: RevocationType, source: str | None, author: str = ""
+) -> None:
     it.revoke_at = when
     it.revocation_message = message
-    it.revocation_author = ctx.author_name
+    it.revocation_author = author or ctx.author_name
     it.revocation_type = kind
     it.revocation_inherited_from = source
     it.updated_at = ctx.now
@@ -66,7 +68,8 @@ def _cascade(ctx: Ctx, root: Iteration, when: datetime) -> list[Iteration]:
     for child in descendants(ctx, root):
         if child.revoke_at is not None and child.revoke_at <= when:
             continue
-        _mark(ctx, child, when, root.revocation_message, RevocationType.INHERITED, root.id)
+        # The ancestor's author, also when a due job (acting without a principal) catches a late descendant.
+        _mark(ctx, child, when, root.revocation_message, RevocationType.INHERITED, root.id, root.revocation_author)
         inherited.append(child)
     return inherited
 

@@ -169,7 +169,7 @@ class App:
         except ClientGone:
             return 400, status_body(3, "client disconnected"), []
         except OAuthError as exc:
-            return exc.status, exc.body(), []
+            return exc.status, exc.body(), exc.headers
         except DomainError as exc:
             return http_status(exc.code), status_body(exc.code, exc.message), []
         except Exception:
@@ -177,14 +177,29 @@ class App:
             return 500, status_body(13, "internal error; the server log has the details"), []
 
     def _dispatch(self, route: Route, request: Request) -> bytes:
-        result = (
-            route.handler(self.services, request)
-            if route.access is not Access.PROJECT
-            else self._project(route, request)
-        )
+        if route.access is Access.PROJECT:
+            result = self._project(route, request)
+        elif route.access is Access.PRINCIPAL:
+            result = self._principal(route, request)
+        else:
+            result = route.handler(self.services, request)
         if isinstance(result, bytes):
             return result
         return _encoder.encode(result)
+
+    def _principal(self, route: Route, request: Request) -> Any:
+        """Routes that need a valid token but no project in the path (resource-manager reads)."""
+        token = bearer_token(request)
+        svc = self.services
+
+        def work(conn: Connection) -> Any:
+            uow = SqlUnitOfWork(conn, svc.vault)
+            now = svc.clock.now()
+            principal = svc.tokens.principal_for(uow, token, now)
+            ctx = Ctx(uow, svc.rules, now, principal.organization_id, principal.project_id or "", principal)
+            return route.handler(ctx, request)
+
+        return svc.db.run(work, write=route.writes)
 
     def _project(self, route: Route, request: Request) -> Any:
         token = bearer_token(request)

@@ -7,6 +7,7 @@ from packyard.config import Settings
 from packyard.http.app import App, Services
 from packyard.http.hcp_2021 import ancestry, buckets, builds, channels, iterations, registry, runtasks
 from packyard.http.platform import PUBLIC_ROUTES
+from packyard.http.resource_manager import ROUTES as RESOURCE_MANAGER_ROUTES
 from packyard.http.routing import Route
 from packyard.storage.db import Database
 
@@ -24,4 +25,4 @@ HCP_2021_ROUTES: list[Route] = [
 def create_app(settings: Settings, *, db: Database | None = None, clock: Clock | None = None) -> App:
     database = db or Database(settings.effective_database_url)
     services = Services(settings, database, clock or SystemClock())
-    return App(services, [*PUBLIC_ROUTES, *HCP_2021_ROUTES])
+    return App(services, [*PUBLIC_ROUTES, *RESOURCE_MANAGER_ROUTES, *HCP_2021_ROUTES])

@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, unquote
 import msgspec
 from sqlalchemy.engine import Connection
 
+from packyard.auth.service import Throttled
 from packyard.domain.errors import DomainError, Unauthenticated
 from packyard.http.request import Request
 from packyard.storage.sql import SqlUnitOfWork
@@ -21,10 +22,13 @@ _encoder = msgspec.json.Encoder()
 
 
 class OAuthError(DomainError):
-    def __init__(self, status: int, error: str, description: str) -> None:
+    def __init__(
+        self, status: int, error: str, description: str, headers: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
         super().__init__(description)
         self.status = status
         self.error = error
+        self.headers = headers or []
 
     def body(self) -> bytes:
         return _encoder.encode({"error": self.error, "error_description": self.message})
@@ -75,9 +79,16 @@ def issue_token(svc: object, request: Request) -> bytes:
         uow = SqlUnitOfWork(conn)
         now = svc.clock.now()
         try:
-            principal = svc.tokens.authenticate_client(uow, client_id, client_secret)
+            principal = svc.tokens.authenticate_client(uow, client_id, client_secret, now)
         except Unauthenticated:
             raise OAuthError(401, "invalid_client", "client authentication failed") from None
+        except Throttled as exc:
+            raise OAuthError(
+                429,
+                "invalid_client",
+                f"too many failed attempts for this client; retry after {exc.retry_after} seconds",
+                [(b"retry-after", str(exc.retry_after).encode())],
+            ) from None
         token = svc.tokens.issue(uow, principal, now)
         return _encoder.encode(TokenResponse(token, "Bearer", svc.tokens.ttl_seconds))
 
