@@ -47,6 +47,10 @@ class Backend:
     def new_url(self, tmp_path: Path) -> str:
         raise NotImplementedError
 
+    def empty_url(self, tmp_path: Path) -> str:
+        """A database with no tables at all (for migration tests)."""
+        raise NotImplementedError
+
     def release(self, url: str) -> None:
         pass
 
@@ -67,6 +71,9 @@ class SqliteBackend(Backend):
         target = tmp_path / "packyard.db"
         shutil.copyfile(self.path, target)
         return f"sqlite:///{target}"
+
+    def empty_url(self, tmp_path: Path) -> str:
+        return f"sqlite:///{tmp_path / 'empty.db'}"
 
 
 class PostgresBackend(Backend):
@@ -93,6 +100,12 @@ class PostgresBackend(Backend):
         name = f"{self.prefix}_{next(self.counter)}"
         with self.admin.connect() as conn:
             conn.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
+        return self._url(name)
+
+    def empty_url(self, tmp_path: Path) -> str:
+        name = f"{self.prefix}_{next(self.counter)}"
+        with self.admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
         return self._url(name)
 
     def release(self, url: str) -> None:

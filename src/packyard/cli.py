@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from packyard.auth.service import NewPrincipal, create_principal
 from packyard.bootstrap import InitResult, default_tenant, initialize
@@ -124,21 +124,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
             cert, key, ca = files.cert, files.key, files.ca_cert
     port = args.port or (8443 if tls else 8080)
     print(_hcp_block(settings, args.host, port, org_id, project_id, tls, ca), flush=True)
-    app = create_app(settings, db=db)
+    options: dict[str, Any] = {
+        "host": args.host,
+        "port": port,
+        "ssl_certfile": str(cert) if cert else None,
+        "ssl_keyfile": str(key) if key else None,
+        "log_level": args.log_level,
+        "lifespan": "on",
+        "server_header": False,
+        "timeout_graceful_shutdown": 30,
+    }
     # uvicorn re-raises the signal that stopped it after its graceful shutdown; with SIGTERM's default
     # action that kills the process (exit -15) instead of returning, so a handled SIGTERM is a no-op.
     signal.signal(signal.SIGTERM, lambda _sig, _frame: None)
-    uvicorn.run(
-        app,
-        host=args.host,
-        port=port,
-        ssl_certfile=str(cert) if cert else None,
-        ssl_keyfile=str(key) if key else None,
-        log_level=args.log_level,
-        lifespan="on",
-        server_header=False,
-        timeout_graceful_shutdown=30,
-    )
+    if args.workers > 1:
+        # Each worker process builds its own app from the environment, so the settings travel through it.
+        db.dispose()
+        os.environ["PACKYARD_DATA_DIR"] = str(settings.data_dir)
+        if settings.database_url:
+            os.environ["PACKYARD_DATABASE_URL"] = settings.database_url
+        uvicorn.run("packyard.http.factory:app_from_env", factory=True, workers=args.workers, **options)
+        return 0
+    uvicorn.run(create_app(settings, db=db), **options)
     return 0
 
 
@@ -280,6 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_serve.add_argument("--tls-cert", help="PEM certificate (chain) to serve instead of the generated one")
     p_serve.add_argument("--tls-key", help="PEM private key for --tls-cert")
     p_serve.add_argument("--migrate", action="store_true", help="apply pending PostgreSQL migrations on start")
+    p_serve.add_argument(
+        "--workers", type=int, default=int(os.environ.get("PACKYARD_WORKERS", "1")), help="worker processes"
+    )
     p_serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p_serve.set_defaults(func=cmd_serve)
 

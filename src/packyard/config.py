@@ -40,12 +40,13 @@ class Settings:
         for key, name in (
             ("token_ttl_seconds", "PACKYARD_TOKEN_TTL_SECONDS"),
             ("heartbeat_grace_seconds", "PACKYARD_HEARTBEAT_GRACE_SECONDS"),
+            ("job_interval_seconds", "PACKYARD_JOB_INTERVAL_SECONDS"),
         ):
             if env.get(name):
                 try:
-                    values[key] = int(env[name])
+                    values[key] = float(env[name]) if key == "job_interval_seconds" else int(env[name])
                 except ValueError:
-                    raise SystemExit(f"{name} must be a whole number of seconds, not {env[name]!r}") from None
+                    raise SystemExit(f"{name} must be a number of seconds, not {env[name]!r}") from None
         values.update({k: v for k, v in overrides.items() if v is not None})
         return replace(cls(), **values)  # type: ignore[arg-type]
 

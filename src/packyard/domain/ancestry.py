@@ -32,8 +32,11 @@ class Relation:
     channel: Channel | None
     channel_iteration: Iteration | None
 
-    def key(self) -> tuple[str, str, str, str]:
-        return (self.kind, self.parent.bucket_slug + "/" + self.child.bucket_slug, self.parent.id, self.child.id)
+    def key(self) -> tuple[str, str, str, str, str]:
+        # The channel too: one child may name one parent through two channels, and paging must see both.
+        channel = self.channel.slug if self.channel else ""
+        buckets = self.parent.bucket_slug + "/" + self.child.bucket_slug
+        return (self.kind, buckets, self.parent.id, self.child.id, channel)
 
 
 @dataclass(slots=True)
@@ -44,8 +47,8 @@ class RelationPage:
     previous_token: str
 
 
-_ORDER = (SortField("kind"), SortField("buckets"), SortField("parent"), SortField("id"))
-_KINDS = {"kind": Kind.STR, "buckets": Kind.STR, "parent": Kind.STR, "id": Kind.STR}
+_ORDER = (SortField("kind"), SortField("buckets"), SortField("parent"), SortField("id"), SortField("channel"))
+_KINDS = {"kind": Kind.STR, "buckets": Kind.STR, "parent": Kind.STR, "id": Kind.STR, "channel": Kind.STR}
 
 
 def summarize(relations: Sequence[Relation]) -> AncestryStatus | None:
@@ -155,7 +158,8 @@ def list_(
     bucket = find_bucket(ctx, bucket_slug)
     if channel:
         check.slug(channel, "channel")
-        if ctx.uow.channels.get(bucket.id, channel) is None:
+        named = ctx.uow.channels.get(bucket.id, channel)
+        if named is None or not visible(ctx, named):  # a restricted channel doesn't exist for viewers
             raise NotFound(f"channel {channel!r} does not exist in bucket {bucket.slug!r}")
     relations: list[Relation] = []
     if kind in ("", "parents"):

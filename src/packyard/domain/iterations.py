@@ -57,7 +57,10 @@ def parse_duration(value: str) -> timedelta:
     if not _DURATION_RE.match(text):
         raise InvalidArgument(f"revoke_in {value[:40]!r} is not a duration such as '30d', '2h45m' or '0s'")
     seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
-    duration = timedelta(seconds=seconds)
+    try:
+        duration = timedelta(seconds=seconds)
+    except OverflowError:  # '99999999999999999999d' would otherwise be a 500
+        raise InvalidArgument("revoke_in is more than a hundred years away") from None
     if duration > MAX_REVOKE_IN:
         raise InvalidArgument("revoke_in is more than a hundred years away")
     return duration

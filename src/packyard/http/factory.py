@@ -26,3 +26,8 @@ def create_app(settings: Settings, *, db: Database | None = None, clock: Clock |
     database = db or Database(settings.effective_database_url)
     services = Services(settings, database, clock or SystemClock())
     return App(services, [*PUBLIC_ROUTES, *RESOURCE_MANAGER_ROUTES, *HCP_2021_ROUTES])
+
+
+def app_from_env() -> App:
+    """The factory `packyard serve --workers N` hands uvicorn: each worker builds its app from PACKYARD_*."""
+    return create_app(Settings.from_env())

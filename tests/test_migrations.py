@@ -1,0 +1,116 @@
+"""Migrations, upgrade and downgrade, on whichever database the lane runs; `db check` catches drift."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from packyard.bootstrap import initialize
+from packyard.storage import migrate
+from packyard.storage.db import Database
+from packyard.storage.schema import metadata
+from tests.conftest import START, Backend
+
+
+@pytest.fixture
+def empty_db(tmp_path: Path, backend: Backend) -> Iterator[Database]:
+    url = backend.empty_url(tmp_path)
+    db = Database(url)
+    yield db
+    db.dispose()
+    backend.release(url)
+
+
+def tables(db: Database) -> set[str]:
+    return set(sa.inspect(db.engine).get_table_names()) - {"alembic_version"}
+
+
+def revisions(db: Database) -> list[str]:
+    script = migrate.ScriptDirectory.from_config(migrate.alembic_config(db))
+    return [rev.revision for rev in reversed(list(script.walk_revisions()))]
+
+
+def test_upgrade_creates_exactly_the_models_and_downgrade_removes_them(empty_db: Database) -> None:
+    assert tables(empty_db) == set()
+    assert migrate.pending(empty_db)
+    migrate.upgrade(empty_db)
+    assert not migrate.pending(empty_db)
+    assert tables(empty_db) == set(metadata.tables)
+    assert migrate.drift(empty_db) == []
+    migrate.downgrade(empty_db, "base")
+    assert tables(empty_db) == set()
+    assert migrate.current_revision(empty_db) is None
+
+
+def test_every_step_goes_up_and_down_with_data_in_place(empty_db: Database) -> None:
+    steps = revisions(empty_db)
+    assert steps[0] == "0001"
+    for rev in steps:
+        migrate.upgrade(empty_db, rev)
+        assert migrate.current_revision(empty_db) == rev
+    init = initialize(empty_db, START)  # real rows in the tables while stepping down and up again
+    for previous in reversed(["base", *steps[:-1]]):
+        migrate.downgrade(empty_db, previous)
+        assert migrate.current_revision(empty_db) == (None if previous == "base" else previous)
+        if previous != "base":
+            migrate.upgrade(empty_db, "head")
+            assert migrate.drift(empty_db) == []
+            with empty_db.engine.connect() as conn:
+                orgs = conn.exec_driver_sql("SELECT id FROM organization").scalars().all()
+            assert orgs == [init.organization_id]
+            migrate.downgrade(empty_db, previous)
+
+
+def test_check_reports_drift_between_models_and_database(empty_db: Database) -> None:
+    migrate.upgrade(empty_db)
+    with empty_db.engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE stray (id INTEGER PRIMARY KEY)")
+    diffs = migrate.drift(empty_db)
+    assert any("stray" in str(d) for d in diffs)
+
+
+@pytest.mark.slow
+def test_serve_applies_migrations_on_sqlite_and_refuses_pending_ones_on_postgresql(
+    tmp_path: Path, backend: Backend
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.support.server import serving
+
+    url = backend.empty_url(tmp_path)
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PACKYARD_")}
+        env |= {"PACKYARD_DATABASE_URL": url, "PACKYARD_SECRET_KEY": "s"}
+        command = [
+            sys.executable,
+            "-m",
+            "packyard",
+            "serve",
+            "--no-tls",
+            "--port",
+            "0",
+            "--data-dir",
+            str(tmp_path / "d"),
+        ]
+        if backend.name == "postgresql":
+            refused = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+            assert refused.returncode != 0
+            assert "packyard db upgrade" in refused.stderr
+            assert "--migrate" in refused.stderr
+            extra: tuple[str, ...] = ("--migrate",)
+        else:
+            extra = ()
+        with serving(tmp_path, url, extra=extra) as servers:
+            assert servers[0].process.poll() is None
+        db = Database(url)
+        try:
+            assert not migrate.pending(db)
+        finally:
+            db.dispose()
+    finally:
+        backend.release(url)
