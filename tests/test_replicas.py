@@ -2,7 +2,8 @@
 
 On the PostgreSQL lane this is the multi-replica setup; on the SQLite lane it is two processes on one
 file, which is what `--workers` does too. Writers across processes race for real here (in-process tests
-are serialized by the event loop), with 32 concurrent publishers.
+are serialized by the event loop): 64 concurrent publishers, 32 identical CreateBuild calls and 16
+concurrent channel moves, with no 5xx anywhere.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from tests.conftest import Backend
 from tests.support.server import serving
 
 pytestmark = pytest.mark.slow
-WRITERS = 32
+WRITERS = 64  # issue 8: 64 concurrent publishers, one iteration each, in one bucket
 
 
 class Fleet:
@@ -98,7 +99,7 @@ async def scenario(fleet: Fleet, db: Database, issuer: str) -> None:
     assert sorted(r.status_code for r in creates) == [200] + [409] * 15
     assert all(r.json()["code"] == 6 for r in creates if r.status_code == 409)
 
-    # 32 concurrent publishers into one bucket: versions 1..32, no gaps, no twins.
+    # 64 concurrent publishers into one bucket: versions 1..64, no gaps, no twins.
     iterations = await asyncio.gather(*[publish(fleet, "shared", f"fp-{n}") for n in range(WRITERS)])
     assert all(it["complete"] for it in iterations)
     assert sorted(it["incremental_version"] for it in iterations) == list(range(1, WRITERS + 1))
@@ -110,10 +111,13 @@ async def scenario(fleet: Fleet, db: Database, issuer: str) -> None:
     dups = await asyncio.gather(
         *[
             fleet.call("POST", f"/images/shared/iterations/{spare['id']}", {"build": {"component_type": "same"}})
-            for _ in range(16)
+            for _ in range(32)
         ]
     )
-    assert sorted(r.status_code for r in dups) == [200] + [409] * 15
+    assert sorted(r.status_code for r in dups) == [200] + [409] * 31
+    assert all(r.json()["code"] == 6 for r in dups if r.status_code == 409)
+    builds = (await fleet.call("GET", f"/images/shared/iterations/{spare['id']}/builds")).json()["builds"]
+    assert [b["component_type"] for b in builds] == ["same"]
 
     # Channel moves from both processes: one history entry per successful call, none lost.
     by_version = {it["incremental_version"]: it for it in iterations}
