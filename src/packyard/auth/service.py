@@ -77,7 +77,9 @@ class FailureThrottle:
         self._failures: OrderedDict[str, list[datetime]] = OrderedDict()
 
     def check(self, client_id: str, now: datetime) -> None:
-        recent = [t for t in self._failures.get(client_id, []) if now - t < self.window]
+        # failed() keeps only failures within `window` of the newest, so `limit` of them lock the client out
+        # for `lockout` after the newest (what Retry-After announces), however old the first ones become.
+        recent = self._failures.get(client_id, [])
         if len(recent) >= self.limit:
             until = recent[-1] + self.lockout
             if now < until:

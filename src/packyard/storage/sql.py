@@ -32,6 +32,7 @@ from packyard.domain.models import (
 )
 from packyard.domain.pagination import PageRequest
 from packyard.storage import schema as t
+from packyard.storage.raw import Raw, as_json, in_list
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
@@ -81,10 +82,19 @@ def _insert(conn: Connection, table: sa.Table, values: Mapping[str, Any], duplic
         raise AlreadyExists(duplicate) from exc
 
 
-class SqlTenants:
+class _Repository:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+        self._raw: Raw | None = None
 
+    @property
+    def raw(self) -> Raw:
+        if self._raw is None:
+            self._raw = Raw(self.conn)
+        return self._raw
+
+
+class SqlTenants(_Repository):
     @staticmethod
     def _org(row: Row[Any]) -> Organization:
         return Organization(row.id, row.name, from_us(row.created_at))
@@ -123,9 +133,10 @@ class SqlTenants:
         )
 
     def get_project(self, organization_id: str, project_id: str) -> Project | None:
-        row = self.conn.execute(
-            sa.select(t.project).where(t.project.c.id == project_id, t.project.c.organization_id == organization_id)
-        ).first()
+        row = self.raw.first(
+            "SELECT id, organization_id, name, created_at FROM project WHERE id = ? AND organization_id = ?",
+            (project_id, organization_id),
+        )
         return self._project(row) if row else None
 
     def list_projects(self, organization_id: str) -> list[Project]:
@@ -137,10 +148,7 @@ class SqlTenants:
         return [self._project(r) for r in rows]
 
 
-class SqlPrincipals:
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-
+class SqlPrincipals(_Repository):
     @staticmethod
     def _principal(row: Row[Any]) -> Principal:
         return Principal(
@@ -172,7 +180,11 @@ class SqlPrincipals:
         )
 
     def get(self, principal_id: str) -> Principal | None:
-        row = self.conn.execute(sa.select(t.principal).where(t.principal.c.id == principal_id)).first()
+        row = self.raw.first(
+            "SELECT id, client_id, name, organization_id, project_id, role, secret_hash, created_at "
+            "FROM principal WHERE id = ?",
+            (principal_id,),
+        )
         return self._principal(row) if row else None
 
     def get_by_client_id(self, client_id: str) -> Principal | None:
@@ -187,10 +199,7 @@ class SqlPrincipals:
         self.conn.execute(t.principal.delete().where(t.principal.c.id == principal_id))
 
 
-class SqlSigningKeys:
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-
+class SqlSigningKeys(_Repository):
     def current(self) -> tuple[str, bytes] | None:
         row = self.conn.execute(
             sa.select(t.signing_key).order_by(t.signing_key.c.created_at.desc(), t.signing_key.c.id.desc()).limit(1)
@@ -205,9 +214,9 @@ class SqlSigningKeys:
         self.conn.execute(t.signing_key.insert().values(id=key_id, secret=secret, created_at=to_us(datetime.now(UTC))))
 
 
-class SqlRegistries:
+class SqlRegistries(_Repository):
     def __init__(self, conn: Connection, vault: Vault | None = None) -> None:
-        self.conn = conn
+        super().__init__(conn)
         self.vault = vault
 
     def _vault(self) -> Vault:
@@ -235,7 +244,11 @@ class SqlRegistries:
         )
 
     def get(self, project_id: str) -> Registry | None:
-        row = self.conn.execute(sa.select(t.registry).where(t.registry.c.project_id == project_id)).first()
+        row = self.raw.first(
+            "SELECT id, organization_id, project_id, feature_tier, activated, deactivated_at, run_task_api_id, "
+            "created_at, updated_at FROM registry WHERE project_id = ?",
+            (project_id,),
+        )
         if row is None:
             return None
         return Registry(
@@ -243,7 +256,7 @@ class SqlRegistries:
             organization_id=row.organization_id,
             project_id=row.project_id,
             feature_tier=Tier(row.feature_tier),
-            activated=row.activated,
+            activated=bool(row.activated),
             created_at=from_us(row.created_at),
             updated_at=from_us(row.updated_at),
             run_task_api_id=row.run_task_api_id,
@@ -282,16 +295,19 @@ class SqlRegistries:
         self.conn.execute(t.registry.delete().where(t.registry.c.project_id == project_id))
 
 
-class SqlBuckets:
+_BUCKET_SQL = (
+    "SELECT id, project_id, slug, description, labels, platforms, latest_iteration_id, latest_version, "
+    "iteration_count, created_at, updated_at FROM bucket"
+)
+
+
+class SqlBuckets(_Repository):
     COLUMNS: Mapping[str, sa.ColumnElement[Any]] = {
         "slug": t.bucket.c.slug,
         "created_at": t.bucket.c.created_at,
         "updated_at": t.bucket.c.updated_at,
         "id": t.bucket.c.id,
     }
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
 
     @staticmethod
     def _bucket(row: Row[Any]) -> Bucket:
@@ -300,8 +316,8 @@ class SqlBuckets:
             project_id=row.project_id,
             slug=row.slug,
             description=row.description,
-            labels=dict(row.labels or {}),
-            platforms=list(row.platforms or []),
+            labels=dict(as_json(row.labels) or {}),
+            platforms=list(as_json(row.platforms) or []),
             latest_iteration_id=row.latest_iteration_id,
             latest_version=row.latest_version,
             iteration_count=row.iteration_count,
@@ -310,10 +326,11 @@ class SqlBuckets:
         )
 
     def get(self, project_id: str, slug: str, *, for_update: bool = False) -> Bucket | None:
-        stmt = sa.select(t.bucket).where(t.bucket.c.project_id == project_id, t.bucket.c.slug == slug)
         if for_update:
-            stmt = stmt.with_for_update()
-        row = self.conn.execute(stmt).first()
+            stmt = sa.select(t.bucket).where(t.bucket.c.project_id == project_id, t.bucket.c.slug == slug)
+            row = self.conn.execute(stmt.with_for_update()).first()
+        else:
+            row = self.raw.first(_BUCKET_SQL + " WHERE project_id = ? AND slug = ?", (project_id, slug))
         return self._bucket(row) if row else None
 
     def get_by_id(self, bucket_id: str) -> Bucket | None:
@@ -395,7 +412,15 @@ _ITERATION_SELECT = sa.select(t.iteration, t.bucket.c.slug.label("bucket_slug"))
 )
 
 
-class SqlIterations:
+_ITERATION_SQL = (
+    "SELECT i.id, i.bucket_id, b.slug AS bucket_slug, i.project_id, i.fingerprint, i.incremental_version, "
+    "i.complete, i.author_id, i.template_type, i.revoke_at, i.revocation_message, i.revocation_author, "
+    "i.revocation_type, i.revocation_inherited_from, i.created_at, i.updated_at "
+    "FROM iteration i JOIN bucket b ON b.id = i.bucket_id"
+)
+
+
+class SqlIterations(_Repository):
     COLUMNS: Mapping[str, sa.ColumnElement[Any]] = {
         "created_at": t.iteration.c.created_at,
         "updated_at": t.iteration.c.updated_at,
@@ -403,9 +428,6 @@ class SqlIterations:
         "fingerprint": t.iteration.c.fingerprint,
         "id": t.iteration.c.id,
     }
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
 
     @staticmethod
     def _iteration(row: Row[Any]) -> Iteration:
@@ -416,7 +438,7 @@ class SqlIterations:
             project_id=row.project_id,
             fingerprint=row.fingerprint,
             incremental_version=row.incremental_version,
-            complete=row.complete,
+            complete=bool(row.complete),
             author_id=row.author_id,
             template_type=TemplateType(row.template_type),
             revoke_at=opt_from_us(row.revoke_at),
@@ -443,6 +465,18 @@ class SqlIterations:
         version: int | None = None,
         for_update: bool = False,
     ) -> Iteration | None:
+        if not for_update:
+            value: object
+            if iteration_id is not None:
+                where, value = "i.id = ?", iteration_id
+            elif fingerprint is not None:
+                where, value = "i.fingerprint = ?", fingerprint
+            elif version is not None:
+                where, value = "i.incremental_version = ? AND i.incremental_version > 0", version
+            else:
+                raise ValueError("one identifier is required")
+            row = self.raw.first(f"{_ITERATION_SQL} WHERE i.bucket_id = ? AND {where}", (bucket_id, value))
+            return self._iteration(row) if row else None
         stmt = _ITERATION_SELECT.where(t.iteration.c.bucket_id == bucket_id)
         if iteration_id is not None:
             stmt = stmt.where(t.iteration.c.id == iteration_id)
@@ -459,7 +493,8 @@ class SqlIterations:
         return self._one(stmt, for_update)
 
     def get_many(self, iteration_ids: Sequence[str]) -> dict[str, Iteration]:
-        rows = self.conn.execute(_ITERATION_SELECT.where(t.iteration.c.id.in_(list(iteration_ids))))
+        ids = list(iteration_ids)
+        rows = self.raw.rows(f"{_ITERATION_SQL} WHERE i.id IN ({in_list(len(ids))})", ids)
         return {r.id: self._iteration(r) for r in rows}
 
     def latest_complete(self, bucket_id: str, *, valid_at: datetime | None = None) -> Iteration | None:
@@ -523,12 +558,11 @@ class SqlIterations:
         return [self._iteration(r) for r in rows]
 
     def with_descendants(self, iteration_ids: Sequence[str]) -> set[str]:
-        if not iteration_ids:
+        ids = list(iteration_ids)
+        if not ids:
             return set()
-        rows = self.conn.execute(
-            sa.select(t.build.c.source_iteration_id)
-            .where(t.build.c.source_iteration_id.in_(list(iteration_ids)))
-            .distinct()
+        rows = self.raw.rows(
+            f"SELECT DISTINCT source_iteration_id FROM build WHERE source_iteration_id IN ({in_list(len(ids))})", ids
         )
         return {r.source_iteration_id for r in rows}
 
@@ -556,16 +590,23 @@ class SqlIterations:
         return out
 
 
-class SqlBuilds:
+_BUILD_WITH_IMAGES_SQL = (
+    "SELECT b.id, b.iteration_id, b.bucket_id, b.project_id, b.component_type, b.status, b.packer_run_uuid, "
+    "b.cloud_provider, b.source_image_id, b.source_iteration_id, b.source_channel_id, b.source_build_ulid, "
+    "b.labels, b.created_at, b.updated_at, b.heartbeat_at, m.id AS image_pk, m.image_id AS image_image_id, "
+    "m.region AS image_region, m.created_at AS image_created_at "
+    "FROM build b LEFT JOIN image m ON m.build_id = b.id"
+)
+_BUILD_ORDER = "ORDER BY b.created_at, b.id, m.position"
+
+
+class SqlBuilds(_Repository):
     COLUMNS: Mapping[str, sa.ColumnElement[Any]] = {
         "created_at": t.build.c.created_at,
         "updated_at": t.build.c.updated_at,
         "component_type": t.build.c.component_type,
         "id": t.build.c.id,
     }
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
 
     @staticmethod
     def _build(row: Row[Any]) -> Build:
@@ -582,7 +623,7 @@ class SqlBuilds:
             source_iteration_id=row.source_iteration_id,
             source_channel_id=row.source_channel_id,
             source_build_ulid=row.source_build_ulid,
-            labels=dict(row.labels or {}),
+            labels=dict(as_json(row.labels) or {}),
             created_at=from_us(row.created_at),
             updated_at=from_us(row.updated_at),
             heartbeat_at=from_us(row.heartbeat_at),
@@ -609,20 +650,29 @@ class SqlBuilds:
         return self._attach_images([self._build(row)])[0] if row else None
 
     def for_iteration(self, iteration_id: str, page: PageRequest | None = None) -> list[Build]:
-        stmt = sa.select(t.build).where(t.build.c.iteration_id == iteration_id)
-        stmt = keyset(stmt, self.COLUMNS, page) if page else stmt.order_by(t.build.c.created_at, t.build.c.id)
+        if page is None:
+            return self.for_iterations([iteration_id]).get(iteration_id, [])
+        stmt = keyset(sa.select(t.build).where(t.build.c.iteration_id == iteration_id), self.COLUMNS, page)
         return self._attach_images([self._build(r) for r in self.conn.execute(stmt)])
 
     def for_iterations(self, iteration_ids: Sequence[str]) -> dict[str, list[Build]]:
-        rows = self.conn.execute(
-            sa.select(t.build)
-            .where(t.build.c.iteration_id.in_(list(iteration_ids)))
-            .order_by(t.build.c.created_at, t.build.c.id)
-        )
-        builds = self._attach_images([self._build(r) for r in rows])
+        """Builds and their images in one query, each iteration's builds in creation order."""
+        ids = list(iteration_ids)
         out: dict[str, list[Build]] = {}
-        for b in builds:
-            out.setdefault(b.iteration_id, []).append(b)
+        if not ids:
+            return out
+        rows = self.raw.rows(
+            f"{_BUILD_WITH_IMAGES_SQL} WHERE b.iteration_id IN ({in_list(len(ids))}) {_BUILD_ORDER}", ids
+        )
+        current: Build | None = None
+        for r in rows:
+            if current is None or current.id != r.id:
+                current = self._build(r)
+                out.setdefault(current.iteration_id, []).append(current)
+            if r.image_pk is not None:
+                current.images.append(
+                    Image(r.image_pk, r.id, r.image_image_id, r.image_region, from_us(r.image_created_at))
+                )
         return out
 
     def derived_from_bucket(self, bucket_id: str) -> list[Build]:
@@ -699,14 +749,11 @@ _CHANNEL_SELECT = sa.select(t.channel, t.bucket.c.slug.label("bucket_slug")).joi
 )
 
 
-class SqlChannels:
+class SqlChannels(_Repository):
     HISTORY_COLUMNS: Mapping[str, sa.ColumnElement[Any]] = {
         "created_at": t.channel_assignment.c.created_at,
         "id": t.channel_assignment.c.id,
     }
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
 
     @staticmethod
     def _channel(row: Row[Any]) -> Channel:
@@ -716,8 +763,8 @@ class SqlChannels:
             bucket_slug=row.bucket_slug,
             project_id=row.project_id,
             slug=row.slug,
-            managed=row.managed,
-            restricted=row.restricted,
+            managed=bool(row.managed),
+            restricted=bool(row.restricted),
             iteration_id=row.iteration_id,
             author_id=row.author_id,
             assigned_by=row.assigned_by,
@@ -727,10 +774,16 @@ class SqlChannels:
         )
 
     def get(self, bucket_id: str, slug: str, *, for_update: bool = False) -> Channel | None:
-        stmt = _CHANNEL_SELECT.where(t.channel.c.bucket_id == bucket_id, t.channel.c.slug == slug)
         if for_update:
-            stmt = stmt.with_for_update(of=t.channel)
-        row = self.conn.execute(stmt).first()
+            stmt = _CHANNEL_SELECT.where(t.channel.c.bucket_id == bucket_id, t.channel.c.slug == slug)
+            row = self.conn.execute(stmt.with_for_update(of=t.channel)).first()
+        else:
+            row = self.raw.first(
+                "SELECT c.id, c.bucket_id, b.slug AS bucket_slug, c.project_id, c.slug, c.managed, c.restricted, "
+                "c.iteration_id, c.author_id, c.assigned_by, c.assigned_at, c.created_at, c.updated_at "
+                "FROM channel c JOIN bucket b ON b.id = c.bucket_id WHERE c.bucket_id = ? AND c.slug = ?",
+                (bucket_id, slug),
+            )
         return self._channel(row) if row else None
 
     def get_by_id(self, channel_id: str) -> Channel | None:
@@ -821,10 +874,7 @@ class SqlChannels:
         return int(count)
 
 
-class SqlJobs:
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-
+class SqlJobs(_Repository):
     def add(self, job: Job) -> None:
         self.conn.execute(
             t.job.insert().values(
