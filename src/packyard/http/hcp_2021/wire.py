@@ -19,7 +19,8 @@ def ts(value: datetime | None) -> str:
     """RFC 3339, UTC, milliseconds, trailing Z: 2023-01-01T00:00:00.000Z. Empty (omitted) when unset."""
     if value is None:
         return ""
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    # Times are UTC-aware; isoformat is C code, much cheaper than strftime on this hot path.
+    return value.isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 class Base(msgspec.Struct, omit_defaults=True, kw_only=True):
