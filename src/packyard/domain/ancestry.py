@@ -121,6 +121,8 @@ def children(ctx: Ctx, bucket: Bucket, channel_slug: str = "") -> list[Relation]
     relations: list[Relation] = []
     latest_of: dict[str, str | None] = {}
     for child in child_iterations.values():
+        if child.project_id != ctx.project_id:
+            continue  # another tenant's build may name our iteration as its source; it is not our child
         if child.bucket_id not in latest_of:
             child_bucket = ctx.uow.buckets.get_by_id(child.bucket_id)
             latest_of[child.bucket_id] = child_bucket.latest_iteration_id if child_bucket else None

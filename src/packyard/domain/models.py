@@ -159,6 +159,10 @@ class Iteration:
     revocation_author: str = ""
     revocation_type: RevocationType = RevocationType.UNSET
     revocation_inherited_from: str | None = None
+    # Its own scheduled revocation, kept aside while an ancestor's earlier revocation overrides it.
+    own_revoke_at: datetime | None = None
+    own_revocation_message: str = ""
+    own_revocation_author: str = ""
     builds: list[Build] = field(default_factory=list)
     # Filled by the services that return iterations; not stored.
     has_descendants: bool = False

@@ -63,11 +63,18 @@ def _mark(
 
 
 def _cascade(ctx: Ctx, root: Iteration, when: datetime) -> list[Iteration]:
-    """Give every descendant root's revocation (INHERITED), except those already revoked by then."""
+    """Give every descendant root's revocation (INHERITED), except those already revoked by then.
+
+    A descendant's own revocation scheduled for later is kept aside, and comes back if root is restored.
+    """
     inherited = []
     for child in descendants(ctx, root):
         if child.revoke_at is not None and child.revoke_at <= when:
             continue
+        if child.revocation_type is RevocationType.MANUAL and child.revoke_at is not None:
+            child.own_revoke_at = child.revoke_at
+            child.own_revocation_message = child.revocation_message
+            child.own_revocation_author = child.revocation_author
         # The ancestor's author, also when a due job (acting without a principal) catches a late descendant.
         _mark(ctx, child, when, root.revocation_message, RevocationType.INHERITED, root.id, root.revocation_author)
         inherited.append(child)
@@ -86,6 +93,8 @@ def revoke(
     """Revoke now (when <= now) or schedule it; returns the iterations revoked with it (descendants)."""
     at = max(when, ctx.now) if when > ctx.now else ctx.now
     ctx.uow.jobs.cancel_for(iteration.id, ctx.now)
+    iteration.own_revoke_at = None
+    iteration.own_revocation_message = iteration.own_revocation_author = ""
     _mark(ctx, iteration, at, message, RevocationType.MANUAL, None)
     inherited = [] if skip_descendants else _cascade(ctx, iteration, at)
     if at <= ctx.now:
@@ -113,13 +122,23 @@ def restore(ctx: Ctx, iteration: Iteration) -> list[Iteration]:
     if iteration.revoke_at is None:
         raise FailedPrecondition(f"iteration {iteration.id} is not revoked, so there is nothing to restore")
     restored = [iteration, *ctx.uow.iterations.inherited_from(ctx.project_id, iteration.id)]
-    for it in restored:
-        ctx.uow.jobs.cancel_for(it.id, ctx.now)
-        it.revoke_at = None
-        it.revocation_message = ""
-        it.revocation_author = ""
-        it.revocation_type = RevocationType.UNSET
+    for n, it in enumerate(restored):
+        if n > 0 and it.own_revoke_at is not None:
+            # The descendant's own revocation comes back (its job is still pending if not yet due).
+            it.revoke_at = it.own_revoke_at
+            it.revocation_message = it.own_revocation_message
+            it.revocation_author = it.own_revocation_author
+            it.revocation_type = RevocationType.MANUAL
+        else:
+            ctx.uow.jobs.cancel_for(it.id, ctx.now)
+            it.revoke_at = None
+            it.revocation_message = ""
+            it.revocation_author = ""
+            it.revocation_type = RevocationType.UNSET
         it.revocation_inherited_from = None
+        it.own_revoke_at = None
+        it.own_revocation_message = ""
+        it.own_revocation_author = ""
         it.updated_at = ctx.now
         ctx.uow.iterations.save(it)
     for bucket_id in sorted({it.bucket_id for it in restored}):

@@ -115,6 +115,10 @@ iteration = sa.Table(
     sa.Column("revocation_inherited_from", Id, nullable=True),
     sa.Column("created_at", Time, nullable=False),
     sa.Column("updated_at", Time, nullable=False),
+    # An iteration's own scheduled revocation, kept aside while an ancestor's earlier one overrides it.
+    sa.Column("own_revoke_at", Time, nullable=True),
+    sa.Column("own_revocation_message", Text, nullable=False, server_default=""),
+    sa.Column("own_revocation_author", Text, nullable=False, server_default=""),
     sa.UniqueConstraint("bucket_id", "fingerprint", name="uq_iteration_bucket_fingerprint"),
     sa.Index(
         "uq_iteration_bucket_version",

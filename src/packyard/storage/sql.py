@@ -415,7 +415,8 @@ _ITERATION_SELECT = sa.select(t.iteration, t.bucket.c.slug.label("bucket_slug"))
 _ITERATION_SQL = (
     "SELECT i.id, i.bucket_id, b.slug AS bucket_slug, i.project_id, i.fingerprint, i.incremental_version, "
     "i.complete, i.author_id, i.template_type, i.revoke_at, i.revocation_message, i.revocation_author, "
-    "i.revocation_type, i.revocation_inherited_from, i.created_at, i.updated_at "
+    "i.revocation_type, i.revocation_inherited_from, i.own_revoke_at, i.own_revocation_message, "
+    "i.own_revocation_author, i.created_at, i.updated_at "
     "FROM iteration i JOIN bucket b ON b.id = i.bucket_id"
 )
 
@@ -446,6 +447,9 @@ class SqlIterations(_Repository):
             revocation_author=row.revocation_author,
             revocation_type=RevocationType(row.revocation_type),
             revocation_inherited_from=row.revocation_inherited_from,
+            own_revoke_at=opt_from_us(row.own_revoke_at),
+            own_revocation_message=row.own_revocation_message,
+            own_revocation_author=row.own_revocation_author,
             created_at=from_us(row.created_at),
             updated_at=from_us(row.updated_at),
         )
@@ -521,6 +525,9 @@ class SqlIterations(_Repository):
             "revocation_author": iteration.revocation_author,
             "revocation_type": iteration.revocation_type.value,
             "revocation_inherited_from": iteration.revocation_inherited_from,
+            "own_revoke_at": None if iteration.own_revoke_at is None else to_us(iteration.own_revoke_at),
+            "own_revocation_message": iteration.own_revocation_message,
+            "own_revocation_author": iteration.own_revocation_author,
             "updated_at": to_us(iteration.updated_at),
         }
 
@@ -561,8 +568,11 @@ class SqlIterations(_Repository):
         ids = list(iteration_ids)
         if not ids:
             return set()
+        # Only builds of the source's own project count: another tenant may name any iteration as its source.
         rows = self.raw.rows(
-            f"SELECT DISTINCT source_iteration_id FROM build WHERE source_iteration_id IN ({in_list(len(ids))})", ids
+            "SELECT DISTINCT b.source_iteration_id FROM build b JOIN iteration i ON i.id = b.source_iteration_id "
+            f"WHERE b.source_iteration_id IN ({in_list(len(ids))}) AND b.project_id = i.project_id",
+            ids,
         )
         return {r.source_iteration_id for r in rows}
 
