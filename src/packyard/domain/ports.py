@@ -78,6 +78,8 @@ class Buckets(Protocol):
 
 
 class Iterations(Protocol):
+    """Iterations come back with has_descendants filled in."""
+
     def get(
         self,
         bucket_id: str,
@@ -100,9 +102,6 @@ class Iterations(Protocol):
     def delete(self, iteration_id: str) -> None: ...
     def children(self, project_id: str, iteration_ids: Sequence[str]) -> list[Iteration]:
         """Iterations of the project with a build whose source_iteration_id is one of these."""
-
-    def with_descendants(self, iteration_ids: Sequence[str]) -> set[str]:
-        """Those of these iterations that some build names as its source_iteration_id."""
 
     def inherited_from(self, project_id: str, ancestor_id: str) -> list[Iteration]: ...
 

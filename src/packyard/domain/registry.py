@@ -18,9 +18,15 @@ def _normal_tier(tier: Tier) -> Tier:
     return tier
 
 
+def _require_project(ctx: Ctx) -> None:
+    if ctx.uow.tenants.get_project(ctx.organization_id, ctx.project_id) is None:
+        raise NotFound(f"project {ctx.project_id} does not exist in organization {ctx.organization_id}")
+
+
 def get(ctx: Ctx) -> Registry:
     registry = ctx.uow.registries.get(ctx.project_id)
     if registry is None:
+        _require_project(ctx)
         raise NotFound(f"project {ctx.project_id} has no registry; create it with PUT .../registry")
     return registry
 
@@ -36,6 +42,7 @@ def require_active(ctx: Ctx) -> Registry:
 
 
 def create(ctx: Ctx, tier: Tier) -> Registry:
+    _require_project(ctx)
     existing = ctx.uow.registries.get(ctx.project_id)
     tier = _normal_tier(tier) if tier is not Tier.UNSET else DEFAULT_TIER
     if existing is not None:

@@ -39,14 +39,12 @@ def descendants(ctx: Ctx, root: Iteration) -> list[Iteration]:
 
 
 def decorate(ctx: Ctx, iterations: Sequence[Iteration]) -> None:
-    """Fill has_descendants and the revoked ancestor of inherited revocations, in two queries."""
-    if not iterations:
-        return
-    parents = ctx.uow.iterations.with_descendants([i.id for i in iterations])
+    """Fill in the revoked ancestor of inherited revocations (storage fills has_descendants)."""
     ancestor_ids = sorted({i.revocation_inherited_from for i in iterations if i.revocation_inherited_from})
-    ancestors = ctx.uow.iterations.get_many(ancestor_ids) if ancestor_ids else {}
+    if not ancestor_ids:
+        return
+    ancestors = ctx.uow.iterations.get_many(ancestor_ids)
     for it in iterations:
-        it.has_descendants = it.id in parents
         it.revoked_ancestor = ancestors.get(it.revocation_inherited_from or "")
 
 

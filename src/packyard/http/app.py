@@ -20,7 +20,7 @@ from packyard.auth.vault import Vault, load_or_create_secret
 from packyard.clock import Clock
 from packyard.config import Settings
 from packyard.domain.context import Ctx
-from packyard.domain.errors import DomainError, NotFound, PermissionDenied, Unauthenticated
+from packyard.domain.errors import DomainError, PermissionDenied, Unauthenticated
 from packyard.domain.models import Principal
 from packyard.domain.rules import Rules
 from packyard.http.errors import http_status, status_body
@@ -212,8 +212,7 @@ class App:
             now = svc.clock.now()
             principal = svc.tokens.principal_for(uow, token, now)
             authorize(principal, route, org_id, project_id)
-            if uow.tenants.get_project(org_id, project_id) is None:
-                raise NotFound(f"project {project_id} does not exist in organization {org_id}")
+            # Whether the project exists is settled by the registry lookup every operation makes.
             ctx = Ctx(uow, svc.rules, now, org_id, project_id, principal)
             return route.handler(ctx, request)
 
