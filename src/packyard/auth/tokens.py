@@ -63,7 +63,7 @@ def verify(token: str, key_lookup: Callable[[str], bytes | None], now: datetime)
     try:
         header = json.loads(_unb64(parts[0]))
         signature = _unb64(parts[2])
-    except (ValueError, binascii.Error, UnicodeError):
+    except (ValueError, binascii.Error, UnicodeError, RecursionError):
         raise invalid from None
     if not isinstance(header, dict) or header.get("alg") != "HS256" or not isinstance(header.get("kid"), str):
         raise invalid

@@ -84,6 +84,8 @@ def _lookup(ctx: Ctx, bucket: Bucket, ref: IterationRef, name: str) -> Iteration
     else:
         if ref.incremental_version < 0:
             raise InvalidArgument("incremental_version must be positive")
+        if ref.incremental_version > 2**31 - 1:
+            raise InvalidArgument("incremental_version is out of range for int32")
         iteration = ctx.uow.iterations.get(bucket.id, version=ref.incremental_version)
         what = f"incremental version {ref.incremental_version}"
     if iteration is None:

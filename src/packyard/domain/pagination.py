@@ -88,11 +88,12 @@ def _decode_value(value: object, kind: Kind) -> object:
             raise ValueError("time")
         return datetime.fromtimestamp(value / 1_000_000, UTC)
     if kind is Kind.INT:
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise ValueError("int")
+        if not isinstance(value, int) or isinstance(value, bool) or not -(2**63) <= value < 2**63:
+            raise ValueError("int")  # beyond int64, neither database can compare it
         return value
     if not isinstance(value, str) or "\x00" in value:  # PostgreSQL text can't hold NUL
         raise ValueError("str")
+    value.encode()  # UnicodeEncodeError (a ValueError) for a lone surrogate, which no database can take
     return value
 
 

@@ -72,7 +72,7 @@ def issue_token(svc: object, request: Request) -> bytes:
     else:
         client_id = (form.get("client_id") or [""])[-1]
         client_secret = (form.get("client_secret") or [""])[-1]
-    if not client_id or not client_secret:
+    if not client_id or not client_secret or "\x00" in client_id:  # PostgreSQL text can't hold NUL
         raise OAuthError(401, "invalid_client", "client authentication failed")
 
     def work(conn: Connection) -> bytes:

@@ -86,6 +86,8 @@ class Request:
             raise InvalidArgument(f"request body is not valid JSON: {exc}") from None
         except UnicodeDecodeError:
             raise InvalidArgument("request body is not valid UTF-8") from None
+        except RecursionError:
+            raise InvalidArgument("request body is nested too deeply") from None
 
 
 def enum_value(kind: type[E], value: str | int | None, field: str) -> E | None:
@@ -116,7 +118,10 @@ def parse_time(value: str, field: str) -> datetime | None:
         raise InvalidArgument(f"{field} {value[:40]!r} needs a time zone (for example a trailing Z)")
     if parsed.year <= 1:
         return None
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:59:59-10:00 is past the last representable UTC time
+        raise InvalidArgument(f"{field} {value[:40]!r} is out of range") from None
 
 
 def strings(values: Sequence[Any] | None) -> list[str] | None:

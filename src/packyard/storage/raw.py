@@ -10,10 +10,12 @@ way as Core rows.
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections import namedtuple
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+import psycopg
 from sqlalchemy.engine import Connection
 
 _ROW_TYPES: dict[str, Any] = {}
@@ -21,6 +23,11 @@ _ROW_TYPES: dict[str, Any] = {}
 
 def _row_type(names: tuple[str, ...]) -> Any:
     return namedtuple("RawRow", names)  # field names come from the cursor at run time
+
+
+# Columns stored as JSON: text on SQLite, json on PostgreSQL (which wants an explicit cast from text).
+JSON_COLUMNS = frozenset({"labels", "platforms"})
+UNIQUE_VIOLATIONS = (sqlite3.IntegrityError, psycopg.errors.UniqueViolation)
 
 
 def in_list(count: int) -> str:
@@ -47,6 +54,55 @@ class Raw:
     def first(self, sql: str, params: Sequence[object] = ()) -> Any | None:
         found = self.rows(sql, params)
         return found[0] if found else None
+
+    def for_update(self, alias: str) -> str:
+        """Row lock on PostgreSQL; SQLite writers already hold the database's write lock (BEGIN IMMEDIATE)."""
+        return f" FOR UPDATE OF {alias}" if self.pg else ""
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> int:
+        if self.pg:
+            sql = sql.replace("?", "%s")
+        return int(self._driver.execute(sql, tuple(params)).rowcount)
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
+        if not rows:
+            return
+        if self.pg:
+            with self._driver.cursor() as cursor:
+                cursor.executemany(sql.replace("?", "%s"), rows)
+        else:
+            self._driver.executemany(sql, rows)
+
+    def _placeholder(self, column: str) -> str:
+        return "CAST(? AS json)" if self.pg and column in JSON_COLUMNS else "?"
+
+    @staticmethod
+    def _value(column: str, value: object) -> object:
+        return json.dumps(value) if column in JSON_COLUMNS else value
+
+    def update(self, table: str, values: Mapping[str, object], key: str, key_value: object) -> int:
+        assignments = ", ".join(f"{c} = {self._placeholder(c)}" for c in values)
+        params = [self._value(c, v) for c, v in values.items()]
+        return self.execute(f"UPDATE {table} SET {assignments} WHERE {key} = ?", [*params, key_value])
+
+    def insert(self, table: str, values: Mapping[str, object]) -> None:
+        columns = ", ".join(values)
+        marks = ", ".join(self._placeholder(c) for c in values)
+        self.execute(
+            f"INSERT INTO {table} ({columns}) VALUES ({marks})", [self._value(c, v) for c, v in values.items()]
+        )
+
+    def insert_unique(self, table: str, values: Mapping[str, object]) -> bool:
+        """Insert unless it breaks a unique constraint (False then); the transaction stays usable."""
+        self.execute("SAVEPOINT packyard_insert")
+        try:
+            self.insert(table, values)
+        except UNIQUE_VIOLATIONS:
+            self.execute("ROLLBACK TO SAVEPOINT packyard_insert")
+            self.execute("RELEASE SAVEPOINT packyard_insert")
+            return False
+        self.execute("RELEASE SAVEPOINT packyard_insert")
+        return True
 
 
 def as_json(value: object) -> Any:

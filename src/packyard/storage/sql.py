@@ -334,7 +334,7 @@ class SqlBuckets(_Repository):
         return self._bucket(row) if row else None
 
     def get_by_id(self, bucket_id: str) -> Bucket | None:
-        row = self.conn.execute(sa.select(t.bucket).where(t.bucket.c.id == bucket_id)).first()
+        row = self.raw.first(_BUCKET_SQL + " WHERE id = ?", (bucket_id,))
         return self._bucket(row) if row else None
 
     def page(self, project_id: str, page: PageRequest) -> list[Bucket]:
@@ -363,48 +363,37 @@ class SqlBuckets(_Repository):
         )
 
     def save(self, bucket: Bucket) -> None:
-        self.conn.execute(
-            t.bucket.update()
-            .where(t.bucket.c.id == bucket.id)
-            .values(
-                description=bucket.description,
-                labels=bucket.labels,
-                platforms=bucket.platforms,
-                updated_at=to_us(bucket.updated_at),
-            )
-        )
+        values = {
+            "description": bucket.description,
+            "labels": bucket.labels,
+            "platforms": bucket.platforms,
+            "updated_at": to_us(bucket.updated_at),
+        }
+        self.raw.update("bucket", values, "id", bucket.id)
 
     def set_latest(self, bucket: Bucket) -> None:
-        self.conn.execute(
-            t.bucket.update()
-            .where(t.bucket.c.id == bucket.id)
-            .values(
-                latest_iteration_id=bucket.latest_iteration_id,
-                latest_version=bucket.latest_version,
-                platforms=bucket.platforms,
-                updated_at=to_us(bucket.updated_at),
-            )
-        )
+        values = {
+            "latest_iteration_id": bucket.latest_iteration_id,
+            "latest_version": bucket.latest_version,
+            "platforms": bucket.platforms,
+            "updated_at": to_us(bucket.updated_at),
+        }
+        self.raw.update("bucket", values, "id", bucket.id)
 
     def delete(self, bucket_id: str) -> None:
         self.conn.execute(t.bucket.delete().where(t.bucket.c.id == bucket_id))
 
     def next_version(self, bucket_id: str) -> int:
         # One UPDATE ... RETURNING: the row lock (PostgreSQL) or the write lock (SQLite) makes it atomic.
-        row = self.conn.execute(
-            t.bucket.update()
-            .where(t.bucket.c.id == bucket_id)
-            .values(version_counter=t.bucket.c.version_counter + 1)
-            .returning(t.bucket.c.version_counter)
-        ).one()
+        row = self.raw.first(
+            "UPDATE bucket SET version_counter = version_counter + 1 WHERE id = ? RETURNING version_counter",
+            (bucket_id,),
+        )
+        assert row is not None, f"bucket {bucket_id} vanished"
         return int(row.version_counter)
 
     def adjust_iteration_count(self, bucket_id: str, delta: int) -> None:
-        self.conn.execute(
-            t.bucket.update()
-            .where(t.bucket.c.id == bucket_id)
-            .values(iteration_count=t.bucket.c.iteration_count + delta)
-        )
+        self.raw.execute("UPDATE bucket SET iteration_count = iteration_count + ? WHERE id = ?", (delta, bucket_id))
 
 
 _ITERATION_SELECT = sa.select(
@@ -501,8 +490,9 @@ class SqlIterations(_Repository):
         return self._one(stmt, for_update)
 
     def get_in_project(self, project_id: str, iteration_id: str, *, for_update: bool = False) -> Iteration | None:
-        stmt = _ITERATION_SELECT.where(t.iteration.c.project_id == project_id, t.iteration.c.id == iteration_id)
-        return self._one(stmt, for_update)
+        lock = self.raw.for_update("i") if for_update else ""
+        row = self.raw.first(f"{_ITERATION_SQL} WHERE i.project_id = ? AND i.id = ?{lock}", (project_id, iteration_id))
+        return self._iteration(row) if row else None
 
     def get_many(self, iteration_ids: Sequence[str]) -> dict[str, Iteration]:
         ids = list(iteration_ids)
@@ -510,11 +500,13 @@ class SqlIterations(_Repository):
         return {r.id: self._iteration(r) for r in rows}
 
     def latest_complete(self, bucket_id: str, *, valid_at: datetime | None = None) -> Iteration | None:
-        stmt = _ITERATION_SELECT.where(t.iteration.c.bucket_id == bucket_id, t.iteration.c.complete.is_(True))
+        where = "i.bucket_id = ? AND i.incremental_version > 0"
+        params: list[object] = [bucket_id]
         if valid_at is not None:
-            stmt = stmt.where(sa.or_(t.iteration.c.revoke_at.is_(None), t.iteration.c.revoke_at > to_us(valid_at)))
-        stmt = stmt.order_by(t.iteration.c.incremental_version.desc()).limit(1)
-        return self._one(stmt, False)
+            where += " AND (i.revoke_at IS NULL OR i.revoke_at > ?)"
+            params.append(to_us(valid_at))
+        row = self.raw.first(f"{_ITERATION_SQL} WHERE {where} ORDER BY i.incremental_version DESC LIMIT 1", params)
+        return self._iteration(row) if row else None
 
     def page(self, bucket_id: str, page: PageRequest) -> list[Iteration]:
         stmt = keyset(_ITERATION_SELECT.where(t.iteration.c.bucket_id == bucket_id), self.COLUMNS, page)
@@ -540,23 +532,20 @@ class SqlIterations(_Repository):
         }
 
     def add(self, iteration: Iteration) -> None:
-        _insert(
-            self.conn,
-            t.iteration,
-            {
-                "id": iteration.id,
-                "bucket_id": iteration.bucket_id,
-                "project_id": iteration.project_id,
-                "created_at": to_us(iteration.created_at),
-                **self._values(iteration),
-            },
-            f"bucket {iteration.bucket_slug!r} already has an iteration with fingerprint {iteration.fingerprint!r}",
-        )
+        values = {
+            "id": iteration.id,
+            "bucket_id": iteration.bucket_id,
+            "project_id": iteration.project_id,
+            "created_at": to_us(iteration.created_at),
+            **self._values(iteration),
+        }
+        if not self.raw.insert_unique("iteration", values):
+            raise AlreadyExists(
+                f"bucket {iteration.bucket_slug!r} already has an iteration with fingerprint {iteration.fingerprint!r}"
+            )
 
     def save(self, iteration: Iteration) -> None:
-        self.conn.execute(
-            t.iteration.update().where(t.iteration.c.id == iteration.id).values(**self._values(iteration))
-        )
+        self.raw.update("iteration", self._values(iteration), "id", iteration.id)
 
     def delete(self, iteration_id: str) -> None:
         self.conn.execute(t.iteration.delete().where(t.iteration.c.id == iteration_id))
@@ -649,11 +638,12 @@ class SqlBuilds(_Repository):
         return builds
 
     def get(self, project_id: str, build_id: str, *, for_update: bool = False) -> Build | None:
-        stmt = sa.select(t.build).where(t.build.c.project_id == project_id, t.build.c.id == build_id)
-        if for_update:
-            stmt = stmt.with_for_update()
-        row = self.conn.execute(stmt).first()
-        return self._attach_images([self._build(row)])[0] if row else None
+        lock = self.raw.for_update("b") if for_update else ""
+        rows = self.raw.rows(
+            f"{_BUILD_WITH_IMAGES_SQL} WHERE b.project_id = ? AND b.id = ? {_BUILD_ORDER}{lock}", (project_id, build_id)
+        )
+        builds = self._assemble(rows)
+        return builds[0] if builds else None
 
     def for_iteration(self, iteration_id: str, page: PageRequest | None = None) -> list[Build]:
         if page is None:
@@ -670,16 +660,21 @@ class SqlBuilds(_Repository):
         rows = self.raw.rows(
             f"{_BUILD_WITH_IMAGES_SQL} WHERE b.iteration_id IN ({in_list(len(ids))}) {_BUILD_ORDER}", ids
         )
-        current: Build | None = None
+        for build in self._assemble(rows):
+            out.setdefault(build.iteration_id, []).append(build)
+        return out
+
+    def _assemble(self, rows: Sequence[Any]) -> list[Build]:
+        """Builds from rows of build LEFT JOIN image, ordered by build then image position."""
+        builds: list[Build] = []
         for r in rows:
-            if current is None or current.id != r.id:
-                current = self._build(r)
-                out.setdefault(current.iteration_id, []).append(current)
+            if not builds or builds[-1].id != r.id:
+                builds.append(self._build(r))
             if r.image_pk is not None:
-                current.images.append(
+                builds[-1].images.append(
                     Image(r.image_pk, r.id, r.image_image_id, r.image_region, from_us(r.image_created_at))
                 )
-        return out
+        return builds
 
     def derived_from_bucket(self, bucket_id: str) -> list[Build]:
         parent = t.iteration.alias("parent")
@@ -706,45 +701,37 @@ class SqlBuilds(_Repository):
             "heartbeat_at": to_us(build.heartbeat_at),
         }
 
-    def _write_images(self, build: Build) -> None:
-        self.conn.execute(t.image.delete().where(t.image.c.build_id == build.id))
-        if build.images:
-            self.conn.execute(
-                t.image.insert(),
-                [
-                    {
-                        "id": img.id,
-                        "build_id": build.id,
-                        "position": n,
-                        "image_id": img.image_id,
-                        "region": img.region,
-                        "created_at": to_us(img.created_at),
-                    }
-                    for n, img in enumerate(build.images)
-                ],
-            )
+    def _write_images(self, build: Build, *, replace: bool) -> None:
+        if replace:
+            self.raw.execute("DELETE FROM image WHERE build_id = ?", (build.id,))
+        self.raw.executemany(
+            "INSERT INTO image (id, build_id, position, image_id, region, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (img.id, build.id, n, img.image_id, img.region, to_us(img.created_at))
+                for n, img in enumerate(build.images)
+            ],
+        )
 
     def add(self, build: Build) -> None:
-        _insert(
-            self.conn,
-            t.build,
-            {
-                "id": build.id,
-                "iteration_id": build.iteration_id,
-                "bucket_id": build.bucket_id,
-                "project_id": build.project_id,
-                "component_type": build.component_type,
-                "created_at": to_us(build.created_at),
-                **self._values(build),
-            },
-            f"iteration {build.iteration_id} already has a build for component_type {build.component_type!r}",
-        )
-        self._write_images(build)
+        values = {
+            "id": build.id,
+            "iteration_id": build.iteration_id,
+            "bucket_id": build.bucket_id,
+            "project_id": build.project_id,
+            "component_type": build.component_type,
+            "created_at": to_us(build.created_at),
+            **self._values(build),
+        }
+        if not self.raw.insert_unique("build", values):
+            raise AlreadyExists(
+                f"iteration {build.iteration_id} already has a build for component_type {build.component_type!r}"
+            )
+        self._write_images(build, replace=False)
 
     def save(self, build: Build, *, images_changed: bool) -> None:
-        self.conn.execute(t.build.update().where(t.build.c.id == build.id).values(**self._values(build)))
+        self.raw.update("build", self._values(build), "id", build.id)
         if images_changed:
-            self._write_images(build)
+            self._write_images(build, replace=True)
 
     def delete(self, build_id: str) -> None:
         self.conn.execute(t.build.delete().where(t.build.c.id == build_id))
@@ -780,16 +767,13 @@ class SqlChannels(_Repository):
         )
 
     def get(self, bucket_id: str, slug: str, *, for_update: bool = False) -> Channel | None:
-        if for_update:
-            stmt = _CHANNEL_SELECT.where(t.channel.c.bucket_id == bucket_id, t.channel.c.slug == slug)
-            row = self.conn.execute(stmt.with_for_update(of=t.channel)).first()
-        else:
-            row = self.raw.first(
-                "SELECT c.id, c.bucket_id, b.slug AS bucket_slug, c.project_id, c.slug, c.managed, c.restricted, "
-                "c.iteration_id, c.author_id, c.assigned_by, c.assigned_at, c.created_at, c.updated_at "
-                "FROM channel c JOIN bucket b ON b.id = c.bucket_id WHERE c.bucket_id = ? AND c.slug = ?",
-                (bucket_id, slug),
-            )
+        lock = self.raw.for_update("c") if for_update else ""
+        row = self.raw.first(
+            "SELECT c.id, c.bucket_id, b.slug AS bucket_slug, c.project_id, c.slug, c.managed, c.restricted, "
+            "c.iteration_id, c.author_id, c.assigned_by, c.assigned_at, c.created_at, c.updated_at "
+            f"FROM channel c JOIN bucket b ON b.id = c.bucket_id WHERE c.bucket_id = ? AND c.slug = ?{lock}",
+            (bucket_id, slug),
+        )
         return self._channel(row) if row else None
 
     def get_by_id(self, channel_id: str) -> Channel | None:
@@ -836,22 +820,23 @@ class SqlChannels(_Repository):
         )
 
     def save(self, channel: Channel) -> None:
-        self.conn.execute(t.channel.update().where(t.channel.c.id == channel.id).values(**self._values(channel)))
+        self.raw.update("channel", self._values(channel), "id", channel.id)
 
     def delete(self, channel_id: str) -> None:
         self.conn.execute(t.channel.delete().where(t.channel.c.id == channel_id))
 
     def add_assignment(self, assignment: ChannelAssignment) -> None:
-        self.conn.execute(
-            t.channel_assignment.insert().values(
-                id=assignment.id,
-                channel_id=assignment.channel_id,
-                iteration_id=assignment.iteration_id,
-                iteration_fingerprint=assignment.iteration_fingerprint,
-                iteration_version=assignment.iteration_version,
-                author_id=assignment.author_id,
-                created_at=to_us(assignment.created_at),
-            )
+        self.raw.insert(
+            "channel_assignment",
+            {
+                "id": assignment.id,
+                "channel_id": assignment.channel_id,
+                "iteration_id": assignment.iteration_id,
+                "iteration_fingerprint": assignment.iteration_fingerprint,
+                "iteration_version": assignment.iteration_version,
+                "author_id": assignment.author_id,
+                "created_at": to_us(assignment.created_at),
+            },
         )
 
     def history(self, channel_id: str, page: PageRequest) -> list[ChannelAssignment]:
