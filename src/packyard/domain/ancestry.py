@@ -10,6 +10,7 @@ from enum import StrEnum
 from packyard.domain import registry as registries
 from packyard.domain import validation as check
 from packyard.domain.buckets import find as find_bucket
+from packyard.domain.buckets import lookup_iteration
 from packyard.domain.channels import visible
 from packyard.domain.context import Ctx
 from packyard.domain.errors import InvalidArgument, NotFound
@@ -89,19 +90,13 @@ def _relations(ctx: Ctx, kind: str, child: Iteration, builds: Sequence[Build]) -
 
 
 def _target(ctx: Ctx, bucket: Bucket, iteration_id: str, version: int, fingerprint: str) -> Iteration | None:
-    if iteration_id:
-        it = ctx.uow.iterations.get(bucket.id, iteration_id=check.ulid(iteration_id, "iteration_id"))
-    elif fingerprint:
-        it = ctx.uow.iterations.get(bucket.id, fingerprint=check.fingerprint(fingerprint))
-    elif version:
-        if version < 0:
-            raise InvalidArgument("incremental_version must be positive")
-        it = ctx.uow.iterations.get(bucket.id, version=version)
-    else:
+    """Whose parents to list: the iteration the filters name, or the bucket's latest complete one."""
+    if not (iteration_id or fingerprint or version):
         latest = bucket.latest_iteration_id
         return ctx.uow.iterations.get(bucket.id, iteration_id=latest) if latest else None
+    it, what = lookup_iteration(ctx, bucket, iteration_id=iteration_id, fingerprint=fingerprint, version=version)
     if it is None:
-        raise NotFound(f"bucket {bucket.slug!r} has no such iteration")
+        raise NotFound(f"bucket {bucket.slug!r} has no iteration with {what}")
     return it
 
 

@@ -9,6 +9,7 @@ from packyard.domain import registry as registries
 from packyard.domain import revocation
 from packyard.domain import validation as check
 from packyard.domain.buckets import find as find_bucket
+from packyard.domain.buckets import lookup_iteration
 from packyard.domain.builds import effective_status, is_revoked, refresh_statuses
 from packyard.domain.context import Ctx
 from packyard.domain.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
@@ -75,19 +76,14 @@ def _find(ctx: Ctx, bucket: Bucket, slug: str, *, for_update: bool = False) -> C
 
 
 def _lookup(ctx: Ctx, bucket: Bucket, ref: IterationRef, name: str) -> Iteration:
-    if name == "iteration_id":
-        iteration = ctx.uow.iterations.get(bucket.id, iteration_id=check.ulid(ref.iteration_id, "iteration_id"))
-        what = f"id {ref.iteration_id}"
-    elif name == "fingerprint":
-        iteration = ctx.uow.iterations.get(bucket.id, fingerprint=check.fingerprint(ref.fingerprint))
-        what = f"fingerprint {ref.fingerprint!r}"
-    else:
-        if ref.incremental_version < 0:
-            raise InvalidArgument("incremental_version must be positive")
-        if ref.incremental_version > 2**31 - 1:
-            raise InvalidArgument("incremental_version is out of range for int32")
-        iteration = ctx.uow.iterations.get(bucket.id, version=ref.incremental_version)
-        what = f"incremental version {ref.incremental_version}"
+    """The iteration named by one of the reference's identifiers (code 5 when there is none)."""
+    iteration, what = lookup_iteration(
+        ctx,
+        bucket,
+        iteration_id=ref.iteration_id if name == "iteration_id" else "",
+        fingerprint=ref.fingerprint if name == "fingerprint" else "",
+        version=ref.incremental_version if name == "incremental_version" else 0,
+    )
     if iteration is None:
         raise NotFound(f"bucket {bucket.slug!r} has no iteration with {what}")
     return iteration
