@@ -108,7 +108,7 @@ def parents(ctx: Ctx, bucket: Bucket, child: Iteration | None) -> list[Relation]
 
 def children(ctx: Ctx, bucket: Bucket, channel_slug: str = "") -> list[Relation]:
     """Relations to the latest complete iteration of every bucket built from one of this bucket's iterations."""
-    derived = ctx.uow.builds.derived_from_bucket(bucket.id)
+    derived = ctx.uow.builds.derived_from_bucket(ctx.project_id, bucket.id)
     by_child: dict[str, list[Build]] = {}
     for build in derived:
         by_child.setdefault(build.iteration_id, []).append(build)

@@ -115,8 +115,10 @@ class Builds(Protocol):
         """Builds with their images, in page order (all of them without a page)."""
 
     def for_iterations(self, iteration_ids: Sequence[str]) -> dict[str, list[Build]]: ...
-    def derived_from_bucket(self, bucket_id: str) -> list[Build]:
-        """Builds (of any bucket of the project) whose source_iteration_id is an iteration of this bucket."""
+    def derived_from_bucket(self, project_id: str, bucket_id: str) -> list[Build]:
+        """Builds of the latest complete iteration of each bucket of the project whose source_iteration_id is
+        an iteration of this bucket: what makes those buckets its children. Costs what the project's
+        buckets cost, not what this bucket's iterations do."""
 
     def add(self, build: Build) -> None:
         """Insert with its images; raises AlreadyExists for a second build of one component_type."""

@@ -64,10 +64,14 @@ def create_engine(url: str, *, echo: bool = False) -> Engine:
             conn.connection.driver_connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")  # type: ignore[union-attr]
 
         return engine
-    return sa.create_engine(url, echo=echo, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    # No pre-ping (a round trip on every request): a connection found dead is invalidated by SQLAlchemy
+    # and the transaction is re-run on a fresh one (is_transient).
+    return sa.create_engine(url, echo=echo, pool_size=10, max_overflow=10, pool_recycle=1800)
 
 
 def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True  # e.g. PostgreSQL restarted; the pool has already dropped the connection
     if isinstance(exc, OperationalError):
         text = str(exc.orig).lower()
         if "locked" in text or "busy" in text:

@@ -155,7 +155,8 @@ build = sa.Table(
     sa.Column("heartbeat_at", Time, nullable=False),
     sa.UniqueConstraint("iteration_id", "component_type", name="uq_build_iteration_component"),
     sa.Index("ix_build_project", "project_id", "id"),
-    sa.Index("ix_build_source_iteration", "source_iteration_id"),
+    # Descendants are found by source and always within one project; both columns, so the planner uses it.
+    sa.Index("ix_build_source_iteration_project", "source_iteration_id", "project_id"),
 )
 
 image = sa.Table(

@@ -676,13 +676,15 @@ class SqlBuilds(_Repository):
                 )
         return builds
 
-    def derived_from_bucket(self, bucket_id: str) -> list[Build]:
-        parent = t.iteration.alias("parent")
-        rows = self.conn.execute(
-            sa.select(t.build)
-            .join(parent, parent.c.id == t.build.c.source_iteration_id)
-            .where(parent.c.bucket_id == bucket_id, t.build.c.project_id == parent.c.project_id)
-            .order_by(t.build.c.id)
+    def derived_from_bucket(self, project_id: str, bucket_id: str) -> list[Build]:
+        rows = self.raw.rows(
+            "SELECT b.id, b.iteration_id, b.bucket_id, b.project_id, b.component_type, b.status, b.packer_run_uuid, "
+            "b.cloud_provider, b.source_image_id, b.source_iteration_id, b.source_channel_id, b.source_build_ulid, "
+            "b.labels, b.created_at, b.updated_at, b.heartbeat_at "
+            "FROM bucket cb JOIN build b ON b.iteration_id = cb.latest_iteration_id "
+            "JOIN iteration p ON p.id = b.source_iteration_id "
+            "WHERE cb.project_id = ? AND b.project_id = ? AND p.project_id = ? AND p.bucket_id = ? ORDER BY b.id",
+            (project_id, project_id, project_id, bucket_id),
         )
         return [self._build(r) for r in rows]
 
