@@ -677,16 +677,28 @@ class SqlBuilds(_Repository):
         return builds
 
     def derived_from_bucket(self, project_id: str, bucket_id: str) -> list[Build]:
-        rows = self.raw.rows(
+        # Two steps, each driven by an index, so that neither database can start from this bucket's
+        # (possibly millions of) iterations: the builds of every bucket's latest iteration that name a
+        # source, then which of those sources are iterations of this bucket.
+        candidates = self.raw.rows(
             "SELECT b.id, b.iteration_id, b.bucket_id, b.project_id, b.component_type, b.status, b.packer_run_uuid, "
             "b.cloud_provider, b.source_image_id, b.source_iteration_id, b.source_channel_id, b.source_build_ulid, "
             "b.labels, b.created_at, b.updated_at, b.heartbeat_at "
             "FROM bucket cb JOIN build b ON b.iteration_id = cb.latest_iteration_id "
-            "JOIN iteration p ON p.id = b.source_iteration_id "
-            "WHERE cb.project_id = ? AND b.project_id = ? AND p.project_id = ? AND p.bucket_id = ? ORDER BY b.id",
-            (project_id, project_id, project_id, bucket_id),
+            "WHERE cb.project_id = ? AND b.project_id = ? AND b.source_iteration_id <> '' ORDER BY b.id",
+            (project_id, project_id),
         )
-        return [self._build(r) for r in rows]
+        sources = sorted({r.source_iteration_id for r in candidates})
+        if not sources:
+            return []
+        ours = {
+            r.id
+            for r in self.raw.rows(
+                f"SELECT id FROM iteration WHERE id IN ({in_list(len(sources))}) AND bucket_id = ? AND project_id = ?",
+                [*sources, bucket_id, project_id],
+            )
+        }
+        return [self._build(r) for r in candidates if r.source_iteration_id in ours]
 
     @staticmethod
     def _values(build: Build) -> dict[str, Any]:
