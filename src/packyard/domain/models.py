@@ -164,7 +164,7 @@ class Iteration:
     own_revocation_message: str = ""
     own_revocation_author: str = ""
     builds: list[Build] = field(default_factory=list)
-    # Derived when loaded (some build names it as source_iteration_id); not stored.
+    # Filled by the services that return iterations; not stored.
     has_descendants: bool = False
     revoked_ancestor: Iteration | None = None
 

@@ -78,8 +78,6 @@ class Buckets(Protocol):
 
 
 class Iterations(Protocol):
-    """Iterations come back with has_descendants filled in."""
-
     def get(
         self,
         bucket_id: str,
@@ -102,6 +100,9 @@ class Iterations(Protocol):
     def delete(self, iteration_id: str) -> None: ...
     def children(self, project_id: str, iteration_ids: Sequence[str]) -> list[Iteration]:
         """Iterations of the project with a build whose source_iteration_id is one of these."""
+
+    def with_descendants(self, project_id: str, iteration_ids: Sequence[str]) -> set[str]:
+        """Those of these iterations that a build of the same project names as its source_iteration_id."""
 
     def inherited_from(self, project_id: str, ancestor_id: str) -> list[Iteration]: ...
 

@@ -39,12 +39,14 @@ def descendants(ctx: Ctx, root: Iteration) -> list[Iteration]:
 
 
 def decorate(ctx: Ctx, iterations: Sequence[Iteration]) -> None:
-    """Fill in the revoked ancestor of inherited revocations (storage fills has_descendants)."""
-    ancestor_ids = sorted({i.revocation_inherited_from for i in iterations if i.revocation_inherited_from})
-    if not ancestor_ids:
+    """Fill has_descendants and the revoked ancestor of inherited revocations (one or two queries)."""
+    if not iterations:
         return
-    ancestors = ctx.uow.iterations.get_many(ancestor_ids)
+    parents = ctx.uow.iterations.with_descendants(ctx.project_id, [i.id for i in iterations])
+    ancestor_ids = sorted({i.revocation_inherited_from for i in iterations if i.revocation_inherited_from})
+    ancestors = ctx.uow.iterations.get_many(ancestor_ids) if ancestor_ids else {}
     for it in iterations:
+        it.has_descendants = it.id in parents
         it.revoked_ancestor = ancestors.get(it.revocation_inherited_from or "")
 
 
