@@ -591,10 +591,13 @@ class SqlIterations(_Repository):
         return out
 
 
-_BUILD_WITH_IMAGES_SQL = (
-    "SELECT b.id, b.iteration_id, b.bucket_id, b.project_id, b.component_type, b.status, b.packer_run_uuid, "
+_BUILD_COLUMNS = (
+    "b.id, b.iteration_id, b.bucket_id, b.project_id, b.component_type, b.status, b.packer_run_uuid, "
     "b.cloud_provider, b.source_image_id, b.source_iteration_id, b.source_channel_id, b.source_build_ulid, "
-    "b.labels, b.created_at, b.updated_at, b.heartbeat_at, m.id AS image_pk, m.image_id AS image_image_id, "
+    "b.labels, b.created_at, b.updated_at, b.heartbeat_at"
+)
+_BUILD_WITH_IMAGES_SQL = (
+    f"SELECT {_BUILD_COLUMNS}, m.id AS image_pk, m.image_id AS image_image_id, "
     "m.region AS image_region, m.created_at AS image_created_at "
     "FROM build b LEFT JOIN image m ON m.build_id = b.id"
 )
@@ -687,10 +690,7 @@ class SqlBuilds(_Repository):
         # (possibly millions of) iterations: the builds of every bucket's latest iteration that name a
         # source, then which of those sources are iterations of this bucket.
         candidates = self.raw.rows(
-            "SELECT b.id, b.iteration_id, b.bucket_id, b.project_id, b.component_type, b.status, b.packer_run_uuid, "
-            "b.cloud_provider, b.source_image_id, b.source_iteration_id, b.source_channel_id, b.source_build_ulid, "
-            "b.labels, b.created_at, b.updated_at, b.heartbeat_at "
-            "FROM bucket cb JOIN build b ON b.iteration_id = cb.latest_iteration_id "
+            f"SELECT {_BUILD_COLUMNS} FROM bucket cb JOIN build b ON b.iteration_id = cb.latest_iteration_id "
             "WHERE cb.project_id = ? AND b.project_id = ? AND b.source_iteration_id <> '' ORDER BY b.id",
             (project_id, project_id),
         )
