@@ -390,3 +390,22 @@ def test_concurrent_updates_each_leave_one_history_entry(env: Env) -> None:
     entries = history(c, "app", "prod", **{"pagination.page_size": 100})
     assert entries["count"] == 16
     assert channel(c, "app", "prod")["iteration"]["id"] == entries["history"][0]["iteration"]["id"]
+
+
+def test_history_follows_the_order_of_moves_even_when_clocks_disagree(env: Env) -> None:
+    """Moves commit in the order they take the channel; a request whose clock reads earlier (another
+    replica's clock, or a request that started first and took the channel last) still lands on top."""
+    c = env.client
+    v1 = publish(c, "app", "fp-v1", ["amazon-ebs.a"])
+    v2 = publish(c, "app", "fp-v2", ["amazon-ebs.a"])
+    ok(c.post(c.p("/images/app/channels"), json={"slug": "production", "iteration_id": v1["id"]}))
+    ok(c.patch(c.p("/images/app/channels/production"), json={"iteration_id": v2["id"]}))  # the same instant
+    env.clock.advance(seconds=-30)  # a replica whose clock is behind
+    ok(c.patch(c.p("/images/app/channels/production"), json={"iteration_id": v1["id"]}))
+    entries = history(c, "app", "production")["history"]
+    assert [e["iteration"]["id"] for e in entries] == [v1["id"], v2["id"], v1["id"]]
+    stamps = [e["promoted_at"] for e in entries]
+    assert stamps == sorted(stamps, reverse=True)  # the wire shows milliseconds: equal here, never reversed
+    ch = channel(c, "app", "production")
+    assert ch["iteration"]["id"] == entries[0]["iteration"]["id"]
+    assert ch["pointer"]["created_at"] == entries[0]["promoted_at"]

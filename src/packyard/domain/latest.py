@@ -3,27 +3,38 @@ and the managed `latest` channel follow it; every move of a channel is written t
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from packyard.domain.context import Ctx
 from packyard.domain.models import Bucket, Channel, ChannelAssignment, Iteration
 from packyard.ids import new_ulid
 
 LATEST = "latest"
+_TICK = timedelta(microseconds=1)
 
 
 def record_assignment(ctx: Ctx, channel: Channel, iteration: Iteration | None) -> None:
-    """Point a channel at an iteration (or at nothing) and append the change to its history."""
+    """Point a channel at an iteration (or at nothing) and append the change to its history.
+
+    The caller holds the channel's row. History is ordered by time, and moves commit in the order they
+    take that row, which need not be the order of their requests' clocks (two replicas' clocks, or two
+    requests that started in one order and took the row in the other): a move is therefore recorded
+    after the one it follows, so the newest entry is always where the channel points."""
+    at = ctx.now
+    if channel.assigned_at is not None and at <= channel.assigned_at:
+        at = channel.assigned_at + _TICK
     channel.iteration_id = iteration.id if iteration else None
     channel.iteration = iteration
     channel.author_id = ctx.author_id
     channel.assigned_by = ctx.author_id
-    channel.assigned_at = ctx.now
+    channel.assigned_at = at
     channel.updated_at = ctx.now
     ctx.uow.channels.save(channel)
     ctx.uow.channels.add_assignment(
         ChannelAssignment(
             id=new_ulid(),
             channel_id=channel.id,
-            created_at=ctx.now,
+            created_at=at,
             iteration_id=iteration.id if iteration else None,
             iteration_fingerprint=iteration.fingerprint if iteration else "",
             iteration_version=iteration.incremental_version if iteration else 0,

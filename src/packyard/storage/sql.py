@@ -807,8 +807,11 @@ class SqlChannels(_Repository):
         return [self._channel(r) for r in rows]
 
     def pointing_at(self, iteration_id: str) -> list[Channel]:
+        """The channels pointing at an iteration, locked (PostgreSQL): callers move them."""
         rows = self.conn.execute(
-            _CHANNEL_SELECT.where(t.channel.c.iteration_id == iteration_id).order_by(t.channel.c.id)
+            _CHANNEL_SELECT.where(t.channel.c.iteration_id == iteration_id)
+            .order_by(t.channel.c.id)
+            .with_for_update(of=t.channel)
         )
         return [self._channel(r) for r in rows]
 
