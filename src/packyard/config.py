@@ -23,6 +23,7 @@ class Settings:
     heartbeat_grace_seconds: int = 600
     job_interval_seconds: float = 1.0
     public_url: str | None = None
+    read_cache_bytes: int = 16 * 1024 * 1024  # per process; 0 turns the read cache off
     limits: Limits = field(default_factory=Limits)
 
     @classmethod
@@ -37,6 +38,13 @@ class Settings:
             values["public_url"] = env["PACKYARD_PUBLIC_URL"]
         if env.get("PACKYARD_SECRET_KEY"):
             values["secret_key"] = env["PACKYARD_SECRET_KEY"]
+        if env.get("PACKYARD_READ_CACHE_MB"):
+            try:
+                values["read_cache_bytes"] = int(float(env["PACKYARD_READ_CACHE_MB"]) * 1024 * 1024)
+            except ValueError:
+                raise SystemExit(
+                    f"PACKYARD_READ_CACHE_MB must be a number of megabytes, not {env['PACKYARD_READ_CACHE_MB']!r}"
+                ) from None
         for key, name in (
             ("token_ttl_seconds", "PACKYARD_TOKEN_TTL_SECONDS"),
             ("heartbeat_grace_seconds", "PACKYARD_HEARTBEAT_GRACE_SECONDS"),

@@ -34,7 +34,10 @@ def run_due_jobs(db: Database, clock: Clock, rules: Rules, *, limit: int = 100) 
                 None,
                 on_behalf_of=job.author_id,
             )
-            return revocation.run_job(ctx, job)
+            ran = revocation.run_job(ctx, job)
+            if ran:  # what readers of the project cached before is stale now (http/cache.py)
+                ctx.uow.tenants.bump_change_stamp(job.project_id)
+            return ran
 
         if db.run(work, write=True):
             ran += 1

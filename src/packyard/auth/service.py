@@ -149,6 +149,14 @@ class TokenService:
             raise Unauthenticated("the bearer token has expired; request a new one from /oauth2/token")
         return claims
 
+    def cached_claims(self, token: str, now: datetime) -> tokens.TokenClaims | None:
+        """The claims of a token whose signature this process already checked, if it has not expired;
+        None sends the caller to verify(), which reports why a token is refused."""
+        claims = self._verified.get(token)
+        if claims is None or claims.expires_at <= now.timestamp():
+            return None
+        return claims
+
     def principal_for(self, uow: UnitOfWork, token: str, now: datetime) -> Principal:
         claims = self.verify(uow, token, now)
         principal = uow.principals.get(claims.principal_id)

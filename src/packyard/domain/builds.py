@@ -48,16 +48,25 @@ class BuildChanges:
     component_type: str = ""
 
 
+_TICK = timedelta(microseconds=1)
+
+
 def is_revoked(ctx: Ctx, iteration: Iteration) -> bool:
-    return iteration.revoke_at is not None and iteration.revoke_at <= ctx.now
+    if iteration.revoke_at is None:
+        return False
+    if iteration.revoke_at <= ctx.now:
+        return True
+    ctx.changes_at(iteration.revoke_at)  # scheduled: revoked from that instant on
+    return False
 
 
 def effective_status(ctx: Ctx, status: BuildStatus, heartbeat_at: datetime) -> BuildStatus:
     """A RUNNING build whose heartbeats stopped for longer than the grace period has FAILED."""
     if status is BuildStatus.RUNNING:
-        grace = timedelta(seconds=ctx.rules.heartbeat_grace_seconds)
-        if heartbeat_at + grace < ctx.now:
+        deadline = heartbeat_at + timedelta(seconds=ctx.rules.heartbeat_grace_seconds)
+        if deadline < ctx.now:
             return BuildStatus.FAILED
+        ctx.changes_at(deadline + _TICK)  # FAILED from the first instant past the deadline
     return status
 
 

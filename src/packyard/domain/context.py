@@ -20,6 +20,15 @@ class Ctx:
     actor: Principal | None = None
     # Who background work acts for (the principal that scheduled it), when there is no actor.
     on_behalf_of: str = ""
+    # The first instant after `now` at which something this operation derived from the clock flips (a
+    # scheduled revocation falling due, a silent RUNNING build turning FAILED); None when nothing it read
+    # depends on the clock. What was read stays true until then unless the data changes.
+    valid_until: datetime | None = None
+
+    def changes_at(self, when: datetime) -> None:
+        """Note that a result derived from the clock turns at `when` (ignored unless still ahead)."""
+        if when > self.now and (self.valid_until is None or when < self.valid_until):
+            self.valid_until = when
 
     @property
     def author_id(self) -> str:

@@ -23,13 +23,14 @@ from packyard.domain.context import Ctx
 from packyard.domain.errors import DomainError, PermissionDenied, Unauthenticated
 from packyard.domain.models import Principal
 from packyard.domain.rules import Rules
+from packyard.http.cache import CacheKey, Entry, ReadCache
 from packyard.http.errors import http_status, status_body
 from packyard.http.oauth import OAuthError
 from packyard.http.request import Request
 from packyard.http.routing import Access, Route, Router
 from packyard.jobs import run_due_jobs
-from packyard.storage.db import Database
-from packyard.storage.sql import SqlUnitOfWork
+from packyard.storage.db import Database, DatabaseUnavailable
+from packyard.storage.sql import SqlUnitOfWork, principal_and_stamp
 
 log = logging.getLogger("packyard.http")
 
@@ -90,6 +91,8 @@ class App:
         for route in routes:
             self.router.add(route)
         self.max_body = services.settings.limits.max_body_bytes
+        max_cache = services.settings.read_cache_bytes
+        self.cache = ReadCache(max_cache) if max_cache > 0 else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -206,14 +209,61 @@ class App:
         org_id = request.params.get("org", "")
         project_id = request.params.get("project", "")
         svc = self.services
+        cache = self.cache if route.cache else None
+        if cache is not None:
+            hit = self._from_cache(cache, route, request, token, org_id, project_id)
+            if hit is not None:
+                return hit
+        computed: list[Any] = []
 
         def work(conn: Connection) -> Any:
             uow = SqlUnitOfWork(conn, svc.vault)
             now = svc.clock.now()
             principal = svc.tokens.principal_for(uow, token, now)
             authorize(principal, route, org_id, project_id)
+            # Read before the data the answer comes from, so the answer is never older than its stamp.
+            stamp = uow.tenants.change_stamp(project_id) if cache is not None else None
             # Whether the project exists is settled by the registry lookup every operation makes.
             ctx = Ctx(uow, svc.rules, now, org_id, project_id, principal)
-            return route.handler(ctx, request)
+            result = route.handler(ctx, request)
+            if route.writes:  # last, so that PostgreSQL holds the project row's lock only while committing
+                uow.tenants.bump_change_stamp(project_id)
+            computed[:] = [stamp, ctx, principal]
+            return result
 
-        return svc.db.run(work, write=route.writes)
+        result = svc.db.run(work, write=route.writes)
+        if cache is not None and computed and computed[0] is not None:
+            stamp, ctx, principal = computed
+            body = result if isinstance(result, bytes) else _encoder.encode(result)
+            cache.put(_cache_key(route, request, project_id, principal), Entry(stamp, body, ctx.now, ctx.valid_until))
+            return body
+        return result
+
+    def _from_cache(
+        self, cache: ReadCache, route: Route, request: Request, token: str, org_id: str, project_id: str
+    ) -> bytes | None:
+        """A cached answer, after the same authentication and authorization as the ordinary path (one
+        statement re-reads the token's principal and the project's stamp); None takes the ordinary path,
+        which also reports every refusal other than a principal's lack of access."""
+        svc = self.services
+        now = svc.clock.now()
+        claims = svc.tokens.cached_claims(token, now)
+        if claims is None:
+            return None
+        try:
+            found = principal_and_stamp(svc.db, claims.principal_id, project_id)
+        except DatabaseUnavailable:
+            return None
+        if found is None:
+            return None
+        principal, stamp = found
+        authorize(principal, route, org_id, project_id)
+        if stamp is None:
+            return None
+        return cache.get(_cache_key(route, request, project_id, principal), stamp, now)
+
+
+def _cache_key(route: Route, request: Request, project_id: str, principal: Principal) -> CacheKey:
+    # The path parameters, not the path: a percent-encoded slash makes two raw paths decode alike.
+    params = "/".join(request.params.values())
+    return (project_id, route.operation_id, params, request.query_string, principal.role.value)

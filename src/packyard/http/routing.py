@@ -26,6 +26,7 @@ class Route:
     access: Access = Access.PROJECT
     permission: Permission = Permission.READ
     write: bool | None = None  # the transaction kind; by default every method but GET writes
+    cache: bool = False  # answers may be served from the read cache (http/cache.py): pure reads only
 
     @property
     def writes(self) -> bool:
@@ -69,7 +70,8 @@ class Router:
         params: dict[str, str] = {}
         node = self._root
         if raw is not None:
-            segments = [unquote_to_bytes(s).decode("utf-8", "replace") for s in raw.strip(b"/").split(b"/")]
+            parts = raw.strip(b"/").split(b"/")
+            segments = [(unquote_to_bytes(s) if b"%" in s else s).decode("utf-8", "replace") for s in parts]
         else:
             segments = path.strip("/").split("/")
         for segment in segments:

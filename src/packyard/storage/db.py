@@ -22,6 +22,10 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 MAX_ATTEMPTS = 5
 
 
+class DatabaseUnavailable(Exception):
+    """peek() could not get an answer from the database."""
+
+
 def normalize_url(url: str) -> str:
     if url.startswith("postgres://"):
         url = "postgresql://" + url[len("postgres://") :]
@@ -88,6 +92,40 @@ class Database:
         self.url = normalize_url(url)
         self.engine = engine or create_engine(self.url)
         self.is_sqlite = is_sqlite(self.url)
+        self._peek: Any = None  # the connection peek() uses, taken out of the pool for good
+
+    def peek(self, sql: str, params: tuple[object, ...]) -> tuple[Any, ...] | None:
+        """The first row of one read statement, outside any transaction, on a connection of its own.
+
+        For checks that must cost one round trip and no transaction bookkeeping (the read cache's
+        validation). Raises DatabaseUnavailable when the database can't answer; the caller then takes
+        the ordinary path, which retries and reports errors as usual."""
+        try:
+            if self._peek is None:
+                proxied = self.engine.raw_connection()
+                driver: Any = proxied.driver_connection
+                proxied.detach()  # closed for real on dispose(), never handed back to the pool
+                if not self.is_sqlite:
+                    driver.autocommit = True
+                self._peek = (proxied, driver)
+            driver = self._peek[1]
+            if not self.is_sqlite:
+                sql = sql.replace("?", "%s")
+            # fetchall: a statement left unfinished would keep SQLite's read snapshot open.
+            rows = driver.execute(sql, params).fetchall()
+        except Exception as exc:  # a broken or busy connection: drop it, let the caller go the long way
+            log.warning("a single-statement read failed, taking the ordinary path: %s", exc)
+            self._close_peek()
+            raise DatabaseUnavailable(str(exc)) from exc
+        return tuple(rows[0]) if rows else None
+
+    def _close_peek(self) -> None:
+        proxied, self._peek = self._peek, None
+        if proxied is not None:
+            try:
+                proxied[0].close()
+            except Exception:  # already broken; nothing more to release
+                log.debug("closing the peek connection failed", exc_info=True)
 
     @contextmanager
     def connect(self, *, write: bool) -> Iterator[Connection]:
@@ -110,4 +148,5 @@ class Database:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def dispose(self) -> None:
+        self._close_peek()
         self.engine.dispose()

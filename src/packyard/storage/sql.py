@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import namedtuple
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,6 +33,7 @@ from packyard.domain.models import (
 )
 from packyard.domain.pagination import PageRequest
 from packyard.storage import schema as t
+from packyard.storage.db import Database
 from packyard.storage.raw import Raw, as_json, in_list
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -139,6 +141,13 @@ class SqlTenants(_Repository):
         )
         return self._project(row) if row else None
 
+    def change_stamp(self, project_id: str) -> int | None:
+        row = self.raw.first("SELECT change_stamp FROM project WHERE id = ?", (project_id,))
+        return int(row.change_stamp) if row else None
+
+    def bump_change_stamp(self, project_id: str) -> None:
+        self.raw.execute("UPDATE project SET change_stamp = change_stamp + 1 WHERE id = ?", (project_id,))
+
     def list_projects(self, organization_id: str) -> list[Project]:
         rows = self.conn.execute(
             sa.select(t.project)
@@ -148,9 +157,36 @@ class SqlTenants(_Repository):
         return [self._project(r) for r in rows]
 
 
+PRINCIPAL_COLUMNS = "id, client_id, name, organization_id, project_id, role, secret_hash, created_at"
+_PrincipalRow = namedtuple(  # the columns of PRINCIPAL_COLUMNS, in order
+    "_PrincipalRow", ["id", "client_id", "name", "organization_id", "project_id", "role", "secret_hash", "created_at"]
+)
+_PRINCIPAL_AND_STAMP = (
+    f"SELECT {PRINCIPAL_COLUMNS}, (SELECT change_stamp FROM project WHERE id = ?) FROM principal WHERE id = ?"
+)
+
+
+def principal_and_stamp(db: Database, principal_id: str, project_id: str) -> tuple[Principal, int | None] | None:
+    """A token's principal and the project's change stamp in one statement outside any transaction
+    (the read cache's hit path); None when the principal no longer exists."""
+    row = db.peek(_PRINCIPAL_AND_STAMP, (project_id, principal_id))
+    if row is None:
+        return None
+    columns, stamp = row[:-1], row[-1]
+    principal = _PRINCIPALS.get(columns)
+    if principal is None:  # a principal row never changes in place, but look it up by all of its columns
+        if len(_PRINCIPALS) >= 1024:
+            _PRINCIPALS.clear()
+        principal = _PRINCIPALS[columns] = SqlPrincipals._principal(_PrincipalRow._make(columns))
+    return principal, (None if stamp is None else int(stamp))
+
+
+_PRINCIPALS: dict[tuple[Any, ...], Principal] = {}
+
+
 class SqlPrincipals(_Repository):
     @staticmethod
-    def _principal(row: Row[Any]) -> Principal:
+    def _principal(row: Any) -> Principal:
         return Principal(
             id=row.id,
             client_id=row.client_id,
@@ -180,11 +216,7 @@ class SqlPrincipals(_Repository):
         )
 
     def get(self, principal_id: str) -> Principal | None:
-        row = self.raw.first(
-            "SELECT id, client_id, name, organization_id, project_id, role, secret_hash, created_at "
-            "FROM principal WHERE id = ?",
-            (principal_id,),
-        )
+        row = self.raw.first(f"SELECT {PRINCIPAL_COLUMNS} FROM principal WHERE id = ?", (principal_id,))
         return self._principal(row) if row else None
 
     def get_by_client_id(self, client_id: str) -> Principal | None:

@@ -58,5 +58,5 @@ def list_(ctx: Ctx, request: Request) -> object:
 
 
 ROUTES: list[Route] = [
-    route("GET", "/images/{bucket_slug}/ancestry", list_, "ListBucketAncestry", Permission.READ),
+    route("GET", "/images/{bucket_slug}/ancestry", list_, "ListBucketAncestry", Permission.READ, cache=True),
 ]

@@ -57,8 +57,8 @@ def delete(ctx: Ctx, request: Request) -> object:
 
 ROUTES: list[Route] = [
     route("PUT", "/images", create, "CreateBucket", Permission.WRITE),
-    route("GET", "/images", list_, "ListBuckets", Permission.READ),
-    route("GET", "/images/{bucket_slug}", get, "GetBucket", Permission.READ),
+    route("GET", "/images", list_, "ListBuckets", Permission.READ, cache=True),
+    route("GET", "/images/{bucket_slug}", get, "GetBucket", Permission.READ, cache=True),
     route("PATCH", "/images/{bucket_slug}", update, "UpdateBucket", Permission.WRITE),
     route("DELETE", "/images/{bucket_slug}", delete, "DeleteBucket", Permission.WRITE),
 ]

@@ -67,8 +67,15 @@ def delete(ctx: Ctx, request: Request) -> object:
 
 ROUTES: list[Route] = [
     route("POST", "/images/{bucket_slug}/iterations/{iteration_id}", create, "CreateBuild", Permission.WRITE),
-    route("GET", "/images/{bucket_slug}/iterations/{iteration_id}/builds", list_, "ListBuilds", Permission.READ),
-    route("GET", "/builds/{build_id}", get, "GetBuild", Permission.READ),
+    route(
+        "GET",
+        "/images/{bucket_slug}/iterations/{iteration_id}/builds",
+        list_,
+        "ListBuilds",
+        Permission.READ,
+        cache=True,
+    ),
+    route("GET", "/builds/{build_id}", get, "GetBuild", Permission.READ, cache=True),
     route("PATCH", "/builds/{build_id}", update, "UpdateBuild", Permission.WRITE),
     route("DELETE", "/builds/{build_id}", delete, "DeleteBuild", Permission.WRITE),
 ]

@@ -79,9 +79,16 @@ def history(ctx: Ctx, request: Request) -> object:
 
 ROUTES: list[Route] = [
     route("POST", "/images/{bucket_slug}/channels", create, "CreateChannel", Permission.WRITE),
-    route("GET", "/images/{bucket_slug}/channels", list_, "ListChannels", Permission.READ),
-    route("GET", "/images/{bucket_slug}/channels/{slug}", get, "GetChannel", Permission.READ),
+    route("GET", "/images/{bucket_slug}/channels", list_, "ListChannels", Permission.READ, cache=True),
+    route("GET", "/images/{bucket_slug}/channels/{slug}", get, "GetChannel", Permission.READ, cache=True),
     route("PATCH", "/images/{bucket_slug}/channels/{slug}", update, "UpdateChannel", Permission.WRITE),
     route("DELETE", "/images/{bucket_slug}/channels/{slug}", delete, "DeleteChannel", Permission.WRITE),
-    route("GET", "/images/{bucket_slug}/channels/{slug}/history", history, "ListChannelHistory", Permission.READ),
+    route(
+        "GET",
+        "/images/{bucket_slug}/channels/{slug}/history",
+        history,
+        "ListChannelHistory",
+        Permission.READ,
+        cache=True,
+    ),
 ]

@@ -11,9 +11,26 @@ PREFIX = "/packer/2021-04-30/organizations/{org}/projects/{project}"
 
 
 def route(
-    method: str, path: str, handler: object, name: str, permission: Permission, *, write: bool | None = None
+    method: str,
+    path: str,
+    handler: object,
+    name: str,
+    permission: Permission,
+    *,
+    write: bool | None = None,
+    cache: bool = False,
 ) -> Route:
-    return _Route(method, PREFIX + path, handler, f"PackerService_{name}", permission=permission, write=write)  # type: ignore[arg-type]
+    """A 2021-04-30 operation. `cache`: its answer depends only on the path, the query, the principal's role,
+    the project's data and the clock as the domain reports it (Ctx.valid_until), never on headers."""
+    return _Route(
+        method,
+        PREFIX + path,
+        handler,  # type: ignore[arg-type]
+        f"PackerService_{name}",
+        permission=permission,
+        write=write,
+        cache=cache,
+    )
 
 
 def paging(request: Request) -> dict[str, object]:

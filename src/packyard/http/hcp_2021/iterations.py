@@ -75,8 +75,8 @@ def delete(ctx: Ctx, request: Request) -> object:
 
 ROUTES: list[Route] = [
     route("POST", "/images/{bucket_slug}/iterations", create, "CreateIteration", Permission.WRITE),
-    route("GET", "/images/{bucket_slug}/iterations", list_, "ListIterations", Permission.READ),
-    route("GET", "/images/{bucket_slug}/iteration", get, "GetIteration", Permission.READ),
+    route("GET", "/images/{bucket_slug}/iterations", list_, "ListIterations", Permission.READ, cache=True),
+    route("GET", "/images/{bucket_slug}/iteration", get, "GetIteration", Permission.READ, cache=True),
     route("PATCH", "/iterations/{iteration_id}", update, "UpdateIteration", Permission.WRITE),
     route("DELETE", "/iterations/{iteration_id}", delete, "DeleteIteration", Permission.WRITE),
 ]

@@ -42,7 +42,7 @@ def delete(ctx: Ctx, request: Request) -> object:
 
 ROUTES: list[Route] = [
     route("PUT", "/registry", create, "CreateRegistry", Permission.ADMIN),
-    route("GET", "/registry", get, "GetRegistry", Permission.READ),
+    route("GET", "/registry", get, "GetRegistry", Permission.READ, cache=True),
     route("PATCH", "/registry", update, "UpdateRegistry", Permission.ADMIN),
     route("DELETE", "/registry", delete, "DeleteRegistry", Permission.ADMIN),
 ]

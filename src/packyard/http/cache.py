@@ -1,0 +1,71 @@
+"""A per-process cache of encoded answers to the hot reads (GetChannel, GetIteration, GetBucket, ...).
+
+Every `terraform plan` and every `packer build` data source reads the same few channels and iterations
+over and over, while writes are rare. An answer is kept with the project's change stamp it was computed
+under (a counter that every transaction changing the project's data increments, storage/schema.py) and
+with the first instant at which something it derived from the clock flips (a scheduled revocation
+falling due, a silent RUNNING build turning FAILED: Ctx.valid_until). A request may be answered from the
+cache only when the stamp it reads from the database, in the same statement that re-reads the token's
+principal, is still that stamp and the clock is inside that window; otherwise it takes the ordinary
+path. So a write committed by any process, replica or CLI on the same database is seen by the very next
+read, as without the cache, and authentication and authorization still run on every request.
+
+The stamp is read before the data an answer is computed from, so an answer may be newer than its stamp
+but never older: a reader that still sees the old stamp started before the newer write was visible.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime
+
+CacheKey = tuple[str, str, str, bytes, str]  # project, operation, path, query string, role
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    stamp: int
+    body: bytes
+    computed_at: datetime
+    valid_until: datetime | None
+
+    def fresh(self, stamp: int, now: datetime) -> bool:
+        if stamp != self.stamp or now < self.computed_at:  # a clock that stepped back recomputes
+            return False
+        return self.valid_until is None or now < self.valid_until
+
+
+class ReadCache:
+    """Bounded by the bytes of the answers it holds; the oldest entries go first."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[CacheKey, Entry] = OrderedDict()
+        self._bytes = 0
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: CacheKey, stamp: int, now: datetime) -> bytes | None:
+        entry = self._entries.get(key)
+        if entry is not None and entry.fresh(stamp, now):
+            self.hits += 1
+            return entry.body
+        self.misses += 1
+        return None
+
+    def put(self, key: CacheKey, entry: Entry) -> None:
+        size = len(entry.body)
+        if size > self.max_bytes // 8:  # a few large answers must not push out everything else
+            return
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self._bytes -= len(old.body)
+        self._entries[key] = entry
+        self._bytes += size
+        while self._bytes > self.max_bytes:
+            _, evicted = self._entries.popitem(last=False)
+            self._bytes -= len(evicted.body)

@@ -1,0 +1,271 @@
+"""The read cache (http/cache.py): repeated hot reads are answered from memory, and never once stale.
+
+Each test reads twice so that the second read is a cache hit, checks that it was one, then changes the
+world in one of the ways that must show at once (a write through this app, a write through another app
+on the same database as another replica would make, a due job, the clock passing a boundary, another
+principal, a deleted principal, an expired token) and checks the very next read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from packyard.domain.models import Role
+from packyard.http.factory import create_app
+from packyard.jobs import run_due_jobs
+from packyard.storage import schema
+from packyard.storage.db import Database
+from tests.conftest import Backend, Env, close_env, make_env
+from tests.contract.validator import SwaggerContract
+from tests.support.client import ApiClient, error, ok
+from tests.support.packer import publish
+
+from .test_roles import new_principal
+
+
+def cache_hits(env: Env) -> int:
+    assert env.app.cache is not None
+    return env.app.cache.hits
+
+
+def get_channel(c: ApiClient, bucket: str, slug: str, token: str | None = None) -> Any:
+    return c.get(c.p(f"/images/{bucket}/channels/{slug}"), token=token)
+
+
+def pointed_version(c: ApiClient, bucket: str, slug: str) -> int:
+    return int(ok(get_channel(c, bucket, slug))["channel"]["iteration"]["incremental_version"])
+
+
+def assert_hit(env: Env, read: Any) -> Any:
+    """Run read() and check that it was answered from the cache."""
+    before = cache_hits(env)
+    result = read()
+    assert cache_hits(env) == before + 1, "expected a cache hit"
+    return result
+
+
+def production_on_v1(c: ApiClient) -> tuple[dict[str, Any], dict[str, Any]]:
+    v1 = publish(c, "web", "fp-1", ["amazon-ebs.a"])
+    v2 = publish(c, "web", "fp-2", ["amazon-ebs.a"])
+    ok(c.post(c.p("/images/web/channels"), json={"slug": "production", "iteration_id": v1["id"]}))
+    return v1, v2
+
+
+def test_a_repeated_read_is_a_hit_with_the_same_body(env: Env) -> None:
+    c = env.client
+    production_on_v1(c)
+    first = get_channel(c, "web", "production")
+    second = assert_hit(env, lambda: get_channel(c, "web", "production"))
+    assert second.status_code == 200
+    assert second.content == first.content
+    assert second.headers["content-type"] == "application/json"
+
+
+def test_a_write_through_this_app_shows_at_once(env: Env) -> None:
+    c = env.client
+    _, v2 = production_on_v1(c)
+    assert pointed_version(c, "web", "production") == 1
+    assert assert_hit(env, lambda: pointed_version(c, "web", "production")) == 1
+    ok(c.patch(c.p("/images/web/channels/production"), json={"iteration_id": v2["id"]}))
+    assert pointed_version(c, "web", "production") == 2
+    # ... and a failed write changes nothing, so what was cached after it still holds.
+    error(c.patch(c.p("/images/web/channels/production"), json={"iteration_id": "01HZZZZZZZZZZZZZZZZZZZZZZZ"}), 5)
+    assert assert_hit(env, lambda: pointed_version(c, "web", "production")) == 2
+
+
+@pytest.fixture
+def replica(tmp_path: Path, env: Env, contracts: list[SwaggerContract]) -> Iterator[ApiClient]:
+    """A second app with its own engine and connections on the same database: another process."""
+    db = Database(env.settings.effective_database_url)
+    app = create_app(env.settings, db=db, clock=env.clock)
+    loop = asyncio.new_event_loop()
+    client = ApiClient(app, contracts, loop, env.init.organization_id, env.init.project_id)
+    client.token = env.client.token  # a token of one process is accepted by the others
+    yield client
+    client.close()
+    loop.close()
+    db.dispose()
+
+
+def test_a_write_through_another_process_shows_at_once(env: Env, replica: ApiClient) -> None:
+    c = env.client
+    v1, v2 = production_on_v1(c)
+    assert pointed_version(c, "web", "production") == 1
+    assert assert_hit(env, lambda: pointed_version(c, "web", "production")) == 1
+    ok(replica.patch(replica.p("/images/web/channels/production"), json={"iteration_id": v2["id"]}))
+    assert pointed_version(c, "web", "production") == 2
+    ok(replica.patch(replica.p(f"/iterations/{v2['id']}"), json={"bucket_slug": "web", "revoke_in": "0s"}))
+    revoked = ok(c.get(c.p("/images/web/iteration"), params={"iteration_id": v2["id"]}))["iteration"]
+    assert revoked["revocation_type"] == "MANUAL"
+    assert ok(c.get(c.p("/images/web")))["bucket"]["latest_version"] == 1  # latest moved back to v1
+    assert v1["id"] != v2["id"]
+
+
+def test_a_due_job_run_by_another_process_shows_at_once(env: Env, replica: ApiClient) -> None:
+    c = env.client
+    _, v2 = production_on_v1(c)
+    latest = ok(get_channel(c, "web", "latest"))["channel"]["iteration"]
+    assert latest["id"] == v2["id"]
+    when = env.clock.now() + timedelta(hours=1)
+    ok(
+        c.patch(
+            c.p(f"/iterations/{v2['id']}"),
+            json={"bucket_slug": "web", "revoke_at": when.isoformat().replace("+00:00", "Z")},
+        )
+    )
+    assert ok(get_channel(c, "web", "latest"))["channel"]["iteration"]["id"] == v2["id"]
+    assert_hit(env, lambda: get_channel(c, "web", "latest"))
+    env.clock.advance(hours=2)
+    env.client.token = replica.token = env.token_for(env.init.client_id, env.init.client_secret)
+
+    def latest_version() -> int:
+        return int(ok(c.get(c.p("/images/web")))["bucket"]["latest_version"])
+
+    # The bucket's answer derives nothing from the clock, so only the job's own write can make it stale.
+    assert latest_version() == 2
+    assert assert_hit(env, latest_version) == 2
+    other = Database(env.settings.effective_database_url)
+    try:
+        assert run_due_jobs(other, env.clock, env.app.services.rules) == 1
+    finally:
+        other.dispose()
+    # The job moved `latest` back to v1 in another connection; this process sees it on the next read.
+    assert latest_version() == 1
+    assert pointed_version(c, "web", "latest") == 1
+
+
+def test_a_silent_running_build_turns_failed_by_the_clock_alone(env: Env) -> None:
+    c = env.client
+    ok(c.put(c.p("/images"), json={"bucket_slug": "web"}))
+    it = ok(c.post(c.p("/images/web/iterations"), json={"fingerprint": "fp-run"}))["iteration"]
+    build = ok(c.post(c.p(f"/images/web/iterations/{it['id']}"), json={"build": {"component_type": "a.b"}}))["build"]
+    ok(c.patch(c.p(f"/builds/{build['id']}"), json={"updates": {"status": "RUNNING"}}))
+
+    def status() -> str:
+        return str(ok(c.get(c.p(f"/builds/{build['id']}")))["build"]["status"])
+
+    assert status() == "RUNNING"
+    grace = env.settings.heartbeat_grace_seconds
+    env.clock.advance(seconds=grace)  # exactly at the deadline: still RUNNING, still the cached answer
+    assert assert_hit(env, status) == "RUNNING"
+    env.clock.advance(seconds=1)
+    assert status() == "FAILED"
+
+
+def test_a_scheduled_revocation_flips_the_history_status_by_the_clock_alone(env: Env) -> None:
+    c = env.client
+    _, v2 = production_on_v1(c)
+    ok(c.patch(c.p("/images/web/channels/production"), json={"iteration_id": v2["id"]}))
+    when = env.clock.now() + timedelta(minutes=10)
+    body = {"bucket_slug": "web", "revoke_at": when.isoformat().replace("+00:00", "Z")}
+    ok(c.patch(c.p(f"/iterations/{v2['id']}"), json=body))
+
+    def newest_status() -> str:
+        page = ok(c.get(c.p("/images/web/channels/production/history")))
+        return str(page["history"][0]["iteration"]["status"])
+
+    assert newest_status() == "ITERATION_REVOCATION_SCHEDULED"
+    env.clock.advance(minutes=10, seconds=-1)
+    assert assert_hit(env, newest_status) == "ITERATION_REVOCATION_SCHEDULED"
+    env.clock.advance(seconds=1)
+    assert newest_status() == "ITERATION_REVOKED"
+
+
+def test_a_clock_that_steps_back_recomputes(env: Env) -> None:
+    c = env.client
+    production_on_v1(c)
+    ok(get_channel(c, "web", "production"))
+    env.clock.advance(seconds=-5)
+    before = cache_hits(env)
+    ok(get_channel(c, "web", "production"))
+    assert cache_hits(env) == before
+
+
+def test_restricted_channels_stay_invisible_to_a_viewer_after_a_contributor_read(env: Env) -> None:
+    c = env.client
+    production_on_v1(c)
+    ok(c.patch(c.p("/images/web/channels/production"), json={"restriction": "RESTRICTED", "mask": "restriction"}))
+    viewer = env.token_for(*new_principal(env, Role.VIEWER, name="viewer"))
+    contributor = env.token_for(*new_principal(env, Role.CONTRIBUTOR, name="contributor"))
+    assert ok(get_channel(c, "web", "production", contributor))["channel"]["restricted"] is True
+    assert_hit(env, lambda: ok(get_channel(c, "web", "production", contributor)))
+    ok(c.get(c.p("/images/web"), token=viewer))  # the viewer's token is known to this process now
+    error(get_channel(c, "web", "production", viewer), 5)
+    error(get_channel(c, "web", "production", viewer), 5)
+    listed = ok(c.get(c.p("/images/web/channels"), token=viewer))["channels"]
+    assert [ch["slug"] for ch in listed] == ["latest"]
+
+
+def test_a_cached_read_still_refuses_a_principal_of_another_project(env: Env) -> None:
+    c = env.client
+    production_on_v1(c)
+    ok(get_channel(c, "web", "production"))
+    assert_hit(env, lambda: ok(get_channel(c, "web", "production")))
+    project_scoped = env.token_for(*new_principal(env, Role.ADMIN, project_id=env.init.project_id, name="p"))
+    other = f"/packer/2021-04-30/organizations/{env.init.organization_id}/projects/{'0' * 8}-0000-4000-8000-{'0' * 12}"
+    error(c.get(other + "/images/web/channels/production", token=project_scoped), 7)
+    assert ok(get_channel(c, "web", "production", project_scoped))["channel"]["slug"] == "production"
+
+
+def test_a_deleted_principal_is_refused_although_its_read_is_cached(env: Env) -> None:
+    c = env.client
+    production_on_v1(c)
+    client_id, secret = new_principal(env, Role.VIEWER, name="leaver")
+    token = env.token_for(client_id, secret)
+    ok(get_channel(c, "web", "production", token))
+    assert_hit(env, lambda: ok(get_channel(c, "web", "production", token)))
+    with env.db.engine.begin() as conn:
+        conn.execute(sa.delete(schema.principal).where(schema.principal.c.client_id == client_id))
+    error(get_channel(c, "web", "production", token), 16)
+
+
+def test_an_expired_token_is_refused_although_its_read_is_cached(env: Env) -> None:
+    c = env.client
+    production_on_v1(c)
+    ok(get_channel(c, "web", "production"))
+    assert_hit(env, lambda: ok(get_channel(c, "web", "production")))
+    env.clock.advance(seconds=env.settings.token_ttl_seconds + 1)
+    error(get_channel(c, "web", "production"), 16)
+
+
+def test_a_forged_token_is_refused_although_the_read_is_cached(env: Env) -> None:
+    c = env.client
+    production_on_v1(c)
+    ok(get_channel(c, "web", "production"))
+    head, payload, signature = c.token.split(".")
+    forged = f"{head}.{payload}.{signature[:-2]}{'A' if signature[-2] != 'A' else 'B'}{signature[-1]}"
+    error(get_channel(c, "web", "production", forged), 16)
+
+
+def test_the_cache_is_bounded_in_bytes(tmp_path: Path, backend: Backend, contracts: list[SwaggerContract]) -> None:
+    env = make_env(tmp_path, backend, contracts, read_cache_bytes=64 * 1024)
+    try:
+        c = env.client
+        publish(c, "web", "fp-1", ["amazon-ebs.a", "amazon-ebs.b"])
+        for n in range(200):
+            ok(c.get(c.p("/images/web/iterations"), params={"pagination.page_size": 1 + n % 100}))
+        cache = env.app.cache
+        assert cache is not None
+        assert 0 < cache._bytes <= 64 * 1024
+    finally:
+        close_env(env, backend)
+
+
+def test_turned_off_it_answers_the_same(tmp_path: Path, backend: Backend, contracts: list[SwaggerContract]) -> None:
+    env = make_env(tmp_path, backend, contracts, read_cache_bytes=0)
+    try:
+        assert env.app.cache is None
+        c = env.client
+        _, v2 = production_on_v1(c)
+        assert pointed_version(c, "web", "production") == 1
+        ok(c.patch(c.p("/images/web/channels/production"), json={"iteration_id": v2["id"]}))
+        assert pointed_version(c, "web", "production") == 2
+    finally:
+        close_env(env, backend)
