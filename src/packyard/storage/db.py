@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -93,6 +94,8 @@ class Database:
         self.engine = engine or create_engine(self.url)
         self.is_sqlite = is_sqlite(self.url)
         self._peek: Any = None  # the connection peek() uses, taken out of the pool for good
+        self._kept: Connection | None = None  # see _kept_connection
+        self._kept_thread: int | None = None
 
     def peek(self, sql: str, params: tuple[object, ...]) -> tuple[Any, ...] | None:
         """The first row of one read statement, outside any transaction, on a connection of its own.
@@ -127,6 +130,23 @@ class Database:
             except Exception:  # already broken; nothing more to release
                 log.debug("closing the peek connection failed", exc_info=True)
 
+    def _kept_connection(self) -> Connection | None:
+        """The connection kept for the thread that ran the first transaction here (the server's event
+        loop, where every request runs one after another), so that a request pays no pool checkout and
+        return; None for any other thread, and for a transaction begun inside another one."""
+        ident = threading.get_ident()
+        if self._kept_thread is None:
+            self._kept_thread = ident
+        elif ident != self._kept_thread:
+            return None
+        conn = self._kept
+        if conn is not None and (conn.closed or conn.invalidated):
+            conn.close()
+            conn = None
+        if conn is None:
+            conn = self._kept = self.engine.connect()
+        return None if conn.in_transaction() else conn
+
     @contextmanager
     def connect(self, *, write: bool) -> Iterator[Connection]:
         with self.engine.connect() as conn:
@@ -138,6 +158,11 @@ class Database:
         """Run work in one transaction, committed at the end; retried on transient conflicts."""
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
+                kept = self._kept_connection()
+                if kept is not None:
+                    kept.execution_options(packyard_write=write)
+                    with kept.begin():
+                        return work(kept)
                 with self.connect(write=write) as conn:
                     return work(conn)
             except DBAPIError as exc:
@@ -149,4 +174,7 @@ class Database:
 
     def dispose(self) -> None:
         self._close_peek()
+        kept, self._kept, self._kept_thread = self._kept, None, None
+        if kept is not None:
+            kept.close()
         self.engine.dispose()
