@@ -178,6 +178,9 @@ def _prototypes(engine: Engine, project_id: str, author: str) -> dict[str, dict[
     target database in a transaction that is rolled back, and read back."""
     created, done = 1_000 * US, 1_020 * US
     with engine.connect() as conn:
+        # Begun before the first statement: the repositories write some rows on the driver connection,
+        # which SQLAlchemy's autobegin does not see (SQLite's driver would commit those on its own).
+        conn.begin()
         bucket = Bucket(
             id="01BENCHPROTOTYPEBUCKET0000",
             project_id=project_id,

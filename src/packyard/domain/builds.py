@@ -129,8 +129,8 @@ def complete_if_done(ctx: Ctx, iteration: Iteration) -> None:
     """Complete the iteration once it has builds and all are DONE; takes the bucket's next version."""
     if iteration.complete:
         return
-    builds = ctx.uow.builds.for_iteration(iteration.id)
-    if not builds or any(b.status is not BuildStatus.DONE for b in builds):
+    states = ctx.uow.iterations.build_states([iteration.id]).get(iteration.id, [])
+    if not states or any(status is not BuildStatus.DONE for _, status, _ in states):
         return
     iteration.incremental_version = ctx.uow.buckets.next_version(iteration.bucket_id)
     iteration.complete = True
@@ -218,12 +218,12 @@ def list_(
 def update(ctx: Ctx, build_id: str, changes: BuildChanges) -> Build:
     registries.require_active(ctx)
     build_id = check.ulid(build_id, "build_id")
-    located = ctx.uow.builds.get(ctx.project_id, build_id)
-    if located is None:
+    iteration_id = ctx.uow.builds.iteration_of(ctx.project_id, build_id)
+    if iteration_id is None:
         raise NotFound(f"build {build_id} does not exist in project {ctx.project_id}")
     # Lock the iteration first: every change to its builds is serialized through it, so that two
     # builds finishing at once can't both miss that the other one is DONE.
-    iteration = ctx.uow.iterations.get_in_project(ctx.project_id, located.iteration_id, for_update=True)
+    iteration = ctx.uow.iterations.get_in_project(ctx.project_id, iteration_id, for_update=True)
     build = ctx.uow.builds.get(ctx.project_id, build_id, for_update=True)
     if iteration is None or build is None:
         raise NotFound(f"build {build_id} does not exist in project {ctx.project_id}")
@@ -240,10 +240,10 @@ def update(ctx: Ctx, build_id: str, changes: BuildChanges) -> Build:
 def delete(ctx: Ctx, build_id: str) -> None:
     registries.require_active(ctx)
     build_id = check.ulid(build_id, "build_id")
-    located = ctx.uow.builds.get(ctx.project_id, build_id)
-    if located is None:
+    iteration_id = ctx.uow.builds.iteration_of(ctx.project_id, build_id)
+    if iteration_id is None:
         raise NotFound(f"build {build_id} does not exist in project {ctx.project_id}")
-    iteration = ctx.uow.iterations.get_in_project(ctx.project_id, located.iteration_id, for_update=True)
+    iteration = ctx.uow.iterations.get_in_project(ctx.project_id, iteration_id, for_update=True)
     if iteration is None:  # pragma: no cover - foreign key
         raise NotFound(f"build {build_id} does not exist in project {ctx.project_id}")
     _writable_iteration(ctx, iteration)

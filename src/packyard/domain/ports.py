@@ -114,6 +114,9 @@ class Iterations(Protocol):
 
 class Builds(Protocol):
     def get(self, project_id: str, build_id: str, *, for_update: bool = False) -> Build | None: ...
+    def iteration_of(self, project_id: str, build_id: str) -> str | None:
+        """The id of the build's iteration, without reading the build."""
+
     def for_iteration(self, iteration_id: str, page: PageRequest | None = None) -> list[Build]:
         """Builds with their images, in page order (all of them without a page)."""
 

@@ -374,25 +374,23 @@ class SqlBuckets(_Repository):
         return [self._bucket(r) for r in self.conn.execute(stmt)]
 
     def add(self, bucket: Bucket) -> None:
-        _insert(
-            self.conn,
-            t.bucket,
-            {
-                "id": bucket.id,
-                "project_id": bucket.project_id,
-                "slug": bucket.slug,
-                "description": bucket.description,
-                "labels": bucket.labels,
-                "platforms": bucket.platforms,
-                "latest_iteration_id": bucket.latest_iteration_id,
-                "latest_version": bucket.latest_version,
-                "iteration_count": 0,
-                "version_counter": 0,
-                "created_at": to_us(bucket.created_at),
-                "updated_at": to_us(bucket.updated_at),
-            },
-            f"bucket {bucket.slug!r} already exists",
-        )
+        # Packer's bucket upsert tries this first on every build, so it is on the driver connection too.
+        values = {
+            "id": bucket.id,
+            "project_id": bucket.project_id,
+            "slug": bucket.slug,
+            "description": bucket.description,
+            "labels": bucket.labels,
+            "platforms": bucket.platforms,
+            "latest_iteration_id": bucket.latest_iteration_id,
+            "latest_version": bucket.latest_version,
+            "iteration_count": 0,
+            "version_counter": 0,
+            "created_at": to_us(bucket.created_at),
+            "updated_at": to_us(bucket.updated_at),
+        }
+        if not self.raw.insert_unique("bucket", values):
+            raise AlreadyExists(f"bucket {bucket.slug!r} already exists")
 
     def save(self, bucket: Bucket) -> None:
         values = {
@@ -476,12 +474,6 @@ class SqlIterations(_Repository):
             updated_at=from_us(row.updated_at),
         )
 
-    def _one(self, stmt: sa.Select[Any], for_update: bool) -> Iteration | None:
-        if for_update:
-            stmt = stmt.with_for_update(of=t.iteration)
-        row = self.conn.execute(stmt).first()
-        return self._iteration(row) if row else None
-
     def get(
         self,
         bucket_id: str,
@@ -491,28 +483,18 @@ class SqlIterations(_Repository):
         version: int | None = None,
         for_update: bool = False,
     ) -> Iteration | None:
-        if not for_update:
-            value: object
-            if iteration_id is not None:
-                where, value = "i.id = ?", iteration_id
-            elif fingerprint is not None:
-                where, value = "i.fingerprint = ?", fingerprint
-            elif version is not None:
-                where, value = "i.incremental_version = ? AND i.incremental_version > 0", version
-            else:
-                raise ValueError("one identifier is required")
-            row = self.raw.first(f"{_ITERATION_SQL} WHERE i.bucket_id = ? AND {where}", (bucket_id, value))
-            return self._iteration(row) if row else None
-        stmt = _ITERATION_SELECT.where(t.iteration.c.bucket_id == bucket_id)
+        value: object
         if iteration_id is not None:
-            stmt = stmt.where(t.iteration.c.id == iteration_id)
+            where, value = "i.id = ?", iteration_id
         elif fingerprint is not None:
-            stmt = stmt.where(t.iteration.c.fingerprint == fingerprint)
+            where, value = "i.fingerprint = ?", fingerprint
         elif version is not None:
-            stmt = stmt.where(t.iteration.c.incremental_version == version, t.iteration.c.incremental_version > 0)
+            where, value = "i.incremental_version = ? AND i.incremental_version > 0", version
         else:
             raise ValueError("one identifier is required")
-        return self._one(stmt, for_update)
+        lock = self.raw.for_update("i") if for_update else ""
+        row = self.raw.first(f"{_ITERATION_SQL} WHERE i.bucket_id = ? AND {where}{lock}", (bucket_id, value))
+        return self._iteration(row) if row else None
 
     def get_in_project(self, project_id: str, iteration_id: str, *, for_update: bool = False) -> Iteration | None:
         lock = self.raw.for_update("i") if for_update else ""
@@ -610,10 +592,11 @@ class SqlIterations(_Repository):
         return [self._iteration(r) for r in rows]
 
     def build_states(self, iteration_ids: Sequence[str]) -> dict[str, list[tuple[str, BuildStatus, datetime]]]:
-        rows = self.conn.execute(
-            sa.select(t.build.c.iteration_id, t.build.c.component_type, t.build.c.status, t.build.c.heartbeat_at)
-            .where(t.build.c.iteration_id.in_(list(iteration_ids)))
-            .order_by(t.build.c.created_at, t.build.c.id)
+        ids = list(iteration_ids)
+        rows = self.raw.rows(
+            "SELECT iteration_id, component_type, status, heartbeat_at FROM build "
+            f"WHERE iteration_id IN ({in_list(len(ids))}) ORDER BY created_at, id",
+            ids,
         )
         out: dict[str, list[tuple[str, BuildStatus, datetime]]] = {}
         for r in rows:
@@ -669,10 +652,10 @@ class SqlBuilds(_Repository):
         if not builds:
             return builds
         by_id = {b.id: b for b in builds}
-        rows = self.conn.execute(
-            sa.select(t.image)
-            .where(t.image.c.build_id.in_(list(by_id)))
-            .order_by(t.image.c.build_id, t.image.c.position)
+        rows = self.raw.rows(
+            "SELECT id, build_id, image_id, region, created_at FROM image "
+            f"WHERE build_id IN ({in_list(len(by_id))}) ORDER BY build_id, position",
+            list(by_id),
         )
         for r in rows:
             by_id[r.build_id].images.append(Image(r.id, r.build_id, r.image_id, r.region, from_us(r.created_at)))
@@ -686,9 +669,21 @@ class SqlBuilds(_Repository):
         builds = self._assemble(rows)
         return builds[0] if builds else None
 
+    def iteration_of(self, project_id: str, build_id: str) -> str | None:
+        row = self.raw.first("SELECT iteration_id FROM build WHERE project_id = ? AND id = ?", (project_id, build_id))
+        return str(row.iteration_id) if row else None
+
     def for_iteration(self, iteration_id: str, page: PageRequest | None = None) -> list[Build]:
         if page is None:
             return self.for_iterations([iteration_id]).get(iteration_id, [])
+        if page.cursor is None and not page.backwards:
+            # The first page, which is what Packer reads before it creates builds: fixed SQL on the driver.
+            order = ", ".join(f"b.{f.name} DESC" if f.descending else f"b.{f.name}" for f in page.order)
+            rows = self.raw.rows(
+                f"SELECT {_BUILD_COLUMNS} FROM build b WHERE b.iteration_id = ? ORDER BY {order} LIMIT ?",
+                (iteration_id, page.size + 1),
+            )
+            return self._attach_images([self._build(r) for r in rows])
         stmt = keyset(sa.select(t.build).where(t.build.c.iteration_id == iteration_id), self.COLUMNS, page)
         return self._attach_images([self._build(r) for r in self.conn.execute(stmt)])
 
