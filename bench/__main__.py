@@ -45,6 +45,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--work-dir", type=Path, help="where the data directories go (default: a new temporary directory)")
     p.add_argument("--keep", action="store_true", help="keep the data directories")
     p.add_argument("--strict", action="store_true", help="exit 1 when a bar FAILs")
+    p.add_argument(
+        "--no-read-cache",
+        action="store_true",
+        help="serve with PACKYARD_READ_CACHE_MB=0: every read runs its queries, as on a cold cache",
+    )
     return p
 
 
@@ -80,6 +85,8 @@ def main() -> int:
     pg_url = None if args.no_postgres else os.environ.get("PACKYARD_DATABASE_URL", "")
     if pg_url and not pg_url.startswith(("postgres://", "postgresql")):
         pg_url = None
+    if args.no_read_cache:
+        servers.SERVER_SETTINGS["PACKYARD_READ_CACHE_MB"] = "0"
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="packyard-bench-"))
     work_dir.mkdir(parents=True, exist_ok=True)
     version = servers.source_version()
@@ -124,6 +131,7 @@ def main() -> int:
         verdicts.append(report.Verdict(False, f"the PostgreSQL run did not finish: {pg_failure}"))
     print(f"\nmachine: {report.machine()}")
     print(f"code: {version} (served from a copy of src/ taken at the start)")
+    print(f"read cache: {'off (PACKYARD_READ_CACHE_MB=0)' if args.no_read_cache else 'on (the default)'}")
     for run in runs:
         print()
         print(report.table(run, opts))

@@ -223,12 +223,16 @@ def packyard_init(data_dir: Path, database_url: str | None) -> dict[str, str]:
     return values
 
 
+# Settings for the measured server only (python -m bench --no-read-cache sets PACKYARD_READ_CACHE_MB=0).
+SERVER_SETTINGS: dict[str, str] = {}
+
+
 @contextlib.contextmanager
 def packyard(data_dir: Path, database_url: str | None, log: Path) -> Iterator[Server]:
     """`packyard serve --no-tls`, one process (uvicorn without workers), SQLite unless database_url."""
     argv = [sys.executable, "-m", "packyard", "serve", "--no-tls", "--data-dir", str(data_dir)]
     argv += ["--port", str(free_port()), "--log-level", LOG_LEVEL]
-    with _running("packyard", argv, base_env(database_url), log, "/healthz") as server:
+    with _running("packyard", argv, {**base_env(database_url), **SERVER_SETTINGS}, log, "/healthz") as server:
         yield server
 
 
