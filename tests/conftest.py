@@ -165,6 +165,7 @@ def make_env(tmp_path: Path, backend: Backend, contracts: list[SwaggerContract],
 
 
 def close_env(environment: Env, backend: Backend) -> None:
+    environment.client.loop.run_until_complete(environment.app.aclose())
     environment.client.close()
     environment.client.loop.close()
     environment.db.dispose()

@@ -18,6 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from packyard.domain.models import Role
+from packyard.http.cache import CheckBatch
 from packyard.http.factory import create_app
 from packyard.jobs import run_due_jobs
 from packyard.storage import schema
@@ -89,6 +90,7 @@ def replica(tmp_path: Path, env: Env, contracts: list[SwaggerContract]) -> Itera
     client = ApiClient(app, contracts, loop, env.init.organization_id, env.init.project_id)
     client.token = env.client.token  # a token of one process is accepted by the others
     yield client
+    loop.run_until_complete(app.aclose())
     client.close()
     loop.close()
     db.dispose()
@@ -269,3 +271,56 @@ def test_turned_off_it_answers_the_same(tmp_path: Path, backend: Backend, contra
         assert pointed_version(c, "web", "production") == 2
     finally:
         close_env(env, backend)
+
+
+def test_a_check_in_flight_never_answers_a_request_that_arrived_after_it_was_sent() -> None:
+    """CheckBatch's promise, with a fetch whose round trips the test holds open and releases."""
+    sent: list[set[str]] = []
+    release: list[asyncio.Event] = []
+
+    async def fetch(principals: set[str], projects: set[str]) -> tuple[dict[str, Any], dict[str, int]]:
+        sent.append(set(principals))
+        gate = asyncio.Event()
+        release.append(gate)
+        number = len(sent)
+        await gate.wait()
+        return {}, dict.fromkeys(projects, number)  # the stamp says which query answered
+
+    async def scenario() -> None:
+        batch = CheckBatch(fetch)
+        first = asyncio.ensure_future(batch.check("a", "proj"))
+        await asyncio.sleep(0)  # the first query is sent ...
+        await asyncio.sleep(0)
+        late = [asyncio.ensure_future(batch.check(p, "proj")) for p in ("b", "c")]  # ... then these arrive
+        await asyncio.sleep(0)
+        assert sent == [{"a"}]
+        release[0].set()
+        assert await first == (None, 1)
+        await asyncio.sleep(0)
+        assert sent == [{"a"}, {"b", "c"}], "the late ones wait for a query of their own, sent together"
+        release[1].set()
+        assert [await f for f in late] == [(None, 2), (None, 2)]
+        assert batch.queries == 2
+
+    asyncio.run(scenario())
+
+
+def test_concurrent_reads_share_the_check_on_postgresql(env: Env, backend: Backend) -> None:
+    if backend.name != "postgresql":
+        pytest.skip("SQLite answers the check in line; CheckBatch is for a database a round trip away")
+    c = env.client
+    production_on_v1(c)
+    first = ok(get_channel(c, "web", "production"))
+    batch = env.app.batch
+    assert batch is not None
+    queries = batch.queries
+
+    async def many() -> list[Any]:
+        path = c.p("/images/web/channels/production")
+        return list(await asyncio.gather(*[c.arequest("GET", path) for _ in range(24)]))
+
+    before = cache_hits(env)
+    responses = c.loop.run_until_complete(many())
+    assert all(r.status_code == 200 and r.json() == first for r in responses)
+    assert cache_hits(env) == before + 24
+    assert batch.queries - queries < 24, "some requests shared a round trip"

@@ -16,9 +16,13 @@ but never older: a reader that still sees the old stamp started before the newer
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+
+from packyard.domain.models import Principal
 
 CacheKey = tuple[str, str, str, bytes, str]  # project, operation, path, query string, role
 
@@ -69,3 +73,48 @@ class ReadCache:
         while self._bytes > self.max_bytes:
             _, evicted = self._entries.popitem(last=False)
             self._bytes -= len(evicted.body)
+
+
+Check = tuple[Principal | None, int | None]  # the token's principal (None: gone) and the project's stamp
+Fetch = Callable[[set[str], set[str]], Awaitable[tuple[dict[str, Principal], dict[str, int]]]]
+
+
+class CheckBatch:
+    """The hit path's check for a database a round trip away (PostgreSQL): one query answers every
+    request that was waiting when it was sent.
+
+    A request is answered only by a query sent after the request arrived, never by one already in
+    flight, so a write acknowledged before the request arrived is committed before its check reads the
+    stamp: the freshness the cache promises, at one round trip per batch instead of per request."""
+
+    def __init__(self, fetch: Fetch) -> None:
+        self._fetch = fetch
+        self._waiting: list[tuple[str, str, asyncio.Future[Check]]] = []
+        self._draining = False
+        self.queries = 0
+
+    async def check(self, principal_id: str, project_id: str) -> Check:
+        future: asyncio.Future[Check] = asyncio.get_running_loop().create_future()
+        self._waiting.append((principal_id, project_id, future))
+        if not self._draining:
+            self._draining = True
+            asyncio.get_running_loop().create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, []
+                self.queries += 1
+                try:
+                    principals, stamps = await self._fetch({p for p, _, _ in batch}, {q for _, q, _ in batch})
+                except Exception as exc:  # every waiter takes the ordinary path, which reports the error
+                    for _, _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for principal_id, project_id, future in batch:
+                    if not future.done():
+                        future.set_result((principals.get(principal_id), stamps.get(project_id)))
+        finally:
+            self._draining = False

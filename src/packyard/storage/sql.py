@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError
@@ -33,7 +34,7 @@ from packyard.domain.models import (
 )
 from packyard.domain.pagination import PageRequest
 from packyard.storage import schema as t
-from packyard.storage.db import Database
+from packyard.storage.db import Database, DatabaseUnavailable
 from packyard.storage.raw import Raw, as_json, in_list
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -182,6 +183,55 @@ def principal_and_stamp(db: Database, principal_id: str, project_id: str) -> tup
 
 
 _PRINCIPALS: dict[tuple[Any, ...], Principal] = {}
+
+# PostgreSQL only (= ANY): the principals and stamps a batch of waiting requests needs, in one statement.
+_PRINCIPALS_AND_STAMPS = (
+    f"SELECT 'p' AS kind, {PRINCIPAL_COLUMNS}, NULL::bigint AS change_stamp FROM principal WHERE id = ANY(%s) "
+    "UNION ALL SELECT 's', id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, change_stamp FROM project WHERE id = ANY(%s)"
+)
+
+
+class AsyncStampReader:
+    """principal_and_stamp for many requests at once, on an asynchronous PostgreSQL connection of its own
+    (autocommit), so that the event loop serves other requests while the round trip is under way."""
+
+    def __init__(self, db: Database) -> None:
+        self._conninfo = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+
+    async def fetch(
+        self, principal_ids: set[str], project_ids: set[str]
+    ) -> tuple[dict[str, Principal], dict[str, int]]:
+        try:
+            if self._conn is None or self._conn.closed:
+                self._conn = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+            cursor = await self._conn.execute(_PRINCIPALS_AND_STAMPS, (sorted(principal_ids), sorted(project_ids)))
+            rows = await cursor.fetchall()
+        except Exception as exc:
+            await self.close()
+            raise DatabaseUnavailable(str(exc)) from exc
+        principals: dict[str, Principal] = {}
+        stamps: dict[str, int] = {}
+        for row in rows:
+            if row[0] == "s":
+                stamps[row[1]] = int(row[-1])
+                continue
+            columns = tuple(row[1:-1])
+            principal = _PRINCIPALS.get(columns)
+            if principal is None:
+                if len(_PRINCIPALS) >= 1024:
+                    _PRINCIPALS.clear()
+                principal = _PRINCIPALS[columns] = SqlPrincipals._principal(_PrincipalRow._make(columns))
+            principals[principal.id] = principal
+        return principals, stamps
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.closed:
+            try:
+                await conn.close()
+            except Exception:  # already broken
+                return
 
 
 class SqlPrincipals(_Repository):
