@@ -765,10 +765,12 @@ class SqlBuilds(_Repository):
     def derived_from_bucket(self, project_id: str, bucket_id: str) -> list[Build]:
         # Two steps, each driven by an index, so that neither database can start from this bucket's
         # (possibly millions of) iterations: the builds of every bucket's latest iteration that name a
-        # source, then which of those sources are iterations of this bucket.
+        # source, then which of those sources are iterations of this bucket. CROSS JOIN fixes the order on
+        # SQLite, which otherwise walks every build of the project along ix_build_project to skip the sort
+        # (1.7 s at 3M builds); PostgreSQL plans it like the inner join it is.
         candidates = self.raw.rows(
-            f"SELECT {_BUILD_COLUMNS} FROM bucket cb JOIN build b ON b.iteration_id = cb.latest_iteration_id "
-            "WHERE cb.project_id = ? AND b.project_id = ? AND b.source_iteration_id <> '' ORDER BY b.id",
+            f"SELECT {_BUILD_COLUMNS} FROM bucket cb CROSS JOIN build b WHERE b.iteration_id = cb.latest_iteration_id "
+            "AND cb.project_id = ? AND b.project_id = ? AND b.source_iteration_id <> '' ORDER BY b.id",
             (project_id, project_id),
         )
         sources = sorted({r.source_iteration_id for r in candidates})
