@@ -174,15 +174,21 @@ def principal_and_stamp(db: Database, principal_id: str, project_id: str) -> tup
     if row is None:
         return None
     columns, stamp = row[:-1], row[-1]
-    principal = _PRINCIPALS.get(columns)
-    if principal is None:  # a principal row never changes in place, but look it up by all of its columns
-        if len(_PRINCIPALS) >= 1024:
-            _PRINCIPALS.clear()
-        principal = _PRINCIPALS[columns] = SqlPrincipals._principal(_PrincipalRow._make(columns))
-    return principal, (None if stamp is None else int(stamp))
+    return _principal_from(columns), (None if stamp is None else int(stamp))
 
 
 _PRINCIPALS: dict[tuple[Any, ...], Principal] = {}
+
+
+def _principal_from(columns: tuple[Any, ...]) -> Principal:
+    """The Principal of a row of PRINCIPAL_COLUMNS, made once per distinct row (the hit path's hot spot)."""
+    principal = _PRINCIPALS.get(columns)
+    if principal is None:  # a principal row never changes in place, but it is looked up by all of its columns
+        if len(_PRINCIPALS) >= 1024:
+            _PRINCIPALS.clear()
+        principal = _PRINCIPALS[columns] = SqlPrincipals._principal(_PrincipalRow._make(columns))
+    return principal
+
 
 # PostgreSQL only (= ANY): the principals and stamps a batch of waiting requests needs, in one statement.
 _PRINCIPALS_AND_STAMPS = (
@@ -216,12 +222,7 @@ class AsyncStampReader:
             if row[0] == "s":
                 stamps[row[1]] = int(row[-1])
                 continue
-            columns = tuple(row[1:-1])
-            principal = _PRINCIPALS.get(columns)
-            if principal is None:
-                if len(_PRINCIPALS) >= 1024:
-                    _PRINCIPALS.clear()
-                principal = _PRINCIPALS[columns] = SqlPrincipals._principal(_PrincipalRow._make(columns))
+            principal = _principal_from(tuple(row[1:-1]))
             principals[principal.id] = principal
         return principals, stamps
 
