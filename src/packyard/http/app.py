@@ -228,7 +228,7 @@ class App:
         svc = self.services
         cache = self.cache if route.cache else None
         if cache is not None and self.batch is None:  # with a batch, _handle looked already
-            hit = self._from_cache(cache, route, request, token, org_id, project_id)
+            hit = self._from_cache(cache, route, request, token)
             if hit is not None:
                 return hit
         computed: list[Any] = []
@@ -256,9 +256,7 @@ class App:
             return body
         return result
 
-    def _from_cache(
-        self, cache: ReadCache, route: Route, request: Request, token: str, org_id: str, project_id: str
-    ) -> bytes | None:
+    def _from_cache(self, cache: ReadCache, route: Route, request: Request, token: str) -> bytes | None:
         """A cached answer, after the same authentication and authorization as the ordinary path (one
         statement re-reads the token's principal and the project's stamp); None takes the ordinary path,
         which also reports every refusal other than a principal's lack of access."""
@@ -268,40 +266,41 @@ class App:
         if claims is None:
             return None
         try:
-            found = principal_and_stamp(svc.db, claims.principal_id, project_id)
+            project_id = request.params.get("project", "")
+            principal, stamp = principal_and_stamp(svc.db, claims.principal_id, project_id) or (None, None)
         except DatabaseUnavailable:
             return None
-        if found is None:
-            return None
-        principal, stamp = found
-        authorize(principal, route, org_id, project_id)
-        if stamp is None:
-            return None
-        return cache.get(_cache_key(route, request, project_id, principal), stamp, now)
+        return self._cached_answer(cache, route, request, principal, stamp)
 
     async def _from_cache_batched(self, batch: CheckBatch, route: Route, request: Request) -> bytes | None:
         """_from_cache with the check shared by the requests waiting for the same round trip."""
         assert self.cache is not None
         svc = self.services
         token = bearer_token(request)
-        org_id = request.params.get("org", "")
-        project_id = request.params.get("project", "")
         claims = svc.tokens.cached_claims(token, svc.clock.now())
         if claims is None:
             return None
         try:
-            principal, stamp = await batch.check(claims.principal_id, project_id)
+            principal, stamp = await batch.check(claims.principal_id, request.params.get("project", ""))
         except DatabaseUnavailable:
             return None
+        return self._cached_answer(self.cache, route, request, principal, stamp)
+
+    def _cached_answer(
+        self, cache: ReadCache, route: Route, request: Request, principal: Principal | None, stamp: int | None
+    ) -> bytes | None:
+        """The end of both checks: the principal's access is refused here as on the ordinary path; a gone
+        principal or project, or no fresh entry, goes the ordinary way."""
         if principal is None:
             return None
-        authorize(principal, route, org_id, project_id)
+        project_id = request.params.get("project", "")
+        authorize(principal, route, request.params.get("org", ""), project_id)
         if stamp is None:
             return None
-        return self.cache.get(_cache_key(route, request, project_id, principal), stamp, svc.clock.now())
+        return cache.get(_cache_key(route, request, project_id, principal), stamp, self.services.clock.now())
 
 
 def _cache_key(route: Route, request: Request, project_id: str, principal: Principal) -> CacheKey:
-    # The path parameters, not the path: a percent-encoded slash makes two raw paths decode alike.
-    params = "/".join(request.params.values())
-    return (project_id, route.operation_id, params, request.query_string, principal.role.value)
+    # The path parameters, not the path: a percent-encoded slash makes two raw paths decode alike, and a
+    # tuple, not a joined string, for the same reason.
+    return (project_id, route.operation_id, tuple(request.params.values()), request.query_string, principal.role.value)

@@ -24,7 +24,7 @@ from datetime import datetime
 
 from packyard.domain.models import Principal
 
-CacheKey = tuple[str, str, str, bytes, str]  # project, operation, path, query string, role
+CacheKey = tuple[str, str, tuple[str, ...], bytes, str]  # project, operation, path parameters, query, role
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,17 +48,12 @@ class ReadCache:
         self._entries: OrderedDict[CacheKey, Entry] = OrderedDict()
         self._bytes = 0
         self.hits = 0
-        self.misses = 0
-
-    def __len__(self) -> int:
-        return len(self._entries)
 
     def get(self, key: CacheKey, stamp: int, now: datetime) -> bytes | None:
         entry = self._entries.get(key)
         if entry is not None and entry.fresh(stamp, now):
             self.hits += 1
             return entry.body
-        self.misses += 1
         return None
 
     def put(self, key: CacheKey, entry: Entry) -> None:
