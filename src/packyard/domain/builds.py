@@ -125,9 +125,12 @@ def _apply(ctx: Ctx, build: Build, changes: BuildChanges) -> bool:
     return images_changed
 
 
-def complete_if_done(ctx: Ctx, iteration: Iteration) -> None:
-    """Complete the iteration once it has builds and all are DONE; takes the bucket's next version."""
-    if iteration.complete:
+def complete_if_done(ctx: Ctx, iteration: Iteration, written: Build | None = None) -> None:
+    """Complete the iteration once it has builds and all are DONE; takes the bucket's next version.
+
+    `written` is the build just added or changed: while it isn't DONE, neither is the iteration, and
+    the other builds need not be read."""
+    if iteration.complete or (written is not None and written.status is not BuildStatus.DONE):
         return
     states = ctx.uow.iterations.build_states([iteration.id]).get(iteration.id, [])
     if not states or any(status is not BuildStatus.DONE for _, status, _ in states):
@@ -173,7 +176,7 @@ def create(ctx: Ctx, bucket_slug: str, iteration_id: str, changes: BuildChanges)
     )
     _apply(ctx, build, changes)
     ctx.uow.builds.add(build)
-    complete_if_done(ctx, iteration)
+    complete_if_done(ctx, iteration, build)
     return build
 
 
@@ -233,7 +236,7 @@ def update(ctx: Ctx, build_id: str, changes: BuildChanges) -> Build:
     build.status = effective_status(ctx, build.status, build.heartbeat_at)
     images_changed = _apply(ctx, build, changes)
     ctx.uow.builds.save(build, images_changed=images_changed)
-    complete_if_done(ctx, iteration)
+    complete_if_done(ctx, iteration, build)
     return build
 
 

@@ -234,7 +234,7 @@ class App:
         computed: list[Any] = []
 
         def work(conn: Connection) -> Any:
-            uow = SqlUnitOfWork(conn, svc.vault)
+            uow = SqlUnitOfWork(conn, svc.vault, project_id=project_id)
             now = svc.clock.now()
             principal = svc.tokens.principal_for(uow, token, now)
             authorize(principal, route, org_id, project_id)

@@ -10,12 +10,10 @@ way as Core rows.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections import namedtuple
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import psycopg
 from sqlalchemy.engine import Connection
 
 _ROW_TYPES: dict[str, Any] = {}
@@ -27,7 +25,6 @@ def _row_type(names: tuple[str, ...]) -> Any:
 
 # Columns stored as JSON: text on SQLite, json on PostgreSQL (which wants an explicit cast from text).
 JSON_COLUMNS = frozenset({"labels", "platforms"})
-UNIQUE_VIOLATIONS = (sqlite3.IntegrityError, psycopg.errors.UniqueViolation)
 
 
 def in_list(count: int) -> str:
@@ -85,24 +82,18 @@ class Raw:
         params = [self._value(c, v) for c, v in values.items()]
         return self.execute(f"UPDATE {table} SET {assignments} WHERE {key} = ?", [*params, key_value])
 
-    def insert(self, table: str, values: Mapping[str, object]) -> None:
+    def _insert_sql(self, table: str, values: Mapping[str, object]) -> tuple[str, list[object]]:
         columns = ", ".join(values)
         marks = ", ".join(self._placeholder(c) for c in values)
-        self.execute(
-            f"INSERT INTO {table} ({columns}) VALUES ({marks})", [self._value(c, v) for c, v in values.items()]
-        )
+        return f"INSERT INTO {table} ({columns}) VALUES ({marks})", [self._value(c, v) for c, v in values.items()]
+
+    def insert(self, table: str, values: Mapping[str, object]) -> None:
+        self.execute(*self._insert_sql(table, values))
 
     def insert_unique(self, table: str, values: Mapping[str, object]) -> bool:
         """Insert unless it breaks a unique constraint (False then); the transaction stays usable."""
-        self.execute("SAVEPOINT packyard_insert")
-        try:
-            self.insert(table, values)
-        except UNIQUE_VIOLATIONS:
-            self.execute("ROLLBACK TO SAVEPOINT packyard_insert")
-            self.execute("RELEASE SAVEPOINT packyard_insert")
-            return False
-        self.execute("RELEASE SAVEPOINT packyard_insert")
-        return True
+        sql, params = self._insert_sql(table, values)
+        return self.execute(sql + " ON CONFLICT DO NOTHING", params) == 1
 
 
 def as_json(value: object) -> Any:

@@ -98,6 +98,10 @@ class _Repository:
 
 
 class SqlTenants(_Repository):
+    def __init__(self, conn: Connection, prefetched: Prefetched | None = None) -> None:
+        super().__init__(conn)
+        self.prefetched = prefetched
+
     @staticmethod
     def _org(row: Row[Any]) -> Organization:
         return Organization(row.id, row.name, from_us(row.created_at))
@@ -143,10 +147,14 @@ class SqlTenants(_Repository):
         return self._project(row) if row else None
 
     def change_stamp(self, project_id: str) -> int | None:
+        if self.prefetched is not None and project_id in self.prefetched.stamps:
+            return self.prefetched.stamps.pop(project_id)
         row = self.raw.first("SELECT change_stamp FROM project WHERE id = ?", (project_id,))
         return int(row.change_stamp) if row else None
 
     def bump_change_stamp(self, project_id: str) -> None:
+        if self.prefetched is not None:
+            self.prefetched.stamps.clear()
         self.raw.execute("UPDATE project SET change_stamp = change_stamp + 1 WHERE id = ?", (project_id,))
 
     def list_projects(self, organization_id: str) -> list[Project]:
@@ -158,9 +166,20 @@ class SqlTenants(_Repository):
         return [self._project(r) for r in rows]
 
 
+REGISTRY_COLUMNS = (
+    "id, organization_id, project_id, feature_tier, activated, deactivated_at, run_task_api_id, created_at, updated_at"
+)
+
+
 PRINCIPAL_COLUMNS = "id, client_id, name, organization_id, project_id, role, secret_hash, created_at"
 _PrincipalRow = namedtuple(  # the columns of PRINCIPAL_COLUMNS, in order
     "_PrincipalRow", ["id", "client_id", "name", "organization_id", "project_id", "role", "secret_hash", "created_at"]
+)
+_PRINCIPAL_WITH_PROJECT = (
+    f"SELECT {', '.join('p.' + c for c in PRINCIPAL_COLUMNS.split(', '))}, "
+    "(SELECT change_stamp FROM project WHERE id = ?) AS change_stamp, "
+    f"{', '.join(f'r.{c} AS registry_{c}' for c in REGISTRY_COLUMNS.split(', '))} "
+    "FROM principal p LEFT JOIN registry r ON r.project_id = ? WHERE p.id = ?"
 )
 _PRINCIPAL_AND_STAMP = (
     f"SELECT {PRINCIPAL_COLUMNS}, (SELECT change_stamp FROM project WHERE id = ?) FROM principal WHERE id = ?"
@@ -266,9 +285,29 @@ class SqlPrincipals(_Repository):
             f"principal {principal.client_id} already exists",
         )
 
+    def __init__(self, conn: Connection, prefetched: Prefetched | None = None) -> None:
+        super().__init__(conn)
+        self.prefetched = prefetched
+
     def get(self, principal_id: str) -> Principal | None:
+        if self.prefetched is not None:
+            return self._get_with_project(principal_id, self.prefetched)
         row = self.raw.first(f"SELECT {PRINCIPAL_COLUMNS} FROM principal WHERE id = ?", (principal_id,))
         return self._principal(row) if row else None
+
+    def _get_with_project(self, principal_id: str, prefetched: Prefetched) -> Principal | None:
+        """The principal, and in the same statement the project's change stamp and registry, which
+        every project-scoped request reads next (first, so the stamp is never newer than the data)."""
+        project_id = prefetched.project_id
+        row = self.raw.first(_PRINCIPAL_WITH_PROJECT, (project_id, project_id, principal_id))
+        if row is None:
+            return None
+        values = tuple(row)
+        width = len(_PrincipalRow._fields)
+        stamp, registry = values[width], values[width + 1 :]
+        prefetched.stamps[project_id] = None if stamp is None else int(stamp)
+        prefetched.registries[project_id] = _registry_from(registry) if registry[0] is not None else None
+        return _principal_from(values[:width])
 
     def get_by_client_id(self, client_id: str) -> Principal | None:
         row = self.conn.execute(sa.select(t.principal).where(t.principal.c.client_id == client_id)).first()
@@ -297,10 +336,43 @@ class SqlSigningKeys(_Repository):
         self.conn.execute(t.signing_key.insert().values(id=key_id, secret=secret, created_at=to_us(datetime.now(UTC))))
 
 
+def _registry_from(row: tuple[Any, ...]) -> Registry:
+    """The Registry of a row of REGISTRY_COLUMNS."""
+    id_, org_id, project_id, tier, activated, deactivated_at, run_task_api_id, created_at, updated_at = row
+    return Registry(
+        id=id_,
+        organization_id=org_id,
+        project_id=project_id,
+        feature_tier=Tier(tier),
+        activated=bool(activated),
+        created_at=from_us(created_at),
+        updated_at=from_us(updated_at),
+        run_task_api_id=run_task_api_id,
+        deactivated_at=opt_from_us(deactivated_at),
+    )
+
+
+class Prefetched:
+    """Rows read in the same statement as the request's principal, each handed out once: the project's
+    registry (None when it has none) and its change stamp. A write to either forgets it."""
+
+    __slots__ = ("project_id", "registries", "stamps")
+
+    def __init__(self, project_id: str) -> None:
+        self.project_id = project_id
+        self.registries: dict[str, Registry | None] = {}
+        self.stamps: dict[str, int | None] = {}
+
+
 class SqlRegistries(_Repository):
-    def __init__(self, conn: Connection, vault: Vault | None = None) -> None:
+    def __init__(self, conn: Connection, vault: Vault | None = None, prefetched: Prefetched | None = None) -> None:
         super().__init__(conn)
         self.vault = vault
+        self.prefetched = prefetched
+
+    def _forget(self) -> None:
+        if self.prefetched is not None:
+            self.prefetched.registries.clear()
 
     def _vault(self) -> Vault:
         if self.vault is None:
@@ -322,29 +394,16 @@ class SqlRegistries(_Repository):
             ) from None
 
     def set_hmac_key(self, project_id: str, key: str) -> None:
+        self._forget()
         self.conn.execute(
             t.registry.update().where(t.registry.c.project_id == project_id).values(hmac_key=self._vault().seal(key))
         )
 
     def get(self, project_id: str) -> Registry | None:
-        row = self.raw.first(
-            "SELECT id, organization_id, project_id, feature_tier, activated, deactivated_at, run_task_api_id, "
-            "created_at, updated_at FROM registry WHERE project_id = ?",
-            (project_id,),
-        )
-        if row is None:
-            return None
-        return Registry(
-            id=row.id,
-            organization_id=row.organization_id,
-            project_id=row.project_id,
-            feature_tier=Tier(row.feature_tier),
-            activated=bool(row.activated),
-            created_at=from_us(row.created_at),
-            updated_at=from_us(row.updated_at),
-            run_task_api_id=row.run_task_api_id,
-            deactivated_at=opt_from_us(row.deactivated_at),
-        )
+        if self.prefetched is not None and project_id in self.prefetched.registries:
+            return self.prefetched.registries.pop(project_id)
+        row = self.raw.first(f"SELECT {REGISTRY_COLUMNS} FROM registry WHERE project_id = ?", (project_id,))
+        return _registry_from(tuple(row)) if row is not None else None
 
     @staticmethod
     def _values(registry: Registry) -> dict[str, Any]:
@@ -356,6 +415,7 @@ class SqlRegistries(_Repository):
         }
 
     def add(self, registry: Registry) -> None:
+        self._forget()
         _insert(
             self.conn,
             t.registry,
@@ -371,9 +431,11 @@ class SqlRegistries(_Repository):
         )
 
     def save(self, registry: Registry) -> None:
+        self._forget()
         self.conn.execute(t.registry.update().where(t.registry.c.id == registry.id).values(**self._values(registry)))
 
     def purge(self, project_id: str) -> None:
+        self._forget()
         self.conn.execute(t.bucket.delete().where(t.bucket.c.project_id == project_id))
         self.conn.execute(t.registry.delete().where(t.registry.c.project_id == project_id))
 
@@ -409,11 +471,8 @@ class SqlBuckets(_Repository):
         )
 
     def get(self, project_id: str, slug: str, *, for_update: bool = False) -> Bucket | None:
-        if for_update:
-            stmt = sa.select(t.bucket).where(t.bucket.c.project_id == project_id, t.bucket.c.slug == slug)
-            row = self.conn.execute(stmt.with_for_update()).first()
-        else:
-            row = self.raw.first(_BUCKET_SQL + " WHERE project_id = ? AND slug = ?", (project_id, slug))
+        lock = self.raw.for_update("bucket") if for_update else ""
+        row = self.raw.first(f"{_BUCKET_SQL} WHERE project_id = ? AND slug = ?{lock}", (project_id, slug))
         return self._bucket(row) if row else None
 
     def get_by_id(self, bucket_id: str) -> Bucket | None:
@@ -1029,12 +1088,15 @@ class SqlJobs(_Repository):
 
 
 class SqlUnitOfWork:
-    def __init__(self, conn: Connection, vault: Vault | None = None) -> None:
+    def __init__(self, conn: Connection, vault: Vault | None = None, *, project_id: str = "") -> None:
+        """project_id: the project the request names, whose stamp and registry are then read along with
+        the principal."""
         self.conn = conn
-        self.tenants = SqlTenants(conn)
-        self.principals = SqlPrincipals(conn)
+        prefetched = Prefetched(project_id) if project_id else None
+        self.tenants = SqlTenants(conn, prefetched)
+        self.principals = SqlPrincipals(conn, prefetched)
         self.signing_keys = SqlSigningKeys(conn)
-        self.registries = SqlRegistries(conn, vault)
+        self.registries = SqlRegistries(conn, vault, prefetched)
         self.buckets = SqlBuckets(conn)
         self.iterations = SqlIterations(conn)
         self.builds = SqlBuilds(conn)
