@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
@@ -25,6 +27,18 @@ MAX_ATTEMPTS = 5
 
 class DatabaseUnavailable(Exception):
     """peek() could not get an answer from the database."""
+
+
+class Outcome(NamedTuple):
+    """What one unit of work of run_many came to: its value, or the exception it raised."""
+
+    value: Any
+    error: Exception | None
+
+
+# Errors of the database itself (as opposed to a request's own refusal): a group meeting one is undone
+# as a whole and its units are run again one by one.
+DATABASE_ERRORS: tuple[type[Exception], ...] = (DBAPIError, sqlite3.Error, psycopg.Error)
 
 
 def normalize_url(url: str) -> str:
@@ -171,6 +185,54 @@ class Database:
                 log.warning("transient database conflict, retrying (attempt %d): %s", attempt, exc.orig)
                 time.sleep(0.01 * attempt)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def run_many(self, works: Sequence[Callable[[Connection], Any]]) -> list[Outcome]:
+        """Run write units of work in order, with one commit for all of them (group commit).
+
+        Each unit runs in a savepoint of its own inside one transaction: a unit that raises is rolled
+        back to its savepoint and the others go on, exactly as if each had had its own transaction,
+        one after the other. What they save is a commit each, which on SQLite is most of a small
+        write. Should the database itself fail (a unit's statement, or the commit), the whole group is
+        undone and every unit is run again in a transaction of its own, with run()'s retries."""
+        if len(works) > 1:
+            try:
+                return self._run_group(works)
+            except DATABASE_ERRORS as exc:
+                log.warning("a group of %d writes failed as a whole, running each alone: %s", len(works), exc)
+        return [self._run_alone(work) for work in works]
+
+    def _run_alone(self, work: Callable[[Connection], Any]) -> Outcome:
+        try:
+            return Outcome(self.run(work, write=True), None)
+        except Exception as exc:  # the unit's own answer (a refusal, or a failure run() gave up on)
+            return Outcome(None, exc)
+
+    def _run_group(self, works: Sequence[Callable[[Connection], Any]]) -> list[Outcome]:
+        def group(conn: Connection) -> list[Outcome]:
+            driver: Any = conn.connection.driver_connection
+            outcomes = []
+            for work in works:
+                driver.execute("SAVEPOINT packyard_unit")
+                try:
+                    value = work(conn)
+                except DATABASE_ERRORS:
+                    raise
+                except Exception as exc:
+                    driver.execute("ROLLBACK TO SAVEPOINT packyard_unit")
+                    driver.execute("RELEASE SAVEPOINT packyard_unit")
+                    outcomes.append(Outcome(None, exc))
+                else:
+                    driver.execute("RELEASE SAVEPOINT packyard_unit")
+                    outcomes.append(Outcome(value, None))
+            return outcomes
+
+        kept = self._kept_connection()
+        if kept is not None:
+            kept.execution_options(packyard_write=True)
+            with kept.begin():
+                return group(kept)
+        with self.connect(write=True) as conn:
+            return group(conn)
 
     def dispose(self) -> None:
         self._close_peek()

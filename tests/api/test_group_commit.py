@@ -1,0 +1,106 @@
+"""Group commit (SQLite): writes that reach the event loop together share one transaction, each in a
+savepoint of its own, and one commit. Each must come out exactly as if it had run alone."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from packyard.storage import schema as t
+from packyard.storage.db import DATABASE_ERRORS, Database
+from tests.conftest import Env
+from tests.support.client import error, ok
+
+
+def _buckets(env: Env) -> list[str]:
+    return sorted(b["slug"] for b in ok(env.client.get(env.client.p("/images")))["buckets"])
+
+
+def test_concurrent_writes_share_commits_and_a_refusal_changes_nothing(env: Env) -> None:
+    if env.app.writes is None:
+        pytest.skip("PostgreSQL commits concurrent writes side by side; group commit is SQLite's")
+    c = env.client
+    ok(c.put(c.p("/images"), json={"bucket_slug": "taken"}))
+    before = (env.app.writes.groups, env.app.writes.requests)
+    bodies = [
+        {"bucket_slug": "a-1"},
+        {"bucket_slug": "taken"},  # already exists: code 6
+        {"bucket_slug": "a-2"},
+        {"bucket_slug": "Not A Slug"},  # invalid: code 3
+        {"bucket_slug": "a-3", "description": "x" * 100_000},  # too long: code 3
+        {"bucket_slug": "a-4"},
+    ]
+
+    async def together() -> list[Any]:
+        return list(await asyncio.gather(*[c.arequest("PUT", c.p("/images"), json=b) for b in bodies]))
+
+    responses = c.loop.run_until_complete(together())
+    assert [r.status_code for r in responses] == [200, 409, 200, 400, 400, 200]
+    error(responses[1], 6, 409)
+    error(responses[3], 3, 400)
+    error(responses[4], 3, 400)
+    groups, requests = env.app.writes.groups - before[0], env.app.writes.requests - before[1]
+    assert requests == len(bodies)
+    assert groups < requests, "the six writes arrived together and should have shared commits"
+    assert _buckets(env) == ["a-1", "a-2", "a-4", "taken"]
+    # Each created bucket is whole: its managed `latest` channel was written in the same unit.
+    for slug in ("a-1", "a-2", "a-4"):
+        channels = ok(c.get(c.p(f"/images/{slug}/channels")))["channels"]
+        assert [ch["slug"] for ch in channels] == ["latest"]
+
+
+def test_a_lone_write_is_not_kept_waiting(env: Env) -> None:
+    if env.app.writes is None:
+        pytest.skip("group commit is SQLite's")
+    before = env.app.writes.groups
+    ok(env.client.put(env.client.p("/images"), json={"bucket_slug": "alone"}))
+    assert env.app.writes.groups == before + 1
+    assert _buckets(env) == ["alone"]
+
+
+def _add_org(name: str, *, then: Callable[[], None] | None = None) -> Callable[[Connection], str]:
+    def work(conn: Connection) -> str:
+        conn.execute(t.organization.insert().values(id=name, name=name, created_at=0))
+        if then is not None:
+            then()
+        return name
+
+    return work
+
+
+def _orgs(db: Database, prefix: str) -> list[str]:
+    def read(conn: Connection) -> list[str]:
+        rows = conn.execute(sa.select(t.organization.c.id).where(t.organization.c.id.like(prefix + "%")))
+        return sorted(r.id for r in rows)
+
+    return db.run(read, write=False)
+
+
+def _refuse() -> None:
+    raise ValueError("refused after writing")
+
+
+def test_run_many_rolls_back_only_the_unit_that_raised(env: Env) -> None:
+    outcomes = env.db.run_many([_add_org("g1-a"), _add_org("g1-b", then=_refuse), _add_org("g1-c")])
+    assert [o.value for o in outcomes] == ["g1-a", None, "g1-c"]
+    assert outcomes[0].error is None and outcomes[2].error is None
+    assert isinstance(outcomes[1].error, ValueError)
+    # g1-b's insert ran before it raised; its savepoint took it back.
+    assert _orgs(env.db, "g1-") == ["g1-a", "g1-c"]
+
+
+def test_a_database_error_undoes_the_group_and_each_unit_runs_alone(env: Env) -> None:
+    def broken(conn: Connection) -> None:
+        conn.exec_driver_sql("SELECT no_such_column FROM organization")
+
+    # The duplicate of g2-a fails on its own run too: a unique violation is the database's answer.
+    outcomes = env.db.run_many([_add_org("g2-a"), broken, _add_org("g2-c"), _add_org("g2-a")])
+    assert [o.value for o in outcomes] == ["g2-a", None, "g2-c", None]
+    assert isinstance(outcomes[1].error, DATABASE_ERRORS)
+    assert isinstance(outcomes[3].error, DATABASE_ERRORS)
+    assert _orgs(env.db, "g2-") == ["g2-a", "g2-c"]
