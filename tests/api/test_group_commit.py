@@ -88,7 +88,8 @@ def _refuse() -> None:
 def test_run_many_rolls_back_only_the_unit_that_raised(env: Env) -> None:
     outcomes = env.db.run_many([_add_org("g1-a"), _add_org("g1-b", then=_refuse), _add_org("g1-c")])
     assert [o.value for o in outcomes] == ["g1-a", None, "g1-c"]
-    assert outcomes[0].error is None and outcomes[2].error is None
+    assert outcomes[0].error is None
+    assert outcomes[2].error is None
     assert isinstance(outcomes[1].error, ValueError)
     # g1-b's insert ran before it raised; its savepoint took it back.
     assert _orgs(env.db, "g1-") == ["g1-a", "g1-c"]

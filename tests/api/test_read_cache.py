@@ -324,3 +324,29 @@ def test_concurrent_reads_share_the_check_on_postgresql(env: Env, backend: Backe
     assert all(r.status_code == 200 and r.json() == first for r in responses)
     assert cache_hits(env) == before + 24
     assert batch.queries - queries < 24, "some requests shared a round trip"
+
+
+def test_the_cache_knows_which_questions_it_holds_an_answer_to_whatever_the_role() -> None:
+    """holds() lets a read with nothing kept skip the check (one statement) and go the ordinary way."""
+    from datetime import UTC, datetime
+
+    from packyard.http.cache import Entry, ReadCache
+
+    now = datetime(2024, 5, 1, tzinfo=UTC)
+    cache = ReadCache(max_bytes=800)
+    first = ("proj", "GetChannel", ("org", "proj", "web", "production"), b"")
+    second = ("proj", "GetChannel", ("org", "proj", "web", "staging"), b"")
+    assert not cache.holds(first)
+    cache.put((*first, "viewer"), Entry(1, b"x" * 100, now, None))
+    cache.put((*first, "admin"), Entry(1, b"y" * 100, now, None))
+    cache.put((*first, "admin"), Entry(2, b"z" * 100, now, None))  # replaced, not added
+    assert cache.holds(first)
+    assert not cache.holds(second)
+    # Filling the cache with the second question evicts both answers to the first, oldest first.
+    cache.put((*second, "viewer"), Entry(1, b"w" * 100, now, None))
+    assert cache.holds(first)
+    for n in range(7):  # 10 answers of 100 bytes in 800: the two oldest go
+        cache.put((*second, f"role-{n}"), Entry(1, b"v" * 100, now, None))
+    assert not cache.holds(first)
+    assert cache.holds(second)
+    assert cache.get((*first, "admin"), 2, now) is None

@@ -23,7 +23,7 @@ from packyard.domain.context import Ctx
 from packyard.domain.errors import DomainError, PermissionDenied, Unauthenticated
 from packyard.domain.models import Principal
 from packyard.domain.rules import Rules
-from packyard.http.cache import CacheKey, CheckBatch, Entry, ReadCache
+from packyard.http.cache import CacheKey, CheckBatch, Entry, Question, ReadCache
 from packyard.http.errors import http_status, status_body
 from packyard.http.oauth import OAuthError
 from packyard.http.request import Request
@@ -62,23 +62,25 @@ class WriteQueue:
     def __init__(self, db: Database, max_group: int = 64) -> None:
         self.db = db
         self.max_group = max_group
-        self._pending: list[tuple[Callable[[Connection], Any], asyncio.Future[Any]]] = []
-        self._scheduled = False
+        # Per event loop: a server has one, but an app driven from several threads has one per thread,
+        # and each groups only its own requests.
+        self._pending: dict[asyncio.AbstractEventLoop, list[tuple[Callable[[Connection], Any], asyncio.Future[Any]]]]
+        self._pending = {}
         self.groups = 0  # commits made, and the requests they carried (for tests and the benchmark)
         self.requests = 0
 
     async def run(self, work: Callable[[Connection], Any]) -> Any:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._pending.append((work, future))
-        if not self._scheduled:
-            self._scheduled = True
-            loop.call_soon(self._flush)
+        pending = self._pending.get(loop)
+        if pending is None:
+            pending = self._pending[loop] = []
+            loop.call_soon(self._flush, loop)
+        pending.append((work, future))
         return await future
 
-    def _flush(self) -> None:
-        self._scheduled = False
-        pending, self._pending = self._pending, []
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        pending = self._pending.pop(loop, [])
         for start in range(0, len(pending), self.max_group):
             group = pending[start : start + self.max_group]
             try:
@@ -274,7 +276,6 @@ class App:
 
     def _project(self, route: Route, request: Request) -> Any:
         token = bearer_token(request)
-        project_id = request.params.get("project", "")
         svc = self.services
         cache = self.cache if route.cache else None
         if cache is not None and self.batch is None:  # with a batch, _handle looked already
@@ -286,7 +287,7 @@ class App:
         if cache is not None and computed and computed[0] is not None:
             stamp, ctx, principal = computed
             body = result if isinstance(result, bytes) else _encoder.encode(result)
-            cache.put(_cache_key(route, request, project_id, principal), Entry(stamp, body, ctx.now, ctx.valid_until))
+            cache.put(_cache_key(route, request, principal), Entry(stamp, body, ctx.now, ctx.valid_until))
             return body
         return result
 
@@ -320,6 +321,8 @@ class App:
         """A cached answer, after the same authentication and authorization as the ordinary path (one
         statement re-reads the token's principal and the project's stamp); None takes the ordinary path,
         which also reports every refusal other than a principal's lack of access."""
+        if not cache.holds(_question(route, request)):
+            return None
         svc = self.services
         now = svc.clock.now()
         claims = svc.tokens.cached_claims(token, now)
@@ -335,6 +338,8 @@ class App:
     async def _from_cache_batched(self, batch: CheckBatch, route: Route, request: Request) -> bytes | None:
         """_from_cache with the check shared by the requests waiting for the same round trip."""
         assert self.cache is not None
+        if not self.cache.holds(_question(route, request)):
+            return None
         svc = self.services
         token = bearer_token(request)
         claims = svc.tokens.cached_claims(token, svc.clock.now())
@@ -357,10 +362,15 @@ class App:
         authorize(principal, route, request.params.get("org", ""), project_id)
         if stamp is None:
             return None
-        return cache.get(_cache_key(route, request, project_id, principal), stamp, self.services.clock.now())
+        return cache.get(_cache_key(route, request, principal), stamp, self.services.clock.now())
 
 
-def _cache_key(route: Route, request: Request, project_id: str, principal: Principal) -> CacheKey:
+def _question(route: Route, request: Request) -> Question:
     # The path parameters, not the path: a percent-encoded slash makes two raw paths decode alike, and a
     # tuple, not a joined string, for the same reason.
-    return (project_id, route.operation_id, tuple(request.params.values()), request.query_string, principal.role.value)
+    project_id = request.params.get("project", "")
+    return (project_id, route.operation_id, tuple(request.params.values()), request.query_string)
+
+
+def _cache_key(route: Route, request: Request, principal: Principal) -> CacheKey:
+    return (*_question(route, request), principal.role.value)

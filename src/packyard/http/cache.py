@@ -25,6 +25,7 @@ from datetime import datetime
 from packyard.domain.models import Principal
 
 CacheKey = tuple[str, str, tuple[str, ...], bytes, str]  # project, operation, path parameters, query, role
+Question = tuple[str, str, tuple[str, ...], bytes]  # the key without the role: what was asked
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,8 +47,14 @@ class ReadCache:
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self._entries: OrderedDict[CacheKey, Entry] = OrderedDict()
+        self._questions: dict[Question, int] = {}  # entries per question, whatever the role
         self._bytes = 0
         self.hits = 0
+
+    def holds(self, question: Question) -> bool:
+        """Whether any role's answer to the question is kept; when none is, a request need not pay for
+        the check (one statement) before taking the ordinary path."""
+        return question in self._questions
 
     def get(self, key: CacheKey, stamp: int, now: datetime) -> bytes | None:
         entry = self._entries.get(key)
@@ -63,11 +70,20 @@ class ReadCache:
         old = self._entries.pop(key, None)
         if old is not None:
             self._bytes -= len(old.body)
+        else:
+            question: Question = key[:4]
+            self._questions[question] = self._questions.get(question, 0) + 1
         self._entries[key] = entry
         self._bytes += size
         while self._bytes > self.max_bytes:
-            _, evicted = self._entries.popitem(last=False)
+            evicted_key, evicted = self._entries.popitem(last=False)
             self._bytes -= len(evicted.body)
+            question = evicted_key[:4]
+            left = self._questions[question] - 1
+            if left:
+                self._questions[question] = left
+            else:
+                del self._questions[question]
 
 
 Check = tuple[Principal | None, int | None]  # the token's principal (None: gone) and the project's stamp
