@@ -9,11 +9,11 @@ way as Core rows.
 
 from __future__ import annotations
 
-import json
 from collections import namedtuple
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import msgspec
 from sqlalchemy.engine import Connection
 
 _ROW_TYPES: dict[str, Any] = {}
@@ -42,11 +42,12 @@ class Raw:
         if self.pg:
             sql = sql.replace("?", "%s")
         cursor = self._driver.execute(sql, tuple(params))
-        names = tuple(d[0] for d in cursor.description)
+        # One statement's text always names the same columns (the schema is migrated before serving).
         row_type: Any = _ROW_TYPES.get(sql)
-        if row_type is None or row_type._fields != names:
-            row_type = _ROW_TYPES[sql] = _row_type(names)
-        return [row_type._make(r) for r in cursor.fetchall()]
+        if row_type is None:
+            row_type = _ROW_TYPES[sql] = _row_type(tuple(d[0] for d in cursor.description))
+        make = row_type._make
+        return [make(r) for r in cursor.fetchall()]
 
     def first(self, sql: str, params: Sequence[object] = ()) -> Any | None:
         found = self.rows(sql, params)
@@ -75,7 +76,7 @@ class Raw:
 
     @staticmethod
     def _value(column: str, value: object) -> object:
-        return json.dumps(value) if column in JSON_COLUMNS else value
+        return _json_text(value) if column in JSON_COLUMNS else value
 
     def update(self, table: str, values: Mapping[str, object], key: str, key_value: object) -> int:
         assignments = ", ".join(f"{c} = {self._placeholder(c)}" for c in values)
@@ -96,6 +97,14 @@ class Raw:
         return self.execute(sql + " ON CONFLICT DO NOTHING", params) == 1
 
 
+def _json_text(value: object) -> str:
+    return _encode_json(value).decode()
+
+
+_encode_json = msgspec.json.Encoder().encode
+_decode_json = msgspec.json.Decoder().decode
+
+
 def as_json(value: object) -> Any:
     """SQLite hands JSON columns back as text, PostgreSQL as parsed values."""
-    return json.loads(value) if isinstance(value, str) else value
+    return _decode_json(value) if isinstance(value, str) else value
