@@ -4,6 +4,7 @@ savepoint of its own, and one commit. Each must come out exactly as if it had ru
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -12,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from packyard.storage import schema as t
-from packyard.storage.db import DATABASE_ERRORS, Database
+from packyard.storage.db import DATABASE_ERRORS, Database, WriterLock
 from tests.conftest import Env
 from tests.support.client import error, ok
 
@@ -105,3 +106,50 @@ def test_a_database_error_undoes_the_group_and_each_unit_runs_alone(env: Env) ->
     assert isinstance(outcomes[1].error, DATABASE_ERRORS)
     assert isinstance(outcomes[3].error, DATABASE_ERRORS)
     assert _orgs(env.db, "g2-") == ["g2-a", "g2-c"]
+
+
+def test_writes_wait_for_another_process_holding_the_writer_lock_while_serving(env: Env) -> None:
+    """Another process's writer (here: another open file, which flock treats alike) holds the lock: the
+    write keeps looking while the event loop serves other requests, and goes through once it is free."""
+    writes = env.app.writes
+    if writes is None:
+        pytest.skip("the writer lock is SQLite's")
+    path = sa.make_url(env.db.url).database
+    assert path is not None
+    other = WriterLock(os.path.abspath(path) + "-writer")  # its own descriptor, as in another process
+    assert other.try_hold()
+    writes.lock_tries = 10_000  # keep looking; never block this thread on a lock it holds itself
+    c = env.client
+
+    async def scenario() -> tuple[Any, Any, int]:
+        write = asyncio.ensure_future(c.arequest("PUT", c.p("/images"), json={"bucket_slug": "later"}))
+        while writes.lock_waits < 3:
+            await asyncio.sleep(0.001)
+        read = await c.arequest("GET", c.p("/images"))  # served while the write waits
+        assert not write.done()
+        waits = writes.lock_waits
+        other.release()
+        return await write, read, waits
+
+    written, read, waits = c.loop.run_until_complete(scenario())
+    assert waits >= 3
+    assert ok(read)["buckets"] == []
+    assert ok(written)["bucket"]["slug"] == "later"
+    assert _buckets(env) == ["later"]
+
+
+def test_the_writer_lock_is_one_holder_at_a_time(env: Env) -> None:
+    lock = WriterLock.for_url(env.db.url)
+    if lock is None:
+        pytest.skip("the writer lock is SQLite's")
+    assert WriterLock.for_url(env.db.url) is lock  # one per process and file
+    other = WriterLock(lock.path)
+    with lock.held():
+        with lock.held():  # reentrant in its thread
+            assert not other.try_hold()
+        assert not other.try_hold()
+    assert other.try_hold()
+    assert not lock.try_hold()
+    other.release()
+    assert lock.try_hold()
+    lock.release()

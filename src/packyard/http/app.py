@@ -66,6 +66,9 @@ class WriteQueue:
         # and each groups only its own requests.
         self._pending: dict[asyncio.AbstractEventLoop, list[tuple[Callable[[Connection], Any], asyncio.Future[Any]]]]
         self._pending = {}
+        self.lock_tries = 4  # looks at a taken writer lock before waiting for it
+        self.lock_retry_s = 0.0005
+        self.lock_waits = 0
         self.groups = 0  # commits made, and the requests they carried (for tests and the benchmark)
         self.requests = 0
 
@@ -79,8 +82,23 @@ class WriteQueue:
         pending.append((work, future))
         return await future
 
-    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
-        pending = self._pending.pop(loop, [])
+    def _flush(self, loop: asyncio.AbstractEventLoop, tries: int = 0) -> None:
+        # Another process (a worker of the same server, a replica) holds the writer lock: go on
+        # serving, the group growing meanwhile, and look again shortly; after a few looks, wait.
+        if tries >= self.lock_tries:
+            with self.db.writing():
+                self._run(self._pending.pop(loop, []))
+            return
+        if not self.db.try_writing():
+            self.lock_waits += 1
+            loop.call_later(self.lock_retry_s, self._flush, loop, tries + 1)
+            return
+        try:
+            self._run(self._pending.pop(loop, []))  # run_many takes the lock again: it is reentrant
+        finally:
+            self.db.end_writing()
+
+    def _run(self, pending: list[tuple[Callable[[Connection], Any], asyncio.Future[Any]]]) -> None:
         for start in range(0, len(pending), self.max_group):
             group = pending[start : start + self.max_group]
             try:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
+import os
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, ClassVar, NamedTuple, TypeVar
 
 import psycopg
 import sqlalchemy as sa
@@ -110,6 +113,19 @@ class Database:
         self._peek: Any = None  # the connection peek() uses, taken out of the pool for good
         self._kept: Connection | None = None  # see _kept_connection
         self._kept_thread: int | None = None
+        self._writer = WriterLock.for_url(self.url) if self.is_sqlite else None
+
+    def writing(self) -> contextlib.AbstractContextManager[None]:
+        """Held around every write transaction on SQLite (see WriterLock); nothing on PostgreSQL."""
+        return self._writer.held() if self._writer is not None else contextlib.nullcontext()
+
+    def try_writing(self) -> bool:
+        """Take the writer lock if it is free (always True on PostgreSQL); end_writing() gives it back."""
+        return self._writer.try_hold() if self._writer is not None else True
+
+    def end_writing(self) -> None:
+        if self._writer is not None:
+            self._writer.release()
 
     def peek(self, sql: str, params: tuple[object, ...]) -> tuple[Any, ...] | None:
         """The first row of one read statement, outside any transaction, on a connection of its own.
@@ -172,13 +188,14 @@ class Database:
         """Run work in one transaction, committed at the end; retried on transient conflicts."""
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
-                kept = self._kept_connection()
-                if kept is not None:
-                    kept.execution_options(packyard_write=write)
-                    with kept.begin():
-                        return work(kept)
-                with self.connect(write=write) as conn:
-                    return work(conn)
+                with self.writing() if write else contextlib.nullcontext():
+                    kept = self._kept_connection()
+                    if kept is not None:
+                        kept.execution_options(packyard_write=write)
+                        with kept.begin():
+                            return work(kept)
+                    with self.connect(write=write) as conn:
+                        return work(conn)
             except DBAPIError as exc:
                 if attempt == MAX_ATTEMPTS or not is_transient(exc):
                     raise
@@ -226,13 +243,14 @@ class Database:
                     outcomes.append(Outcome(value, None))
             return outcomes
 
-        kept = self._kept_connection()
-        if kept is not None:
-            kept.execution_options(packyard_write=True)
-            with kept.begin():
-                return group(kept)
-        with self.connect(write=True) as conn:
-            return group(conn)
+        with self.writing():
+            kept = self._kept_connection()
+            if kept is not None:
+                kept.execution_options(packyard_write=True)
+                with kept.begin():
+                    return group(kept)
+            with self.connect(write=True) as conn:
+                return group(conn)
 
     def dispose(self) -> None:
         self._close_peek()
@@ -240,3 +258,80 @@ class Database:
         if kept is not None:
             kept.close()
         self.engine.dispose()
+
+
+class WriterLock:
+    """One SQLite writer at a time among the processes and threads that share a database file, queued
+    in the kernel (flock on a file beside the database) instead of in SQLite's busy handler.
+
+    SQLite's own lock is a try-lock: a writer that finds it taken sleeps and tries again, 1 ms, then
+    2, 5, 10 ... so with several worker processes every collision costs milliseconds while the lock
+    itself is held for a fraction of one. A waiter on flock is woken the moment the holder lets go.
+    SQLite's lock stays underneath for writers that don't take this one (another program, an old
+    packyard); BEGIN IMMEDIATE and the busy timeout still order those. The wait has no timeout of its
+    own: a holder keeps the lock for one transaction, whose statements are bounded by that busy
+    timeout, and the kernel releases it when the holding process dies. One lock per process and file,
+    so that two Database objects on one file in one thread can't wait for each other here."""
+
+    _shared: ClassVar[dict[str, WriterLock]] = {}
+    _shared_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd: int | None = None
+        self._thread = threading.RLock()  # flock excludes other open files, not other threads of this one
+        self._depth = 0
+
+    @classmethod
+    def for_url(cls, url: str) -> WriterLock | None:
+        """The lock of a database file (one per process and file), or None for an in-memory database."""
+        database = sa.make_url(url).database
+        if not database or database == ":memory:" or database.startswith("file:"):
+            return None
+        path = os.path.abspath(database) + "-writer"
+        with cls._shared_lock:
+            lock = cls._shared.get(path)
+            if lock is None:
+                lock = cls._shared[path] = cls(path)
+            return lock
+
+    def try_hold(self) -> bool:
+        """Take the lock if no one holds it, without waiting; True then, and release() gives it back."""
+        if not self._thread.acquire(blocking=False):
+            return False
+        try:
+            if self._fd is None:
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            if self._depth == 0:
+                try:
+                    fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    self._thread.release()
+                    return False
+            self._depth += 1
+            return True
+        except BaseException:
+            self._thread.release()
+            raise
+
+    def release(self) -> None:
+        self._depth -= 1
+        if self._depth == 0 and self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._thread.release()
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        with self._thread:
+            if self._fd is None:
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fd = self._fd
+            if self._depth == 0:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+                if self._depth == 0:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
