@@ -36,6 +36,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
     p.add_argument("--threads", type=int, default=1, help="wrk threads (default 1)")
     p.add_argument("--publishers", type=int, default=16, help="concurrent Packer publishers (default 16)")
+    p.add_argument(
+        "--publish-workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="worker processes of the server the publish bar is measured on (default: one per core)",
+    )
     p.add_argument("--repeat", type=int, default=1, help="runs per workload; the best one is reported")
     p.add_argument("--no-postgres", action="store_true", help="ignore PACKYARD_DATABASE_URL")
     p.add_argument(
@@ -98,6 +104,7 @@ def main() -> int:
         load=load,
         publishers=args.publishers,
         publish_seconds=float(seconds),
+        publish_workers=max(1, args.publish_workers),
         repeat=max(1, args.repeat),
         work_dir=work_dir,
         keep=args.keep,

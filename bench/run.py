@@ -42,7 +42,8 @@ WORKLOADS = (
     Workload("list_iterations", "ListIterations, first page"),
     Workload("list_iterations_deep", "ListIterations, deep page"),
     Workload("list_buckets", "ListBuckets, first page"),
-    Workload("publish", "Packer publish (complete publishes/s)", read=False),
+    Workload("publish_one", "Packer publish, one worker (complete publishes/s)", read=False),
+    Workload("publish", "Packer publish, --workers N (complete publishes/s)", read=False),
 )
 RAW = Workload("raw", "raw ASGI, fixed JSON (the ceiling)")
 
@@ -67,6 +68,8 @@ class SizeRun:
     deep_how: str = ""
     results: dict[str, Measurement] = field(default_factory=dict)
     peak_rss: int = 0
+    worker_peak_rss: int = 0  # the largest worker of the --workers N server (the publish run)
+    publish_workers: int = 1
     load: tuple[float, float] = (0.0, 0.0)  # 1-minute load average before and after the measurements
 
 
@@ -82,6 +85,7 @@ class Options:
     load: wrk.Load
     publishers: int
     publish_seconds: float
+    publish_workers: int
     repeat: int
     work_dir: Path
     keep: bool
@@ -293,8 +297,9 @@ def _run_size(
         for workload in WORKLOADS:
             server.check_alive()
             if workload.key == "publish":
-                slugs = [b.slug for b in seeded.buckets]
-                measured = _publish(server, token, prefix, slugs, opts)
+                continue  # on a server of its own, below
+            if workload.key == "publish_one":
+                measured = _publish(server, token, prefix, [b.slug for b in seeded.buckets], opts)
             else:
                 measured = _wrk(server, paths[workload.key], token, opts)
             run.results[workload.key] = measured
@@ -311,7 +316,17 @@ def _run_size(
 
             name = f"getchannel-{spec.name}-{'sqlite' if database_url is None else 'postgresql'}"
             profile.record(server, server.base + paths["get_channel"], token, opts, profile_seconds, say, name)
-        run.load = (run.load[0], os.getloadavg()[0])
+    # Publishes are writes, which SQLite takes one at a time: the way to use more of the machine for
+    # them is more worker processes (they queue on the writer lock, storage/db.py WriterLock).
+    log = data_dir / "packyard-workers.log"
+    with servers.packyard(data_dir, database_url, log, workers=opts.publish_workers) as server:
+        token = servers.token(server.port, creds["client_id"], creds["client_secret"])
+        measured = _publish(server, token, prefix, [b.slug for b in seeded.buckets], opts)
+        run.results["publish"] = measured
+        run.worker_peak_rss = server.worker_peak_rss_bytes()
+        run.publish_workers = opts.publish_workers
+        say(f"  Packer publish, --workers {opts.publish_workers}: {measured.rps:,.1f}/s {measured.errors}")
+    run.load = (run.load[0], os.getloadavg()[0])
     return run
 
 

@@ -59,6 +59,15 @@ class Server:
         """VmHWM: the resident set's high-water mark since the process started."""
         return _status_kib(self.pid, "VmHWM") * 1024
 
+    def worker_peak_rss_bytes(self) -> int:
+        """The largest VmHWM among the process and its children (uvicorn's workers, with --workers)."""
+        peaks = [self.peak_rss_bytes()]
+        children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
+        for child in children:
+            with contextlib.suppress(OSError, ServerFailed):
+                peaks.append(_status_kib(int(child), "VmHWM") * 1024)
+        return max(peaks)
+
     def rss_bytes(self) -> int:
         return _status_kib(self.pid, "VmRSS") * 1024
 
@@ -228,10 +237,11 @@ SERVER_SETTINGS: dict[str, str] = {}
 
 
 @contextlib.contextmanager
-def packyard(data_dir: Path, database_url: str | None, log: Path) -> Iterator[Server]:
-    """`packyard serve --no-tls`, one process (uvicorn without workers), SQLite unless database_url."""
+def packyard(data_dir: Path, database_url: str | None, log: Path, workers: int = 1) -> Iterator[Server]:
+    """`packyard serve --no-tls`, one process (uvicorn without workers) unless workers > 1, SQLite
+    unless database_url."""
     argv = [sys.executable, "-m", "packyard", "serve", "--no-tls", "--data-dir", str(data_dir)]
-    argv += ["--port", str(free_port()), "--log-level", LOG_LEVEL]
+    argv += ["--port", str(free_port()), "--log-level", LOG_LEVEL, "--workers", str(workers)]
     with _running("packyard", argv, {**base_env(database_url), **SERVER_SETTINGS}, log, "/healthz") as server:
         yield server
 

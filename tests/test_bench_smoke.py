@@ -26,7 +26,8 @@ LABELS = (
     "ListIterations, first page",
     "ListIterations, deep page",
     "ListBuckets, first page",
-    "Packer publish (complete publishes/s)",
+    "Packer publish, one worker (complete publishes/s)",
+    "Packer publish, --workers 2 (complete publishes/s)",
 )
 
 
@@ -47,7 +48,10 @@ def test_quick_benchmark_reports_every_workload(tmp_path: Path) -> None:
     if postgres:
         env["PACKYARD_DATABASE_URL"] = postgres
     out = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path / "out"), "--work-dir", str(tmp_path / "w")],
+        [
+            *(sys.executable, "-m", "bench", "--quick", "--publish-workers", "2"),
+            *("--out", str(tmp_path / "out"), "--work-dir", str(tmp_path / "w")),
+        ],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -64,6 +68,7 @@ def test_quick_benchmark_reports_every_workload(tmp_path: Path) -> None:
             assert small > 0, f"{label}: {small}"
             assert large > 0, f"{label}: {large}"
         assert "peak RSS of the server (VmHWM)" in table
+        assert "peak RSS of a worker, --workers 2" in table
     assert "verified through the API" in out.stderr
     verdicts = [line for line in out.stdout.splitlines() if line.startswith(("PASS ", "FAIL "))]
     assert any("GetChannel at" in v for v in verdicts)
@@ -75,4 +80,6 @@ def test_quick_benchmark_reports_every_workload(tmp_path: Path) -> None:
     for run in results["runs"]:
         for size in run["sizes"]:
             assert size["peak_rss"] > 0
+            assert size["worker_peak_rss"] > 0
+            assert size["publish_workers"] == 2
             assert not [k for k, m in size["results"].items() if m["errors"]], size["results"]
