@@ -69,11 +69,7 @@ def refresh_latest(ctx: Ctx, bucket_id: str) -> None:
     if bucket.latest_iteration_id != new_id:
         bucket.latest_iteration_id = new_id
         bucket.latest_version = latest.incremental_version if latest else 0
-        if latest is not None:
-            builds = ctx.uow.builds.for_iteration(latest.id)
-            bucket.platforms = sorted({b.cloud_provider for b in builds if b.cloud_provider})
-        else:
-            bucket.platforms = []
+        bucket.platforms = sorted(ctx.uow.builds.cloud_providers(latest.id)) if latest is not None else []
         bucket.updated_at = ctx.now
         ctx.uow.buckets.set_latest(bucket)
     channel = ctx.uow.channels.get(bucket_id, LATEST, for_update=True)

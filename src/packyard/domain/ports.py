@@ -121,6 +121,10 @@ class Builds(Protocol):
         """Builds with their images, in page order (all of them without a page)."""
 
     def for_iterations(self, iteration_ids: Sequence[str]) -> dict[str, list[Build]]: ...
+    def cloud_providers(self, iteration_id: str) -> set[str]:
+        """The non-empty cloud providers of an iteration's builds (the bucket's platforms)."""
+        ...
+
     def derived_from_bucket(self, project_id: str, bucket_id: str) -> list[Build]:
         """Builds of the latest complete iteration of each bucket of the project whose source_iteration_id is
         an iteration of this bucket: what makes those buckets its children. Costs what the project's

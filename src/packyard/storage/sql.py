@@ -797,6 +797,12 @@ class SqlBuilds(_Repository):
         stmt = keyset(sa.select(t.build).where(t.build.c.iteration_id == iteration_id), self.COLUMNS, page)
         return self._attach_images([self._build(r) for r in self.conn.execute(stmt)])
 
+    def cloud_providers(self, iteration_id: str) -> set[str]:
+        rows = self.raw.rows(
+            "SELECT DISTINCT cloud_provider FROM build WHERE iteration_id = ? AND cloud_provider != ''", (iteration_id,)
+        )
+        return {r.cloud_provider for r in rows}
+
     def for_iterations(self, iteration_ids: Sequence[str]) -> dict[str, list[Build]]:
         """Builds and their images in one query, each iteration's builds in creation order."""
         ids = list(iteration_ids)
