@@ -4,6 +4,7 @@ savepoint of its own, and one commit. Each must come out exactly as if it had ru
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 from collections.abc import Callable
 from typing import Any
@@ -153,3 +154,51 @@ def test_the_writer_lock_is_one_holder_at_a_time(env: Env) -> None:
     other.release()
     assert lock.try_hold()
     lock.release()
+
+
+def test_finish_runs_once_per_group_and_after_each_unit_run_alone(env: Env) -> None:
+    finished: list[str] = []
+    names = itertools.count()
+
+    def finish(conn: Connection) -> None:
+        conn.execute(t.organization.insert().values(id=f"g3-finish-{next(names)}", name="f", created_at=0))
+        finished.append("x")
+
+    env.db.run_many([_add_org("g3-a"), _add_org("g3-b", then=_refuse), _add_org("g3-c")], finish)
+    assert len(finished) == 1
+    assert _orgs(env.db, "g3-") == ["g3-a", "g3-c", "g3-finish-0"]
+    env.db.run_many([_add_org("g4-a", then=_refuse), _add_org("g4-b", then=_refuse)], finish)
+    assert len(finished) == 1, "no unit succeeded: nothing to finish"
+
+    def broken(conn: Connection) -> None:
+        conn.exec_driver_sql("SELECT no_such_column FROM organization")
+
+    finished.clear()
+    env.db.run_many([_add_org("g5-a"), broken, _add_org("g5-c")], finish)
+    # The group was undone; run alone, each unit that succeeded finished its own transaction.
+    assert _orgs(env.db, "g5-") == ["g5-a", "g5-c"]
+    assert len(finished) == 2
+
+
+def test_a_group_marks_the_project_changed_once_and_the_cache_sees_it(env: Env) -> None:
+    if env.app.writes is None:
+        pytest.skip("group commit is SQLite's")
+    c = env.client
+    stamp = sa.select(t.project.c.change_stamp).where(t.project.c.id == c.project_id)
+
+    def current() -> int:
+        return int(env.db.run(lambda conn: conn.execute(stamp).scalar_one(), write=False))
+
+    ok(c.put(c.p("/images"), json={"bucket_slug": "seen"}))
+    ok(c.get(c.p("/images/seen")))
+    ok(c.get(c.p("/images/seen")))  # cached now
+    before, groups = current(), env.app.writes.groups
+
+    async def together() -> list[Any]:
+        calls = [c.arequest("PATCH", c.p("/images/seen"), json={"description": f"d{n}"}) for n in range(4)]
+        return list(await asyncio.gather(*calls))
+
+    for r in c.loop.run_until_complete(together()):
+        ok(r)
+    assert current() - before == env.app.writes.groups - groups < 4
+    assert ok(c.get(c.p("/images/seen")))["bucket"]["description"] == "d3"

@@ -221,12 +221,11 @@ def list_(
 def update(ctx: Ctx, build_id: str, changes: BuildChanges) -> Build:
     registries.require_active(ctx)
     build_id = check.ulid(build_id, "build_id")
-    iteration_id = ctx.uow.builds.iteration_of(ctx.project_id, build_id)
-    if iteration_id is None:
-        raise NotFound(f"build {build_id} does not exist in project {ctx.project_id}")
     # Lock the iteration first: every change to its builds is serialized through it, so that two
     # builds finishing at once can't both miss that the other one is DONE.
-    iteration = ctx.uow.iterations.get_in_project(ctx.project_id, iteration_id, for_update=True)
+    iteration = ctx.uow.iterations.of_build(ctx.project_id, build_id, for_update=True)
+    if iteration is None:
+        raise NotFound(f"build {build_id} does not exist in project {ctx.project_id}")
     build = ctx.uow.builds.get(ctx.project_id, build_id, for_update=True)
     if iteration is None or build is None:
         raise NotFound(f"build {build_id} does not exist in project {ctx.project_id}")
@@ -243,11 +242,8 @@ def update(ctx: Ctx, build_id: str, changes: BuildChanges) -> Build:
 def delete(ctx: Ctx, build_id: str) -> None:
     registries.require_active(ctx)
     build_id = check.ulid(build_id, "build_id")
-    iteration_id = ctx.uow.builds.iteration_of(ctx.project_id, build_id)
-    if iteration_id is None:
-        raise NotFound(f"build {build_id} does not exist in project {ctx.project_id}")
-    iteration = ctx.uow.iterations.get_in_project(ctx.project_id, iteration_id, for_update=True)
-    if iteration is None:  # pragma: no cover - foreign key
+    iteration = ctx.uow.iterations.of_build(ctx.project_id, build_id, for_update=True)
+    if iteration is None:
         raise NotFound(f"build {build_id} does not exist in project {ctx.project_id}")
     _writable_iteration(ctx, iteration)
     if iteration.complete:

@@ -90,6 +90,10 @@ class Iterations(Protocol):
         for_update: bool = False,
     ) -> Iteration | None: ...
     def get_in_project(self, project_id: str, iteration_id: str, *, for_update: bool = False) -> Iteration | None: ...
+    def of_build(self, project_id: str, build_id: str, *, for_update: bool = False) -> Iteration | None:
+        """The iteration of a build of the project (locked with for_update), in one statement."""
+        ...
+
     def get_many(self, iteration_ids: Sequence[str]) -> dict[str, Iteration]: ...
     def latest_complete(self, bucket_id: str, *, valid_at: datetime | None = None) -> Iteration | None:
         """The complete iteration with the highest version; with valid_at, only those not revoked by then."""
@@ -114,8 +118,6 @@ class Iterations(Protocol):
 
 class Builds(Protocol):
     def get(self, project_id: str, build_id: str, *, for_update: bool = False) -> Build | None: ...
-    def iteration_of(self, project_id: str, build_id: str) -> str | None:
-        """The id of the build's iteration, without reading the build."""
 
     def for_iteration(self, iteration_id: str, page: PageRequest | None = None) -> list[Build]:
         """Builds with their images, in page order (all of them without a page)."""

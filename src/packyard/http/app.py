@@ -51,6 +51,9 @@ class ClientGone(Exception):
     pass
 
 
+Pending = tuple[Callable[[Connection], Any], str, "asyncio.Future[Any]"]  # work, its project, its answer
+
+
 class WriteQueue:
     """SQLite's group commit: the write requests that reach the event loop in the same turn run one
     after another in one transaction, each in a savepoint, and share its commit (Database.run_many).
@@ -64,22 +67,23 @@ class WriteQueue:
         self.max_group = max_group
         # Per event loop: a server has one, but an app driven from several threads has one per thread,
         # and each groups only its own requests.
-        self._pending: dict[asyncio.AbstractEventLoop, list[tuple[Callable[[Connection], Any], asyncio.Future[Any]]]]
-        self._pending = {}
+        self._pending: dict[asyncio.AbstractEventLoop, list[Pending]] = {}
         self.lock_tries = 4  # looks at a taken writer lock before waiting for it
         self.lock_retry_s = 0.0005
         self.lock_waits = 0
         self.groups = 0  # commits made, and the requests they carried (for tests and the benchmark)
         self.requests = 0
 
-    async def run(self, work: Callable[[Connection], Any]) -> Any:
+    async def run(self, work: Callable[[Connection], Any], project_id: str) -> Any:
+        """work's answer, committed; work changes project_id's data, whose change stamp the group then
+        bumps once (work must not)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         pending = self._pending.get(loop)
         if pending is None:
             pending = self._pending[loop] = []
             loop.call_soon(self._flush, loop)
-        pending.append((work, future))
+        pending.append((work, project_id, future))
         return await future
 
     def _flush(self, loop: asyncio.AbstractEventLoop, tries: int = 0) -> None:
@@ -98,17 +102,24 @@ class WriteQueue:
         finally:
             self.db.end_writing()
 
-    def _run(self, pending: list[tuple[Callable[[Connection], Any], asyncio.Future[Any]]]) -> None:
+    def _run(self, pending: list[Pending]) -> None:
         for start in range(0, len(pending), self.max_group):
             group = pending[start : start + self.max_group]
+            projects = sorted({project_id for _, project_id, _ in group})
+
+            def bump(conn: Connection, projects: list[str] = projects) -> None:
+                tenants = SqlUnitOfWork(conn).tenants
+                for project_id in projects:
+                    tenants.bump_change_stamp(project_id)
+
             try:
-                outcomes = self.db.run_many([work for work, _ in group])
+                outcomes = self.db.run_many([work for work, _, _ in group], bump)
             except Exception as exc:  # pragma: no cover - run_many answers every unit itself
                 log.exception("a group of writes failed")
                 outcomes = [Outcome(None, exc)] * len(group)
             self.groups += 1
             self.requests += len(group)
-            for (_, future), outcome in zip(group, outcomes, strict=True):
+            for (_, _, future), outcome in zip(group, outcomes, strict=True):
                 if future.cancelled():
                     continue
                 if outcome.error is not None:
@@ -247,7 +258,8 @@ class App:
             if method in ("POST", "PUT", "PATCH"):
                 request.body = await self._read_body(scope, receive)
             if route.writes and route.access is Access.PROJECT and self.writes is not None:
-                result = await self.writes.run(self._project_work(route, request, []))
+                work = self._project_work(route, request, [], bump=False)
+                result = await self.writes.run(work, request.params.get("project", ""))
                 return 200, result if isinstance(result, bytes) else _encoder.encode(result), []
             if route.cache and self.batch is not None:
                 hit = await self._from_cache_batched(self.batch, route, request)
@@ -309,9 +321,12 @@ class App:
             return body
         return result
 
-    def _project_work(self, route: Route, request: Request, computed: list[Any]) -> Callable[[Connection], Any]:
+    def _project_work(
+        self, route: Route, request: Request, computed: list[Any], *, bump: bool = True
+    ) -> Callable[[Connection], Any]:
         """The transaction of a project-scoped request; for a cached route it leaves the stamp read
-        before the answer's data, the context and the principal in `computed`."""
+        before the answer's data, the context and the principal in `computed`. A write bumps the
+        project's change stamp at its end, unless bump is False (the write queue bumps it per group)."""
         token = bearer_token(request)
         org_id = request.params.get("org", "")
         project_id = request.params.get("project", "")
@@ -328,7 +343,7 @@ class App:
             # Whether the project exists is settled by the registry lookup every operation makes.
             ctx = Ctx(uow, svc.rules, now, org_id, project_id, principal)
             result = route.handler(ctx, request)
-            if route.writes:  # last, so that PostgreSQL holds the project row's lock only while committing
+            if route.writes and bump:  # last, so that PostgreSQL holds the project row's lock only while committing
                 uow.tenants.bump_change_stamp(project_id)
             computed[:] = [stamp, ctx, principal]
             return result

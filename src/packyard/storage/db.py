@@ -203,28 +203,41 @@ class Database:
                 time.sleep(0.01 * attempt)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def run_many(self, works: Sequence[Callable[[Connection], Any]]) -> list[Outcome]:
+    def run_many(
+        self, works: Sequence[Callable[[Connection], Any]], finish: Callable[[Connection], None] | None = None
+    ) -> list[Outcome]:
         """Run write units of work in order, with one commit for all of them (group commit).
 
         Each unit runs in a savepoint of its own inside one transaction: a unit that raises is rolled
         back to its savepoint and the others go on, exactly as if each had had its own transaction,
         one after the other. What they save is a commit each, which on SQLite is most of a small
         write. Should the database itself fail (a unit's statement, or the commit), the whole group is
-        undone and every unit is run again in a transaction of its own, with run()'s retries."""
+        undone and every unit is run again in a transaction of its own, with run()'s retries.
+
+        finish, when given, runs once at the end of each transaction that a unit succeeded in (what
+        every unit would otherwise do last, such as marking the data changed)."""
         if len(works) > 1:
             try:
-                return self._run_group(works)
+                return self._run_group(works, finish)
             except DATABASE_ERRORS as exc:
                 log.warning("a group of %d writes failed as a whole, running each alone: %s", len(works), exc)
-        return [self._run_alone(work) for work in works]
+        return [self._run_alone(work, finish) for work in works]
 
-    def _run_alone(self, work: Callable[[Connection], Any]) -> Outcome:
+    def _run_alone(self, work: Callable[[Connection], Any], finish: Callable[[Connection], None] | None) -> Outcome:
+        def unit(conn: Connection) -> Any:
+            value = work(conn)
+            if finish is not None:
+                finish(conn)
+            return value
+
         try:
-            return Outcome(self.run(work, write=True), None)
+            return Outcome(self.run(unit, write=True), None)
         except Exception as exc:  # the unit's own answer (a refusal, or a failure run() gave up on)
             return Outcome(None, exc)
 
-    def _run_group(self, works: Sequence[Callable[[Connection], Any]]) -> list[Outcome]:
+    def _run_group(
+        self, works: Sequence[Callable[[Connection], Any]], finish: Callable[[Connection], None] | None
+    ) -> list[Outcome]:
         def group(conn: Connection) -> list[Outcome]:
             driver: Any = conn.connection.driver_connection
             outcomes = []
@@ -241,6 +254,8 @@ class Database:
                 else:
                     driver.execute("RELEASE SAVEPOINT packyard_unit")
                     outcomes.append(Outcome(value, None))
+            if finish is not None and any(o.error is None for o in outcomes):
+                finish(conn)
             return outcomes
 
         with self.writing():

@@ -611,6 +611,14 @@ class SqlIterations(_Repository):
         row = self.raw.first(f"{_ITERATION_SQL} WHERE i.project_id = ? AND i.id = ?{lock}", (project_id, iteration_id))
         return self._iteration(row) if row else None
 
+    def of_build(self, project_id: str, build_id: str, *, for_update: bool = False) -> Iteration | None:
+        lock = self.raw.for_update("i") if for_update else ""
+        row = self.raw.first(
+            f"{_ITERATION_SQL} JOIN build x ON x.iteration_id = i.id WHERE x.project_id = ? AND x.id = ?{lock}",
+            (project_id, build_id),
+        )
+        return self._iteration(row) if row else None
+
     def get_many(self, iteration_ids: Sequence[str]) -> dict[str, Iteration]:
         ids = list(iteration_ids)
         rows = self.raw.rows(f"{_ITERATION_SQL} WHERE i.id IN ({in_list(len(ids))})", ids)
@@ -778,10 +786,6 @@ class SqlBuilds(_Repository):
         )
         builds = self._assemble(rows)
         return builds[0] if builds else None
-
-    def iteration_of(self, project_id: str, build_id: str) -> str | None:
-        row = self.raw.first("SELECT iteration_id FROM build WHERE project_id = ? AND id = ?", (project_id, build_id))
-        return str(row.iteration_id) if row else None
 
     def for_iteration(self, iteration_id: str, page: PageRequest | None = None) -> list[Build]:
         if page is None:
