@@ -188,14 +188,7 @@ class Database:
         """Run work in one transaction, committed at the end; retried on transient conflicts."""
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
-                with self.writing() if write else contextlib.nullcontext():
-                    kept = self._kept_connection()
-                    if kept is not None:
-                        kept.execution_options(packyard_write=write)
-                        with kept.begin():
-                            return work(kept)
-                    with self.connect(write=write) as conn:
-                        return work(conn)
+                return self._transaction(work, write=write)
             except DBAPIError as exc:
                 if attempt == MAX_ATTEMPTS or not is_transient(exc):
                     raise
@@ -258,14 +251,19 @@ class Database:
                 finish(conn)
             return outcomes
 
-        with self.writing():
+        return self._transaction(group, write=True)
+
+    def _transaction(self, work: Callable[[Connection], T], *, write: bool) -> T:
+        """work in one transaction, on the kept connection when it is free, under the writer lock when
+        it writes; committed at the end, rolled back if work raises."""
+        with self.writing() if write else contextlib.nullcontext():
             kept = self._kept_connection()
             if kept is not None:
-                kept.execution_options(packyard_write=True)
+                kept.execution_options(packyard_write=write)
                 with kept.begin():
-                    return group(kept)
-            with self.connect(write=True) as conn:
-                return group(conn)
+                    return work(kept)
+            with self.connect(write=write) as conn:
+                return work(conn)
 
     def dispose(self) -> None:
         self._close_peek()
