@@ -227,7 +227,7 @@ def update(ctx: Ctx, build_id: str, changes: BuildChanges) -> Build:
     if iteration is None:
         raise NotFound(f"build {build_id} does not exist in project {ctx.project_id}")
     build = ctx.uow.builds.get(ctx.project_id, build_id, for_update=True)
-    if iteration is None or build is None:
+    if build is None:
         raise NotFound(f"build {build_id} does not exist in project {ctx.project_id}")
     _writable_iteration(ctx, iteration)
     if build.status is BuildStatus.DONE:

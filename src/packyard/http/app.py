@@ -89,11 +89,7 @@ class WriteQueue:
     def _flush(self, loop: asyncio.AbstractEventLoop, tries: int = 0) -> None:
         # Another process (a worker of the same server, a replica) holds the writer lock: go on
         # serving, the group growing meanwhile, and look again shortly; after a few looks, wait.
-        if tries >= self.lock_tries:
-            with self.db.writing():
-                self._run(self._pending.pop(loop, []))
-            return
-        if not self.db.try_writing():
+        if not self.db.start_writing(wait=tries >= self.lock_tries):
             self.lock_waits += 1
             loop.call_later(self.lock_retry_s, self._flush, loop, tries + 1)
             return
@@ -260,7 +256,7 @@ class App:
             if route.writes and route.access is Access.PROJECT and self.writes is not None:
                 work = self._project_work(route, request, [], bump=False)
                 result = await self.writes.run(work, request.params.get("project", ""))
-                return 200, result if isinstance(result, bytes) else _encoder.encode(result), []
+                return 200, _body(result), []
             if route.cache and self.batch is not None:
                 hit = await self._from_cache_batched(self.batch, route, request)
                 if hit is not None:
@@ -286,9 +282,7 @@ class App:
             result = self._principal(route, request)
         else:
             result = route.handler(self.services, request)
-        if isinstance(result, bytes):
-            return result
-        return _encoder.encode(result)
+        return _body(result)
 
     def _principal(self, route: Route, request: Request) -> Any:
         """Routes that need a valid token but no project in the path (resource-manager reads)."""
@@ -316,7 +310,7 @@ class App:
         result = svc.db.run(self._project_work(route, request, computed), write=route.writes)
         if cache is not None and computed and computed[0] is not None:
             stamp, ctx, principal = computed
-            body = result if isinstance(result, bytes) else _encoder.encode(result)
+            body = _body(result)
             cache.put(_cache_key(route, request, principal), Entry(stamp, body, ctx.now, ctx.valid_until))
             return body
         return result
@@ -396,6 +390,11 @@ class App:
         if stamp is None:
             return None
         return cache.get(_cache_key(route, request, principal), stamp, self.services.clock.now())
+
+
+def _body(result: Any) -> bytes:
+    """A handler's answer as the response body (handlers may hand back bytes already encoded)."""
+    return result if isinstance(result, bytes) else _encoder.encode(result)
 
 
 def _question(route: Route, request: Request) -> Question:

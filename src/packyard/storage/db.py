@@ -119,9 +119,10 @@ class Database:
         """Held around every write transaction on SQLite (see WriterLock); nothing on PostgreSQL."""
         return self._writer.held() if self._writer is not None else contextlib.nullcontext()
 
-    def try_writing(self) -> bool:
-        """Take the writer lock if it is free (always True on PostgreSQL); end_writing() gives it back."""
-        return self._writer.try_hold() if self._writer is not None else True
+    def start_writing(self, *, wait: bool) -> bool:
+        """Take the writer lock, waiting for it or only if it is free (always True on PostgreSQL);
+        end_writing() gives it back."""
+        return self._writer.acquire(wait=wait) if self._writer is not None else True
 
     def end_writing(self) -> None:
         if self._writer is not None:
@@ -308,24 +309,27 @@ class WriterLock:
                 lock = cls._shared[path] = cls(path)
             return lock
 
-    def try_hold(self) -> bool:
-        """Take the lock if no one holds it, without waiting; True then, and release() gives it back."""
-        if not self._thread.acquire(blocking=False):
+    def acquire(self, *, wait: bool) -> bool:
+        """Take the lock, waiting for it or not; True when taken, and release() gives it back."""
+        if not self._thread.acquire(blocking=wait):
             return False
         try:
-            if self._fd is None:
-                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             if self._depth == 0:
-                try:
-                    fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    self._thread.release()
-                    return False
-            self._depth += 1
-            return True
+                if self._fd is None:
+                    self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                fcntl.flock(self._fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._thread.release()
+            return False
         except BaseException:
             self._thread.release()
             raise
+        self._depth += 1
+        return True
+
+    def try_hold(self) -> bool:
+        """Take the lock if no one holds it, without waiting."""
+        return self.acquire(wait=False)
 
     def release(self) -> None:
         self._depth -= 1
@@ -335,16 +339,8 @@ class WriterLock:
 
     @contextmanager
     def held(self) -> Iterator[None]:
-        with self._thread:
-            if self._fd is None:
-                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            fd = self._fd
-            if self._depth == 0:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
-                if self._depth == 0:
-                    fcntl.flock(fd, fcntl.LOCK_UN)
+        self.acquire(wait=True)
+        try:
+            yield
+        finally:
+            self.release()

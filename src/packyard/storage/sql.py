@@ -255,6 +255,10 @@ class AsyncStampReader:
 
 
 class SqlPrincipals(_Repository):
+    def __init__(self, conn: Connection, prefetched: Prefetched | None = None) -> None:
+        super().__init__(conn)
+        self.prefetched = prefetched
+
     @staticmethod
     def _principal(row: Any) -> Principal:
         return Principal(
@@ -284,10 +288,6 @@ class SqlPrincipals(_Repository):
             },
             f"principal {principal.client_id} already exists",
         )
-
-    def __init__(self, conn: Connection, prefetched: Prefetched | None = None) -> None:
-        super().__init__(conn)
-        self.prefetched = prefetched
 
     def get(self, principal_id: str) -> Principal | None:
         if self.prefetched is not None:
