@@ -298,7 +298,10 @@ class WriterLock:
 
     @classmethod
     def for_url(cls, url: str) -> WriterLock | None:
-        """The lock of a database file (one per process and file), or None for an in-memory database."""
+        """The lock of a SQLite database file (one per process and file); None for an in-memory SQLite
+        database and for any other database, whose URL names no file."""
+        if not is_sqlite(normalize_url(url)):
+            return None
         database = sa.make_url(url).database
         if not database or database == ":memory:" or database.startswith("file:"):
             return None
