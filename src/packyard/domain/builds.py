@@ -221,14 +221,12 @@ def list_(
 def update(ctx: Ctx, build_id: str, changes: BuildChanges) -> Build:
     registries.require_active(ctx)
     build_id = check.ulid(build_id, "build_id")
-    # Lock the iteration first: every change to its builds is serialized through it, so that two
+    # Locked, the iteration first: every change to its builds is serialized through it, so that two
     # builds finishing at once can't both miss that the other one is DONE.
-    iteration = ctx.uow.iterations.of_build(ctx.project_id, build_id, for_update=True)
-    if iteration is None:
+    found = ctx.uow.builds.for_change(ctx.project_id, build_id)
+    if found is None:
         raise NotFound(f"build {build_id} does not exist in project {ctx.project_id}")
-    build = ctx.uow.builds.get(ctx.project_id, build_id, for_update=True)
-    if build is None:
-        raise NotFound(f"build {build_id} does not exist in project {ctx.project_id}")
+    iteration, build = found
     _writable_iteration(ctx, iteration)
     if build.status is BuildStatus.DONE:
         raise FailedPrecondition(f"build {build.id} ({build.component_type}) is DONE and can't be changed")

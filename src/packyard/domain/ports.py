@@ -117,6 +117,11 @@ class Iterations(Protocol):
 
 
 class Builds(Protocol):
+    def for_change(self, project_id: str, build_id: str) -> tuple[Iteration, Build] | None:
+        """A build and its iteration (None when the build doesn't exist in the project), both locked
+        for a change, the iteration first: every change to an iteration's builds is serialized on it."""
+        ...
+
     def get(self, project_id: str, build_id: str, *, for_update: bool = False) -> Build | None: ...
 
     def for_iteration(self, iteration_id: str, page: PageRequest | None = None) -> list[Build]:

@@ -30,7 +30,7 @@ from packyard.http.request import Request
 from packyard.http.routing import Access, Route, Router
 from packyard.jobs import run_due_jobs
 from packyard.storage.db import Database, DatabaseUnavailable, Outcome
-from packyard.storage.sql import AsyncStampReader, SqlUnitOfWork, principal_and_stamp
+from packyard.storage.sql import AsyncStampReader, SqlTenants, SqlUnitOfWork, principal_and_stamp
 
 log = logging.getLogger("packyard.http")
 
@@ -104,7 +104,7 @@ class WriteQueue:
             projects = sorted({project_id for _, project_id, _ in group})
 
             def bump(conn: Connection, projects: list[str] = projects) -> None:
-                tenants = SqlUnitOfWork(conn).tenants
+                tenants = SqlTenants(conn)
                 for project_id in projects:
                     tenants.bump_change_stamp(project_id)
 

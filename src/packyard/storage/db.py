@@ -32,6 +32,15 @@ class DatabaseUnavailable(Exception):
     """peek() could not get an answer from the database."""
 
 
+# Connection.info key: while a group runs, rows its units read alike and none of them changes (the
+# principal with its project's registry and stamp, see storage/sql.py), read once per group.
+GROUP_ROWS = "packyard.group_rows"
+
+
+class _UnitChangedRows(Exception):
+    """A unit of a group without savepoints was refused after it had changed rows (see _run_group)."""
+
+
 class Outcome(NamedTuple):
     """What one unit of work of run_many came to: its value, or the exception it raised."""
 
@@ -81,9 +90,12 @@ def create_engine(url: str, *, echo: bool = False) -> Engine:
         def _sqlite_begin(conn: Connection) -> None:
             # A writer takes the write lock up front, so it waits (busy_timeout) instead of failing
             # half-way with "database is locked" when it upgrades from a read.
+            driver: Any = conn.connection.driver_connection
+            if driver.in_transaction:
+                return  # begun on the driver already (Database._driver_transaction)
             write = conn.get_execution_options().get("packyard_write", True)
             # Straight to the driver: SQLAlchemy's execution path costs more than the statement here.
-            conn.connection.driver_connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")  # type: ignore[union-attr]
+            driver.execute("BEGIN IMMEDIATE" if write else "BEGIN")
 
         return engine
     # No pre-ping (a round trip on every request): a connection found dead is invalidated by SQLAlchemy
@@ -176,7 +188,9 @@ class Database:
             conn = None
         if conn is None:
             conn = self._kept = self.engine.connect()
-        return None if conn.in_transaction() else conn
+        if conn.in_transaction() or (self.is_sqlite and conn.connection.driver_connection.in_transaction):  # type: ignore[union-attr]
+            return None  # a transaction begun inside another one gets a connection of its own
+        return conn
 
     @contextmanager
     def connect(self, *, write: bool) -> Iterator[Connection]:
@@ -232,27 +246,61 @@ class Database:
     def _run_group(
         self, works: Sequence[Callable[[Connection], Any]], finish: Callable[[Connection], None] | None
     ) -> list[Outcome]:
-        def group(conn: Connection) -> list[Outcome]:
-            driver: Any = conn.connection.driver_connection
-            outcomes = []
-            for work in works:
+        if self.is_sqlite:
+            # Without a savepoint per unit (two statements each) while no refused unit has changed a
+            # row: the driver counts the rows changed, so a refusal that changed none needs no undo.
+            # One that did undoes the whole transaction, which then runs again with savepoints.
+            try:
+                return self._transaction(lambda conn: self._group(conn, works, finish, savepoints=False), write=True)
+            except _UnitChangedRows:
+                log.debug("a refused write had changed rows; running its group again with savepoints")
+        return self._transaction(lambda conn: self._group(conn, works, finish, savepoints=True), write=True)
+
+    @staticmethod
+    def _group(
+        conn: Connection,
+        works: Sequence[Callable[[Connection], Any]],
+        finish: Callable[[Connection], None] | None,
+        *,
+        savepoints: bool,
+    ) -> list[Outcome]:
+        driver: Any = conn.connection.driver_connection
+        outcomes = []
+        conn.info[GROUP_ROWS] = {}
+        try:
+            outcomes = Database._units(conn, driver, works, savepoints=savepoints)
+        finally:
+            conn.info.pop(GROUP_ROWS, None)
+        if finish is not None and any(o.error is None for o in outcomes):
+            finish(conn)
+        return outcomes
+
+    @staticmethod
+    def _units(
+        conn: Connection, driver: Any, works: Sequence[Callable[[Connection], Any]], *, savepoints: bool
+    ) -> list[Outcome]:
+        outcomes = []
+        for work in works:
+            if savepoints:
                 driver.execute("SAVEPOINT packyard_unit")
-                try:
-                    value = work(conn)
-                except DATABASE_ERRORS:
-                    raise
-                except Exception as exc:
+            else:
+                changes = driver.total_changes
+            try:
+                value = work(conn)
+            except DATABASE_ERRORS:
+                raise
+            except Exception as exc:
+                if savepoints:
                     driver.execute("ROLLBACK TO SAVEPOINT packyard_unit")
                     driver.execute("RELEASE SAVEPOINT packyard_unit")
-                    outcomes.append(Outcome(None, exc))
-                else:
+                elif driver.total_changes != changes:
+                    raise _UnitChangedRows from exc
+                outcomes.append(Outcome(None, exc))
+            else:
+                if savepoints:
                     driver.execute("RELEASE SAVEPOINT packyard_unit")
-                    outcomes.append(Outcome(value, None))
-            if finish is not None and any(o.error is None for o in outcomes):
-                finish(conn)
-            return outcomes
-
-        return self._transaction(group, write=True)
+                outcomes.append(Outcome(value, None))
+        return outcomes
 
     def _transaction(self, work: Callable[[Connection], T], *, write: bool) -> T:
         """work in one transaction, on the kept connection when it is free, under the writer lock when
@@ -260,11 +308,35 @@ class Database:
         with self.writing() if write else contextlib.nullcontext():
             kept = self._kept_connection()
             if kept is not None:
+                if self.is_sqlite:
+                    return self._driver_transaction(kept, work, write=write)
                 kept.execution_options(packyard_write=write)
                 with kept.begin():
                     return work(kept)
             with self.connect(write=write) as conn:
                 return work(conn)
+
+    @staticmethod
+    def _driver_transaction(conn: Connection, work: Callable[[Connection], T], *, write: bool) -> T:
+        """A transaction begun and ended on SQLite's driver itself: SQLAlchemy's transaction objects and
+        events cost more than a small request's statements. A Core statement inside work still runs:
+        SQLAlchemy then opens its own transaction object over the one already open (the begin listener
+        sees it open and issues nothing), and that object ends it here."""
+        driver: Any = conn.connection.driver_connection
+        driver.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        try:
+            value = work(conn)
+        except BaseException:
+            if conn.in_transaction():
+                conn.rollback()
+            if driver.in_transaction:
+                driver.rollback()
+            raise
+        if conn.in_transaction():
+            conn.commit()
+        else:
+            driver.commit()
+        return value
 
     def dispose(self) -> None:
         self._close_peek()

@@ -17,6 +17,7 @@ import msgspec
 from sqlalchemy.engine import Connection
 
 _ROW_TYPES: dict[str, Any] = {}
+_UPDATES: dict[tuple[object, ...], str] = {}  # an UPDATE's text by its table, columns and key (a few dozen)
 
 
 def _row_type(names: tuple[str, ...]) -> Any:
@@ -79,9 +80,13 @@ class Raw:
         return _json_text(value) if column in JSON_COLUMNS else value
 
     def update(self, table: str, values: Mapping[str, object], key: str, key_value: object) -> int:
-        assignments = ", ".join(f"{c} = {self._placeholder(c)}" for c in values)
-        params = [self._value(c, v) for c, v in values.items()]
-        return self.execute(f"UPDATE {table} SET {assignments} WHERE {key} = ?", [*params, key_value])
+        shape = (table, tuple(values), key, self.pg)
+        sql = _UPDATES.get(shape)
+        if sql is None:
+            assignments = ", ".join(f"{c} = {self._placeholder(c)}" for c in values)
+            sql = _UPDATES[shape] = f"UPDATE {table} SET {assignments} WHERE {key} = ?"
+        params = [_json_text(v) if c in JSON_COLUMNS else v for c, v in values.items()]
+        return self.execute(sql, [*params, key_value])
 
     def _insert_sql(self, table: str, values: Mapping[str, object]) -> tuple[str, list[object]]:
         columns = ", ".join(values)

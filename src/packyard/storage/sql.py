@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import namedtuple
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 import psycopg
@@ -34,7 +35,7 @@ from packyard.domain.models import (
 )
 from packyard.domain.pagination import PageRequest
 from packyard.storage import schema as t
-from packyard.storage.db import Database, DatabaseUnavailable
+from packyard.storage.db import GROUP_ROWS, Database, DatabaseUnavailable
 from packyard.storage.raw import Raw, as_json, in_list
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -85,10 +86,17 @@ def _insert(conn: Connection, table: sa.Table, values: Mapping[str, Any], duplic
         raise AlreadyExists(duplicate) from exc
 
 
+def forget_group_rows(conn: Connection) -> None:
+    """A write to what GROUP_ROWS holds (a principal, a registry, a project's stamp): read it again."""
+    group = conn.info.get(GROUP_ROWS)
+    if group:
+        group.clear()
+
+
 class _Repository:
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, raw: Raw | None = None) -> None:
         self.conn = conn
-        self._raw: Raw | None = None
+        self._raw = raw  # a unit of work hands all its repositories the same one
 
     @property
     def raw(self) -> Raw:
@@ -98,8 +106,8 @@ class _Repository:
 
 
 class SqlTenants(_Repository):
-    def __init__(self, conn: Connection, prefetched: Prefetched | None = None) -> None:
-        super().__init__(conn)
+    def __init__(self, conn: Connection, prefetched: Prefetched | None = None, raw: Raw | None = None) -> None:
+        super().__init__(conn, raw)
         self.prefetched = prefetched
 
     @staticmethod
@@ -155,6 +163,7 @@ class SqlTenants(_Repository):
     def bump_change_stamp(self, project_id: str) -> None:
         if self.prefetched is not None:
             self.prefetched.stamps.clear()
+        forget_group_rows(self.conn)
         self.raw.execute("UPDATE project SET change_stamp = change_stamp + 1 WHERE id = ?", (project_id,))
 
     def list_projects(self, organization_id: str) -> list[Project]:
@@ -255,8 +264,8 @@ class AsyncStampReader:
 
 
 class SqlPrincipals(_Repository):
-    def __init__(self, conn: Connection, prefetched: Prefetched | None = None) -> None:
-        super().__init__(conn)
+    def __init__(self, conn: Connection, prefetched: Prefetched | None = None, raw: Raw | None = None) -> None:
+        super().__init__(conn, raw)
         self.prefetched = prefetched
 
     @staticmethod
@@ -273,6 +282,7 @@ class SqlPrincipals(_Repository):
         )
 
     def add(self, principal: Principal) -> None:
+        forget_group_rows(self.conn)
         _insert(
             self.conn,
             t.principal,
@@ -299,10 +309,16 @@ class SqlPrincipals(_Repository):
         """The principal, and in the same statement the project's change stamp and registry, which
         every project-scoped request reads next (first, so the stamp is never newer than the data)."""
         project_id = prefetched.project_id
-        row = self.raw.first(_PRINCIPAL_WITH_PROJECT, (project_id, project_id, principal_id))
-        if row is None:
-            return None
-        values = tuple(row)
+        group: dict[Any, tuple[Any, ...]] | None = self.conn.info.get(GROUP_ROWS)
+        key = (principal_id, project_id)
+        values = group.get(key) if group is not None else None
+        if values is None:
+            row = self.raw.first(_PRINCIPAL_WITH_PROJECT, (project_id, project_id, principal_id))
+            if row is None:
+                return None
+            values = tuple(row)
+            if group is not None:  # the next units of the group read the same rows (see GROUP_ROWS)
+                group[key] = values
         width = len(_PrincipalRow._fields)
         stamp, registry = values[width], values[width + 1 :]
         prefetched.stamps[project_id] = None if stamp is None else int(stamp)
@@ -318,6 +334,7 @@ class SqlPrincipals(_Repository):
         return [self._principal(r) for r in rows]
 
     def delete(self, principal_id: str) -> None:
+        forget_group_rows(self.conn)
         self.conn.execute(t.principal.delete().where(t.principal.c.id == principal_id))
 
 
@@ -365,14 +382,21 @@ class Prefetched:
 
 
 class SqlRegistries(_Repository):
-    def __init__(self, conn: Connection, vault: Vault | None = None, prefetched: Prefetched | None = None) -> None:
-        super().__init__(conn)
+    def __init__(
+        self,
+        conn: Connection,
+        vault: Vault | None = None,
+        prefetched: Prefetched | None = None,
+        raw: Raw | None = None,
+    ) -> None:
+        super().__init__(conn, raw)
         self.vault = vault
         self.prefetched = prefetched
 
     def _forget(self) -> None:
         if self.prefetched is not None:
             self.prefetched.registries.clear()
+        forget_group_rows(self.conn)
 
     def _vault(self) -> Vault:
         if self.vault is None:
@@ -561,7 +585,7 @@ class SqlIterations(_Repository):
     }
 
     @staticmethod
-    def _iteration(row: Row[Any]) -> Iteration:
+    def _iteration(row: Any) -> Iteration:
         return Iteration(
             id=row.id,
             bucket_id=row.bucket_id,
@@ -735,6 +759,40 @@ _BUILD_WITH_IMAGES_SQL = (
     "FROM build b LEFT JOIN image m ON m.build_id = b.id"
 )
 _BUILD_ORDER = "ORDER BY b.created_at, b.id, m.position"
+_IterationRow = namedtuple(  # the columns of _ITERATION_SQL, in order
+    "_IterationRow",
+    [
+        "id",
+        "bucket_id",
+        "bucket_slug",
+        "project_id",
+        "fingerprint",
+        "incremental_version",
+        "complete",
+        "author_id",
+        "template_type",
+        "revoke_at",
+        "revocation_message",
+        "revocation_author",
+        "revocation_type",
+        "revocation_inherited_from",
+        "own_revoke_at",
+        "own_revocation_message",
+        "own_revocation_author",
+        "created_at",
+        "updated_at",
+    ],
+)
+# The build with its images and, first, its iteration's columns (renamed: the build's have the same names).
+_FOR_CHANGE_ITERATION = ", ".join(
+    "b2.slug AS it_bucket_slug" if c == "bucket_slug" else f"i.{c} AS it_{c}" for c in _IterationRow._fields
+)
+_BUILD_FOR_CHANGE_SQL = (
+    f"SELECT {_FOR_CHANGE_ITERATION}, {_BUILD_COLUMNS}, m.id AS image_pk, m.image_id AS image_image_id, "
+    "m.region AS image_region, m.created_at AS image_created_at "
+    "FROM build b JOIN iteration i ON i.id = b.iteration_id JOIN bucket b2 ON b2.id = i.bucket_id "
+    "LEFT JOIN image m ON m.build_id = b.id WHERE b.project_id = ? AND b.id = ? ORDER BY m.position"
+)
 
 
 class SqlBuilds(_Repository):
@@ -778,6 +836,21 @@ class SqlBuilds(_Repository):
         for r in rows:
             by_id[r.build_id].images.append(Image(r.id, r.build_id, r.image_id, r.region, from_us(r.created_at)))
         return builds
+
+    def for_change(self, project_id: str, build_id: str) -> tuple[Iteration, Build] | None:
+        if self.raw.pg:
+            # Two statements, so that the iteration's row lock is taken before the build is read: in one,
+            # a statement that waited for the lock would go on with the build as it was before the wait.
+            iteration = SqlIterations(self.conn, self.raw).of_build(project_id, build_id, for_update=True)
+            build = self.get(project_id, build_id, for_update=True) if iteration is not None else None
+            return (iteration, build) if iteration is not None and build is not None else None
+        # SQLite: the transaction holds the database's write lock already; one statement.
+        rows = self.raw.rows(_BUILD_FOR_CHANGE_SQL, (project_id, build_id))
+        if not rows:
+            return None
+        width = len(_IterationRow._fields)
+        iteration = SqlIterations._iteration(_IterationRow._make(rows[0][:width]))
+        return iteration, self._assemble(rows)[0]
 
     def get(self, project_id: str, build_id: str, *, for_update: bool = False) -> Build | None:
         lock = self.raw.for_update("b") if for_update else ""
@@ -1098,17 +1171,48 @@ class SqlJobs(_Repository):
 
 
 class SqlUnitOfWork:
+    """The repositories of one transaction, each made when first used (a request uses three or four)."""
+
     def __init__(self, conn: Connection, vault: Vault | None = None, *, project_id: str = "") -> None:
         """project_id: the project the request names, whose stamp and registry are then read along with
         the principal."""
         self.conn = conn
-        prefetched = Prefetched(project_id) if project_id else None
-        self.tenants = SqlTenants(conn, prefetched)
-        self.principals = SqlPrincipals(conn, prefetched)
-        self.signing_keys = SqlSigningKeys(conn)
-        self.registries = SqlRegistries(conn, vault, prefetched)
-        self.buckets = SqlBuckets(conn)
-        self.iterations = SqlIterations(conn)
-        self.builds = SqlBuilds(conn)
-        self.channels = SqlChannels(conn)
-        self.jobs = SqlJobs(conn)
+        self._vault = vault
+        self._prefetched = Prefetched(project_id) if project_id else None
+        self._raw = Raw(conn)
+
+    @cached_property
+    def tenants(self) -> SqlTenants:
+        return SqlTenants(self.conn, self._prefetched, self._raw)
+
+    @cached_property
+    def principals(self) -> SqlPrincipals:
+        return SqlPrincipals(self.conn, self._prefetched, self._raw)
+
+    @cached_property
+    def signing_keys(self) -> SqlSigningKeys:
+        return SqlSigningKeys(self.conn, self._raw)
+
+    @cached_property
+    def registries(self) -> SqlRegistries:
+        return SqlRegistries(self.conn, self._vault, self._prefetched, self._raw)
+
+    @cached_property
+    def buckets(self) -> SqlBuckets:
+        return SqlBuckets(self.conn, self._raw)
+
+    @cached_property
+    def iterations(self) -> SqlIterations:
+        return SqlIterations(self.conn, self._raw)
+
+    @cached_property
+    def builds(self) -> SqlBuilds:
+        return SqlBuilds(self.conn, self._raw)
+
+    @cached_property
+    def channels(self) -> SqlChannels:
+        return SqlChannels(self.conn, self._raw)
+
+    @cached_property
+    def jobs(self) -> SqlJobs:
+        return SqlJobs(self.conn, self._raw)
