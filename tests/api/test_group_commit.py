@@ -1,5 +1,5 @@
 """Group commit (SQLite): writes that reach the event loop together share one transaction, each in a
-savepoint of its own, and one commit. Each must come out exactly as if it had run alone."""
+savepoint of its own only when needed, and one commit. Each must come out exactly as if it had run alone."""
 
 from __future__ import annotations
 
@@ -204,3 +204,29 @@ def test_a_group_marks_the_project_changed_once_and_the_cache_sees_it(env: Env) 
         ok(r)
     assert current() - before == env.app.writes.groups - groups < 4
     assert ok(c.get(c.p("/images/seen")))["bucket"]["description"] == "d3"
+
+
+def test_a_unit_sees_a_registry_change_made_earlier_in_its_group(env: Env) -> None:
+    """A group reads the principal with its project's registry once for all its units; a unit that
+    deactivates the registry makes the next ones read it again, so their writes are refused."""
+    if env.app.writes is None:
+        pytest.skip("group commit is SQLite's")
+    c = env.client
+    before = (env.app.writes.groups, env.app.writes.requests)
+
+    async def together() -> list[Any]:
+        return list(
+            await asyncio.gather(
+                c.arequest("PUT", c.p("/images"), json={"bucket_slug": "before-it"}),
+                c.arequest("DELETE", c.p("/registry")),
+                c.arequest("PUT", c.p("/images"), json={"bucket_slug": "after-it"}),
+            )
+        )
+
+    first, deactivate, last = c.loop.run_until_complete(together())
+    assert env.app.writes.groups - before[0] == 1, "the three writes should have shared one group"
+    assert env.app.writes.requests - before[1] == 3
+    ok(first)
+    ok(deactivate)
+    error(last, 9, 400)
+    assert _buckets(env) == ["before-it"]
