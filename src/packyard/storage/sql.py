@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from collections import namedtuple
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from functools import cached_property
-from typing import Any
+from typing import Any, Generic, TypeVar, overload
 
 import psycopg
 import sqlalchemy as sa
@@ -38,6 +37,7 @@ from packyard.storage import schema as t
 from packyard.storage.db import GROUP_ROWS, Database, DatabaseUnavailable
 from packyard.storage.raw import Raw, as_json, in_list
 
+T = TypeVar("T")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 
@@ -46,8 +46,16 @@ def to_us(value: datetime) -> int:
     return (value - EPOCH) // _US
 
 
+_TIMES: dict[int, datetime] = {}  # datetimes are immutable, and a request reads the same few many times
+
+
 def from_us(value: int) -> datetime:
-    return EPOCH + timedelta(microseconds=value)
+    found = _TIMES.get(value)
+    if found is None:
+        if len(_TIMES) >= 4096:
+            _TIMES.clear()
+        found = _TIMES[value] = EPOCH + timedelta(microseconds=value)
+    return found
 
 
 def opt_from_us(value: int | None) -> datetime | None:
@@ -1170,6 +1178,26 @@ class SqlJobs(_Repository):
         return result.rowcount == 1
 
 
+class _once(Generic[T]):  # noqa: N801 - used as a decorator, like functools.cached_property
+    """functools.cached_property without its lock (Python 3.11 takes one on every first access, which
+    costs more here than building the repository): the value goes in the instance's __dict__, which
+    attribute lookup then finds first."""
+
+    def __init__(self, make: Callable[[Any], T]) -> None:
+        self.make = make
+        self.name = make.__name__
+
+    @overload
+    def __get__(self, instance: None, owner: type[Any]) -> _once[T]: ...
+    @overload
+    def __get__(self, instance: object, owner: type[Any]) -> T: ...
+    def __get__(self, instance: object | None, owner: type[Any]) -> T | _once[T]:
+        if instance is None:
+            return self
+        value = instance.__dict__[self.name] = self.make(instance)
+        return value
+
+
 class SqlUnitOfWork:
     """The repositories of one transaction, each made when first used (a request uses three or four)."""
 
@@ -1181,38 +1209,38 @@ class SqlUnitOfWork:
         self._prefetched = Prefetched(project_id) if project_id else None
         self._raw = Raw(conn)
 
-    @cached_property
+    @_once
     def tenants(self) -> SqlTenants:
         return SqlTenants(self.conn, self._prefetched, self._raw)
 
-    @cached_property
+    @_once
     def principals(self) -> SqlPrincipals:
         return SqlPrincipals(self.conn, self._prefetched, self._raw)
 
-    @cached_property
+    @_once
     def signing_keys(self) -> SqlSigningKeys:
         return SqlSigningKeys(self.conn, self._raw)
 
-    @cached_property
+    @_once
     def registries(self) -> SqlRegistries:
         return SqlRegistries(self.conn, self._vault, self._prefetched, self._raw)
 
-    @cached_property
+    @_once
     def buckets(self) -> SqlBuckets:
         return SqlBuckets(self.conn, self._raw)
 
-    @cached_property
+    @_once
     def iterations(self) -> SqlIterations:
         return SqlIterations(self.conn, self._raw)
 
-    @cached_property
+    @_once
     def builds(self) -> SqlBuilds:
         return SqlBuilds(self.conn, self._raw)
 
-    @cached_property
+    @_once
     def channels(self) -> SqlChannels:
         return SqlChannels(self.conn, self._raw)
 
-    @cached_property
+    @_once
     def jobs(self) -> SqlJobs:
         return SqlJobs(self.conn, self._raw)

@@ -14,13 +14,20 @@ import msgspec
 from packyard.domain import models as m
 from packyard.domain.builds import is_revoked  # noqa: F401 - re-exported for handlers
 
+_TEXTS: dict[datetime, str] = {}  # an answer shows the same few times many times over
+
 
 def ts(value: datetime | None) -> str:
     """RFC 3339, UTC, milliseconds, trailing Z: 2023-01-01T00:00:00.000Z. Empty (omitted) when unset."""
     if value is None:
         return ""
-    # Times are UTC-aware; isoformat is C code, much cheaper than strftime on this hot path.
-    return value.isoformat(timespec="milliseconds")[:-6] + "Z"
+    text = _TEXTS.get(value)
+    if text is None:
+        if len(_TEXTS) >= 4096:
+            _TEXTS.clear()
+        # Times are UTC-aware; isoformat is C code, much cheaper than strftime on this hot path.
+        text = _TEXTS[value] = value.isoformat(timespec="milliseconds")[:-6] + "Z"
+    return text
 
 
 class Base(msgspec.Struct, omit_defaults=True, kw_only=True):
