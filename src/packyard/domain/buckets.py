@@ -130,6 +130,31 @@ def delete(ctx: Ctx, slug: str) -> None:
     ctx.uow.buckets.delete(bucket.id)
 
 
+def iteration_in_bucket(
+    ctx: Ctx, slug: str, *, iteration_id: str = "", fingerprint: str = "", for_update: bool = False
+) -> tuple[Iteration | None, str]:
+    """lookup_iteration(ctx, find(ctx, slug), ...) for an id or else a fingerprint, in one query when
+    both exist; the same refusals, a missing bucket first."""
+    check.slug(slug)
+    try:
+        if iteration_id:
+            found = ctx.uow.iterations.in_bucket(
+                ctx.project_id, slug, iteration_id=check.ulid(iteration_id, "iteration_id"), for_update=for_update
+            )
+            what = f"id {iteration_id}"
+        else:
+            found = ctx.uow.iterations.in_bucket(
+                ctx.project_id, slug, fingerprint=check.fingerprint(fingerprint), for_update=for_update
+            )
+            what = f"fingerprint {fingerprint!r}"
+    except InvalidArgument:
+        find(ctx, slug)
+        raise
+    if found is None:
+        find(ctx, slug)
+    return found, what
+
+
 def lookup_iteration(
     ctx: Ctx, bucket: Bucket, *, iteration_id: str = "", fingerprint: str = "", version: int = 0
 ) -> tuple[Iteration | None, str]:

@@ -143,12 +143,9 @@ def complete_if_done(ctx: Ctx, iteration: Iteration, written: Build | None = Non
 
 
 def _iteration_of_bucket(ctx: Ctx, bucket_slug: str, iteration_id: str, *, for_update: bool) -> Iteration:
-    from packyard.domain.buckets import find  # noqa: PLC0415 - buckets imports this module
+    from packyard.domain.buckets import iteration_in_bucket  # noqa: PLC0415 - buckets imports this module
 
-    bucket = find(ctx, bucket_slug)
-    iteration = ctx.uow.iterations.get(
-        bucket.id, iteration_id=check.ulid(iteration_id, "iteration_id"), for_update=for_update
-    )
+    iteration, _ = iteration_in_bucket(ctx, bucket_slug, iteration_id=iteration_id, for_update=for_update)
     if iteration is None:
         raise NotFound(f"iteration {iteration_id} does not exist in bucket {bucket_slug!r}")
     return iteration

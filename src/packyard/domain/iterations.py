@@ -11,7 +11,7 @@ from packyard.domain import registry as registries
 from packyard.domain import revocation
 from packyard.domain import validation as check
 from packyard.domain.buckets import find as find_bucket
-from packyard.domain.buckets import lookup_iteration
+from packyard.domain.buckets import iteration_in_bucket, lookup_iteration
 from packyard.domain.builds import complete_if_done, effective_status, is_revoked, refresh_statuses
 from packyard.domain.channels import unassign_deleted
 from packyard.domain.context import Ctx
@@ -95,8 +95,11 @@ def create(ctx: Ctx, bucket_slug: str, *, fingerprint: str, template_type: Templ
 
 def get(ctx: Ctx, bucket_slug: str, *, iteration_id: str, fingerprint: str, version: int) -> Iteration:
     registries.get(ctx)
-    bucket = find_bucket(ctx, bucket_slug)
-    iteration, what = lookup_iteration(ctx, bucket, iteration_id=iteration_id, fingerprint=fingerprint, version=version)
+    if iteration_id or fingerprint:
+        iteration, what = iteration_in_bucket(ctx, bucket_slug, iteration_id=iteration_id, fingerprint=fingerprint)
+    else:
+        bucket = find_bucket(ctx, bucket_slug)
+        iteration, what = lookup_iteration(ctx, bucket, version=version)
     if iteration is None:
         # Code 10 (ABORTED), not 5: Packer creates the iteration only after this answer.
         raise Aborted(f"bucket {bucket_slug!r} has no iteration with {what}")

@@ -90,6 +90,18 @@ class Iterations(Protocol):
         for_update: bool = False,
     ) -> Iteration | None: ...
     def get_in_project(self, project_id: str, iteration_id: str, *, for_update: bool = False) -> Iteration | None: ...
+    def in_bucket(
+        self,
+        project_id: str,
+        bucket_slug: str,
+        *,
+        iteration_id: str | None = None,
+        fingerprint: str | None = None,
+        for_update: bool = False,
+    ) -> Iteration | None:
+        """The iteration with that id (or else fingerprint) of the project's bucket of that slug."""
+        ...
+
     def of_build(self, project_id: str, build_id: str, *, for_update: bool = False) -> Iteration | None:
         """The iteration of a build of the project (locked with for_update), in one statement."""
         ...

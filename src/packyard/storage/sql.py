@@ -638,6 +638,23 @@ class SqlIterations(_Repository):
         row = self.raw.first(f"{_ITERATION_SQL} WHERE i.bucket_id = ? AND {where}{lock}", (bucket_id, value))
         return self._iteration(row) if row else None
 
+    def in_bucket(
+        self,
+        project_id: str,
+        bucket_slug: str,
+        *,
+        iteration_id: str | None = None,
+        fingerprint: str | None = None,
+        for_update: bool = False,
+    ) -> Iteration | None:
+        where, value = ("i.id = ?", iteration_id) if iteration_id is not None else ("i.fingerprint = ?", fingerprint)
+        lock = self.raw.for_update("i") if for_update else ""
+        row = self.raw.first(
+            f"{_ITERATION_SQL} WHERE b.project_id = ? AND b.slug = ? AND {where}{lock}",
+            (project_id, bucket_slug, value),
+        )
+        return self._iteration(row) if row else None
+
     def get_in_project(self, project_id: str, iteration_id: str, *, for_update: bool = False) -> Iteration | None:
         lock = self.raw.for_update("i") if for_update else ""
         row = self.raw.first(f"{_ITERATION_SQL} WHERE i.project_id = ? AND i.id = ?{lock}", (project_id, iteration_id))
