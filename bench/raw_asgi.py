@@ -104,6 +104,8 @@ async def app(
 def main() -> None:
     import uvicorn
 
+    from packyard.http.protocol import JoinedWritesProtocol
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
@@ -118,6 +120,7 @@ def main() -> None:
         lifespan="on",
         server_header=False,
         timeout_graceful_shutdown=30,
+        http=JoinedWritesProtocol,
     )
 
 

@@ -102,6 +102,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn  # noqa: PLC0415 - only serve needs it
 
     from packyard.http.factory import create_app  # noqa: PLC0415
+    from packyard.http.protocol import JoinedWritesProtocol  # noqa: PLC0415
     from packyard.tls import ensure_local_tls  # noqa: PLC0415
 
     settings = _settings(args)
@@ -133,6 +134,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "lifespan": "on",
         "server_header": False,
         "timeout_graceful_shutdown": 30,
+        "http": JoinedWritesProtocol,  # uvicorn's httptools protocol, one socket write per answer
     }
     # uvicorn re-raises the signal that stopped it after its graceful shutdown; with SIGTERM's default
     # action that kills the process (exit -15) instead of returning, so a handled SIGTERM is a no-op.
