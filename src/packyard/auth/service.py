@@ -131,16 +131,17 @@ class TokenService:
         return tokens.issue(key_id, secret, principal.id, now, self.ttl_seconds)
 
     def verify(self, uow: UnitOfWork, token: str, now: datetime) -> tokens.TokenClaims:
-        def lookup(key_id: str) -> bytes | None:
-            secret = self._keys.get(key_id)
-            if secret is None:
-                secret = uow.signing_keys.get(key_id)
-                if secret is not None:
-                    self._keys[key_id] = secret
-            return secret
-
         claims = self._verified.get(token)
         if claims is None:
+
+            def lookup(key_id: str) -> bytes | None:
+                secret = self._keys.get(key_id)
+                if secret is None:
+                    secret = uow.signing_keys.get(key_id)
+                    if secret is not None:
+                        self._keys[key_id] = secret
+                return secret
+
             claims = tokens.verify(token, lookup, now)
             if len(self._verified) >= self.VERIFIED_CACHE:
                 self._verified.clear()

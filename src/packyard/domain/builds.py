@@ -139,7 +139,7 @@ def complete_if_done(ctx: Ctx, iteration: Iteration, written: Build | None = Non
     iteration.complete = True
     iteration.updated_at = ctx.now
     ctx.uow.iterations.save(iteration)
-    refresh_latest(ctx, iteration.bucket_id)
+    refresh_latest(ctx, iteration.bucket_id, completed=iteration)
 
 
 def _iteration_of_bucket(ctx: Ctx, bucket_slug: str, iteration_id: str, *, for_update: bool) -> Iteration:
@@ -228,8 +228,9 @@ def update(ctx: Ctx, build_id: str, changes: BuildChanges) -> Build:
     if build.status is BuildStatus.DONE:
         raise FailedPrecondition(f"build {build.id} ({build.component_type}) is DONE and can't be changed")
     build.status = effective_status(ctx, build.status, build.heartbeat_at)
+    had_images = bool(build.images)
     images_changed = _apply(ctx, build, changes)
-    ctx.uow.builds.save(build, images_changed=images_changed)
+    ctx.uow.builds.save(build, images_changed=images_changed, had_images=had_images)
     complete_if_done(ctx, iteration, build)
     return build
 

@@ -59,12 +59,18 @@ def create_managed_channel(ctx: Ctx, bucket: Bucket) -> Channel:
     return channel
 
 
-def refresh_latest(ctx: Ctx, bucket_id: str) -> None:
-    """Recompute the bucket's latest iteration; move `latest` (with a history entry) when it changed."""
+def refresh_latest(ctx: Ctx, bucket_id: str, completed: Iteration | None = None) -> None:
+    """Recompute the bucket's latest iteration; move `latest` (with a history entry) when it changed.
+
+    `completed`: an iteration that has just taken the bucket's next version. Unless it is revoked it is
+    the latest, and the bucket's complete iterations need not be searched."""
     bucket = ctx.uow.buckets.get_by_id(bucket_id)
     if bucket is None:  # pragma: no cover - callers hold a row of the bucket
         return
-    latest = ctx.uow.iterations.latest_complete(bucket_id, valid_at=ctx.now)
+    if completed is not None and completed.complete and (completed.revoke_at is None or completed.revoke_at > ctx.now):
+        latest: Iteration | None = completed
+    else:
+        latest = ctx.uow.iterations.latest_complete(bucket_id, valid_at=ctx.now)
     new_id = latest.id if latest else None
     if bucket.latest_iteration_id != new_id:
         bucket.latest_iteration_id = new_id

@@ -152,7 +152,10 @@ class Builds(Protocol):
     def add(self, build: Build) -> None:
         """Insert with its images; raises AlreadyExists for a second build of one component_type."""
 
-    def save(self, build: Build, *, images_changed: bool) -> None: ...
+    def save(self, build: Build, *, images_changed: bool, had_images: bool = True) -> None:
+        """Write the build's fields, and its images when images_changed (replacing those it had, if any)."""
+        ...
+
     def delete(self, build_id: str) -> None: ...
 
 

@@ -995,10 +995,10 @@ class SqlBuilds(_Repository):
             )
         self._write_images(build, replace=False)
 
-    def save(self, build: Build, *, images_changed: bool) -> None:
+    def save(self, build: Build, *, images_changed: bool, had_images: bool = True) -> None:
         self.raw.update("build", self._values(build), "id", build.id)
         if images_changed:
-            self._write_images(build, replace=True)
+            self._write_images(build, replace=had_images)
 
     def delete(self, build_id: str) -> None:
         self.conn.execute(t.build.delete().where(t.build.c.id == build_id))
