@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import sqlite3
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from packyard.storage import schema as t
-from packyard.storage.db import DATABASE_ERRORS, Database, WriterLock
+from packyard.storage.db import DATABASE_ERRORS, Database, WriterLock, is_transient
 from tests.conftest import Env
 from tests.support.client import error, ok
 
@@ -230,3 +232,29 @@ def test_a_unit_sees_a_registry_change_made_earlier_in_its_group(env: Env) -> No
     ok(deactivate)
     error(last, 9, 400)
     assert _buckets(env) == ["before-it"]
+
+
+def test_a_locked_database_error_from_the_driver_is_retried(env: Env, tmp_path: Path) -> None:
+    """BEGIN and the raw statements go to sqlite3 itself, whose errors SQLAlchemy does not wrap: a
+    'database is locked' from there is as transient as SQLAlchemy's OperationalError."""
+    path = tmp_path / "locked.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    other = sqlite3.connect(path, timeout=0, isolation_level=None)
+    with pytest.raises(sqlite3.OperationalError) as locked:
+        other.execute("BEGIN IMMEDIATE")
+    holder.rollback()
+    holder.close()
+    other.close()
+    assert is_transient(locked.value)
+    assert not is_transient(sqlite3.OperationalError("no such table: nothing"))
+
+    attempts = itertools.count(1)
+
+    def work(conn: Connection) -> int:
+        attempt = next(attempts)
+        if attempt == 1:
+            raise locked.value
+        return attempt
+
+    assert env.db.run(work, write=True) == 2

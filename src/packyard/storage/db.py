@@ -104,6 +104,9 @@ def create_engine(url: str, *, echo: bool = False) -> Engine:
 
 
 def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, sqlite3.OperationalError):  # raised by the driver itself (raw statements, BEGIN)
+        text = str(exc).lower()
+        return "locked" in text or "busy" in text
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True  # e.g. PostgreSQL restarted; the pool has already dropped the connection
     if isinstance(exc, OperationalError):
@@ -204,10 +207,12 @@ class Database:
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
                 return self._transaction(work, write=write)
-            except DBAPIError as exc:
+            except (DBAPIError, sqlite3.OperationalError) as exc:
                 if attempt == MAX_ATTEMPTS or not is_transient(exc):
                     raise
-                log.warning("transient database conflict, retrying (attempt %d): %s", attempt, exc.orig)
+                log.warning(
+                    "transient database conflict, retrying (attempt %d): %s", attempt, getattr(exc, "orig", exc)
+                )
                 time.sleep(0.01 * attempt)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -265,7 +270,6 @@ class Database:
         savepoints: bool,
     ) -> list[Outcome]:
         driver: Any = conn.connection.driver_connection
-        outcomes = []
         conn.info[GROUP_ROWS] = {}
         try:
             outcomes = Database._units(conn, driver, works, savepoints=savepoints)
