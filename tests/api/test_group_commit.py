@@ -141,6 +141,38 @@ def test_writes_wait_for_another_process_holding_the_writer_lock_while_serving(e
     assert _buckets(env) == ["later"]
 
 
+def test_after_a_few_looks_a_helper_thread_waits_for_the_writer_lock_while_the_loop_serves(env: Env) -> None:
+    """Past its quick looks the write queue doesn't block the event loop on the lock: a helper thread
+    waits for the other holder to let go, the loop serves reads meanwhile, and the write then goes
+    through."""
+    writes = env.app.writes
+    if writes is None:
+        pytest.skip("the writer lock is SQLite's")
+    path = sa.make_url(env.db.url).database
+    assert path is not None
+    other = WriterLock(os.path.abspath(path) + "-writer")  # its own descriptor, as in another process
+    assert other.try_hold()
+    writes.lock_tries = 0  # straight to the helper thread
+    c = env.client
+
+    async def scenario() -> tuple[Any, Any, Any, int]:
+        write = asyncio.ensure_future(c.arequest("PUT", c.p("/images"), json={"bucket_slug": "waited"}))
+        while writes.lock_waits < 1:
+            await asyncio.sleep(0)
+        first = await c.arequest("GET", c.p("/images"))  # the loop is not blocked on the lock
+        second = await c.arequest("GET", c.p("/images"))
+        assert not write.done()
+        waits = writes.lock_waits
+        other.release()
+        return await asyncio.wait_for(write, 10), first, second, waits
+
+    written, first, second, waits = c.loop.run_until_complete(scenario())
+    assert waits == 1, "one look, then the helper thread waited until the lock was free"
+    assert ok(first)["buckets"] == ok(second)["buckets"] == []
+    assert ok(written)["bucket"]["slug"] == "waited"
+    assert _buckets(env) == ["waited"]
+
+
 def test_the_writer_lock_is_one_holder_at_a_time(env: Env) -> None:
     lock = WriterLock.for_url(env.db.url)
     if not env.db.is_sqlite:

@@ -68,7 +68,9 @@ class WriteQueue:
         # Per event loop: a server has one, but an app driven from several threads has one per thread,
         # and each groups only its own requests.
         self._pending: dict[asyncio.AbstractEventLoop, list[Pending]] = {}
-        self.lock_tries = 4  # looks at a taken writer lock before waiting for it
+        # Looks at a taken writer lock this often, on the loop's next turns (uvloop rounds a timer of
+        # 0.5 ms down to 0), before a helper thread waits for it to be let go.
+        self.lock_tries = 4
         self.lock_retry_s = 0.0005
         self.lock_waits = 0
         self.groups = 0  # commits made, and the requests they carried (for tests and the benchmark)
@@ -88,10 +90,15 @@ class WriteQueue:
 
     def _flush(self, loop: asyncio.AbstractEventLoop, tries: int = 0) -> None:
         # Another process (a worker of the same server, a replica) holds the writer lock: go on
-        # serving, the group growing meanwhile, and look again shortly; after a few looks, wait.
-        if not self.db.start_writing(wait=tries >= self.lock_tries):
+        # serving, the group growing meanwhile, and look again shortly; after a few looks, a helper
+        # thread waits for the lock to be let go and calls this again, while the loop serves on.
+        if not self.db.start_writing(wait=False):
             self.lock_waits += 1
-            loop.call_later(self.lock_retry_s, self._flush, loop, tries + 1)
+            if tries < self.lock_tries:
+                loop.call_later(self.lock_retry_s, self._flush, loop, tries + 1)
+            else:
+                waiting = loop.run_in_executor(None, self.db.wait_for_writer)
+                waiting.add_done_callback(lambda _: self._flush(loop))
             return
         try:
             self._run(self._pending.pop(loop, []))  # run_many takes the lock again: it is reentrant

@@ -139,6 +139,12 @@ class Database:
         end_writing() gives it back."""
         return self._writer.acquire(wait=wait) if self._writer is not None else True
 
+    def wait_for_writer(self) -> None:
+        """Block until no one holds the writer lock, without taking it (for a helper thread; nothing on
+        PostgreSQL)."""
+        if self._writer is not None:
+            self._writer.wait_until_free()
+
     def end_writing(self) -> None:
         if self._writer is not None:
             self._writer.release()
@@ -405,6 +411,16 @@ class WriterLock:
             raise
         self._depth += 1
         return True
+
+    def wait_until_free(self) -> None:
+        """Block until no holder is left, without holding the lock: on a descriptor of its own, which
+        flock excludes like another process's, taken and let go at once. The caller then tries again."""
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
 
     def try_hold(self) -> bool:
         """Take the lock if no one holds it, without waiting."""
