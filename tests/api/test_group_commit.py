@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from packyard.http.app import WriteQueue
 from packyard.storage import schema as t
 from packyard.storage.db import DATABASE_ERRORS, Database, WriterLock, is_transient
 from tests.conftest import Env
@@ -111,17 +112,24 @@ def test_a_database_error_undoes_the_group_and_each_unit_runs_alone(env: Env) ->
     assert _orgs(env.db, "g2-") == ["g2-a", "g2-c"]
 
 
-def test_writes_wait_for_another_process_holding_the_writer_lock_while_serving(env: Env) -> None:
-    """Another process's writer (here: another open file, which flock treats alike) holds the lock: the
-    write keeps looking while the event loop serves other requests, and goes through once it is free."""
+def _writer_lock_held_elsewhere(env: Env) -> tuple[WriteQueue, WriterLock]:
+    """The app's write queue, and the database's writer lock taken on a descriptor of its own, which
+    flock treats like another process's."""
     writes = env.app.writes
     if writes is None:
         pytest.skip("the writer lock is SQLite's")
     path = sa.make_url(env.db.url).database
     assert path is not None
-    other = WriterLock(os.path.abspath(path) + "-writer")  # its own descriptor, as in another process
+    other = WriterLock(os.path.abspath(path) + "-writer")
     assert other.try_hold()
-    writes.lock_tries = 10_000  # keep looking; never block this thread on a lock it holds itself
+    return writes, other
+
+
+def test_writes_wait_for_another_process_holding_the_writer_lock_while_serving(env: Env) -> None:
+    """Another process's writer (here: another open file, which flock treats alike) holds the lock: the
+    write keeps looking while the event loop serves other requests, and goes through once it is free."""
+    writes, other = _writer_lock_held_elsewhere(env)
+    writes.lock_tries = 10_000  # keep looking on the loop (the helper thread is the next test's)
     c = env.client
 
     async def scenario() -> tuple[Any, Any, int]:
@@ -145,13 +153,7 @@ def test_after_a_few_looks_a_helper_thread_waits_for_the_writer_lock_while_the_l
     """Past its quick looks the write queue doesn't block the event loop on the lock: a helper thread
     waits for the other holder to let go, the loop serves reads meanwhile, and the write then goes
     through."""
-    writes = env.app.writes
-    if writes is None:
-        pytest.skip("the writer lock is SQLite's")
-    path = sa.make_url(env.db.url).database
-    assert path is not None
-    other = WriterLock(os.path.abspath(path) + "-writer")  # its own descriptor, as in another process
-    assert other.try_hold()
+    writes, other = _writer_lock_held_elsewhere(env)
     writes.lock_tries = 0  # straight to the helper thread
     c = env.client
 
