@@ -85,7 +85,7 @@ class Raw:
         if sql is None:
             assignments = ", ".join(f"{c} = {self._placeholder(c)}" for c in values)
             sql = _UPDATES[shape] = f"UPDATE {table} SET {assignments} WHERE {key} = ?"
-        params = [_json_text(v) if c in JSON_COLUMNS else v for c, v in values.items()]
+        params = [self._value(c, v) for c, v in values.items()]
         return self.execute(sql, [*params, key_value])
 
     def _insert_sql(self, table: str, values: Mapping[str, object]) -> tuple[str, list[object]]:

@@ -574,12 +574,34 @@ _ITERATION_SELECT = sa.select(
 ).join(t.bucket, t.bucket.c.id == t.iteration.c.bucket_id)
 
 
+_IterationRow = namedtuple(  # the columns of _ITERATION_SQL, which is made from it
+    "_IterationRow",
+    [
+        "id",
+        "bucket_id",
+        "bucket_slug",
+        "project_id",
+        "fingerprint",
+        "incremental_version",
+        "complete",
+        "author_id",
+        "template_type",
+        "revoke_at",
+        "revocation_message",
+        "revocation_author",
+        "revocation_type",
+        "revocation_inherited_from",
+        "own_revoke_at",
+        "own_revocation_message",
+        "own_revocation_author",
+        "created_at",
+        "updated_at",
+    ],
+)
 _ITERATION_SQL = (
-    "SELECT i.id, i.bucket_id, b.slug AS bucket_slug, i.project_id, i.fingerprint, i.incremental_version, "
-    "i.complete, i.author_id, i.template_type, i.revoke_at, i.revocation_message, i.revocation_author, "
-    "i.revocation_type, i.revocation_inherited_from, i.own_revoke_at, i.own_revocation_message, "
-    "i.own_revocation_author, i.created_at, i.updated_at "
-    "FROM iteration i JOIN bucket b ON b.id = i.bucket_id"
+    "SELECT "
+    + ", ".join("b.slug AS bucket_slug" if c == "bucket_slug" else f"i.{c}" for c in _IterationRow._fields)
+    + " FROM iteration i JOIN bucket b ON b.id = i.bucket_id"
 )
 
 
@@ -784,30 +806,6 @@ _BUILD_WITH_IMAGES_SQL = (
     "FROM build b LEFT JOIN image m ON m.build_id = b.id"
 )
 _BUILD_ORDER = "ORDER BY b.created_at, b.id, m.position"
-_IterationRow = namedtuple(  # the columns of _ITERATION_SQL, in order
-    "_IterationRow",
-    [
-        "id",
-        "bucket_id",
-        "bucket_slug",
-        "project_id",
-        "fingerprint",
-        "incremental_version",
-        "complete",
-        "author_id",
-        "template_type",
-        "revoke_at",
-        "revocation_message",
-        "revocation_author",
-        "revocation_type",
-        "revocation_inherited_from",
-        "own_revoke_at",
-        "own_revocation_message",
-        "own_revocation_author",
-        "created_at",
-        "updated_at",
-    ],
-)
 # The build with its images and, first, its iteration's columns (renamed: the build's have the same names).
 _FOR_CHANGE_ITERATION = ", ".join(
     "b2.slug AS it_bucket_slug" if c == "bucket_slug" else f"i.{c} AS it_{c}" for c in _IterationRow._fields
