@@ -27,7 +27,7 @@ from packyard.http.cache import CacheKey, CheckBatch, Entry, Question, ReadCache
 from packyard.http.errors import http_status, status_body
 from packyard.http.oauth import OAuthError
 from packyard.http.request import Request
-from packyard.http.routing import Access, Route, Router
+from packyard.http.routing import Access, Deferred, Route, Router
 from packyard.jobs import run_due_jobs
 from packyard.storage.db import Database, DatabaseUnavailable, Outcome
 from packyard.storage.sql import AsyncStampReader, SqlTenants, SqlUnitOfWork, principal_and_stamp
@@ -91,13 +91,14 @@ class WriteQueue:
     def _flush(self, loop: asyncio.AbstractEventLoop, tries: int = 0) -> None:
         # Another process (a worker of the same server, a replica) holds the writer lock: go on
         # serving, the group growing meanwhile, and look again shortly; after a few looks, a helper
-        # thread waits for the lock to be let go and calls this again, while the loop serves on.
+        # thread waits for the lock, takes it for this loop (Database.claim_writer) and calls this
+        # again, while the loop serves on.
         if not self.db.start_writing(wait=False):
             self.lock_waits += 1
             if tries < self.lock_tries:
                 loop.call_later(self.lock_retry_s, self._flush, loop, tries + 1)
             else:
-                waiting = loop.run_in_executor(None, self.db.wait_for_writer)
+                waiting = loop.run_in_executor(None, self.db.claim_writer)
                 waiting.add_done_callback(lambda _: self._flush(loop))
             return
         try:
@@ -333,12 +334,20 @@ class App:
         project_id = request.params.get("project", "")
         svc = self.services
         cache = self.cache if route.cache else None
+        refusal: DomainError | None = None
+        if route.prepare is not None:  # before the transaction, so outside the writer lock
+            try:
+                request.prepared = route.prepare(request)
+            except DomainError as exc:
+                refusal = exc
 
         def work(conn: Connection) -> Any:
             uow = SqlUnitOfWork(conn, svc.vault, project_id=project_id)
             now = svc.clock.now()
             principal = svc.tokens.principal_for(uow, token, now)
             authorize(principal, route, org_id, project_id)
+            if refusal is not None:  # a bad body is reported after authentication, as the handler would
+                raise refusal
             # Read before the data the answer comes from, so the answer is never older than its stamp.
             stamp = uow.tenants.change_stamp(project_id) if cache is not None else None
             # Whether the project exists is settled by the registry lookup every operation makes.
@@ -400,7 +409,10 @@ class App:
 
 
 def _body(result: Any) -> bytes:
-    """A handler's answer as the response body (handlers may hand back bytes already encoded)."""
+    """A handler's answer as the response body (handlers may hand back bytes already encoded, or a
+    Deferred projection, made here: after the commit, outside the writer lock)."""
+    if isinstance(result, Deferred):
+        result = result()
     return result if isinstance(result, bytes) else _encoder.encode(result)
 
 

@@ -17,7 +17,18 @@ E = TypeVar("E", bound=StrEnum)
 
 
 class Request:
-    __slots__ = ("_query", "body", "headers", "method", "params", "path", "public_url", "query_string", "scheme")
+    __slots__ = (
+        "_query",
+        "body",
+        "headers",
+        "method",
+        "params",
+        "path",
+        "prepared",
+        "public_url",
+        "query_string",
+        "scheme",
+    )
 
     def __init__(
         self,
@@ -36,6 +47,7 @@ class Request:
         self.scheme = "http"
         self.public_url = ""
         self._query: dict[str, list[str]] | None = None
+        self.prepared: Any = None  # what the route's prepare step made of the body (Route.prepare)
 
     def header(self, name: bytes) -> str:
         for key, value in self.headers:

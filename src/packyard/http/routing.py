@@ -27,10 +27,29 @@ class Route:
     permission: Permission = Permission.READ
     write: bool | None = None  # the transaction kind; by default every method but GET writes
     cache: bool = False  # answers may be served from the read cache (http/cache.py): pure reads only
+    # Turns the request's body into what the handler needs (request.prepared) before the transaction
+    # opens, so that a write's decoding and validation run outside the writer lock. What it refuses is
+    # reported after authentication, as if the handler had refused it.
+    prepare: Callable[[Any], Any] | None = None
 
     @property
     def writes(self) -> bool:
         return self.method != "GET" if self.write is None else self.write
+
+
+class Deferred:
+    """A handler's answer that is projected to the wire after the transaction has committed: the
+    projection runs outside the writer lock (a write group's transaction holds it), from domain objects
+    that are complete when the transaction ends. Only for answers that need nothing but their arguments."""
+
+    __slots__ = ("_args", "_project")
+
+    def __init__(self, project: Callable[..., Any], *args: Any) -> None:
+        self._project = project
+        self._args = args
+
+    def __call__(self) -> Any:
+        return self._project(*self._args)
 
 
 @dataclass(slots=True)

@@ -8,38 +8,42 @@ from packyard.domain.context import Ctx
 from packyard.domain.models import Permission
 from packyard.http.hcp_2021 import wire
 from packyard.http.hcp_2021.bodies import CreateBucketBody, UpdateBucketBody
-from packyard.http.hcp_2021.common import paging, route, sorting
+from packyard.http.hcp_2021.common import decoded, paging, route, sorting
 from packyard.http.request import Request
-from packyard.http.routing import Route
+from packyard.http.routing import Deferred, Route
 
 
-def _bucket(ctx: Ctx, view: BucketView) -> wire.Bucket:
-    return wire.bucket(view.bucket, view.latest, ctx.organization_id, view.parents_status, view.children_status)
+def _bucket(view: BucketView, organization_id: str) -> wire.Bucket:
+    return wire.bucket(view.bucket, view.latest, organization_id, view.parents_status, view.children_status)
+
+
+def _response(view: BucketView, organization_id: str) -> wire.BucketResponse:
+    return wire.BucketResponse(bucket=_bucket(view, organization_id))
 
 
 def create(ctx: Ctx, request: Request) -> object:
-    body = request.json(CreateBucketBody)
+    body: CreateBucketBody = request.prepared
     view = service.create(
         ctx, slug=body.bucket_slug or "", description=body.description or "", labels=body.labels or {}
     )
-    return wire.BucketResponse(bucket=_bucket(ctx, view))
+    return Deferred(_response, view, ctx.organization_id)
 
 
 def get(ctx: Ctx, request: Request) -> object:
     view = service.get(ctx, request.params["bucket_slug"], request.query_str("bucket_id"))
-    return wire.BucketResponse(bucket=_bucket(ctx, view))
+    return _response(view, ctx.organization_id)
 
 
 def list_(ctx: Ctx, request: Request) -> object:
     page = service.list_(ctx, order_by=sorting(request), **paging(request))  # type: ignore[arg-type]
     return wire.ListBucketsResponse(
-        buckets=[_bucket(ctx, v) for v in page.items],
+        buckets=[_bucket(v, ctx.organization_id) for v in page.items],
         pagination=wire.pagination(page.next_token, page.previous_token),
     )
 
 
 def update(ctx: Ctx, request: Request) -> object:
-    body = request.json(UpdateBucketBody)
+    body: UpdateBucketBody = request.prepared
     view = service.update(
         ctx,
         request.params["bucket_slug"],
@@ -47,7 +51,7 @@ def update(ctx: Ctx, request: Request) -> object:
         labels=body.labels,
         platforms=body.platforms,
     )
-    return wire.BucketResponse(bucket=_bucket(ctx, view))
+    return Deferred(_response, view, ctx.organization_id)
 
 
 def delete(ctx: Ctx, request: Request) -> object:
@@ -56,9 +60,11 @@ def delete(ctx: Ctx, request: Request) -> object:
 
 
 ROUTES: list[Route] = [
-    route("PUT", "/images", create, "CreateBucket", Permission.WRITE),
+    route("PUT", "/images", create, "CreateBucket", Permission.WRITE, prepare=decoded(CreateBucketBody)),
     route("GET", "/images", list_, "ListBuckets", Permission.READ, cache=True),
     route("GET", "/images/{bucket_slug}", get, "GetBucket", Permission.READ, cache=True),
-    route("PATCH", "/images/{bucket_slug}", update, "UpdateBucket", Permission.WRITE),
+    route(
+        "PATCH", "/images/{bucket_slug}", update, "UpdateBucket", Permission.WRITE, prepare=decoded(UpdateBucketBody)
+    ),
     route("DELETE", "/images/{bucket_slug}", delete, "DeleteBucket", Permission.WRITE),
 ]

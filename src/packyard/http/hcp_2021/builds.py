@@ -5,12 +5,12 @@ from __future__ import annotations
 from packyard.domain import builds as service
 from packyard.domain.builds import BuildChanges, ImageInput
 from packyard.domain.context import Ctx
-from packyard.domain.models import BuildStatus, Permission
+from packyard.domain.models import Build, BuildStatus, Permission
 from packyard.http.hcp_2021 import wire
 from packyard.http.hcp_2021.bodies import BuildFields, CreateBuildBody, UpdateBuildBody
 from packyard.http.hcp_2021.common import paging, route, sorting
 from packyard.http.request import Request, enum_value
-from packyard.http.routing import Route
+from packyard.http.routing import Deferred, Route
 
 
 def _changes(fields: BuildFields, prefix: str) -> BuildChanges:
@@ -30,15 +30,25 @@ def _changes(fields: BuildFields, prefix: str) -> BuildChanges:
     )
 
 
-def create(ctx: Ctx, request: Request) -> object:
-    body = request.json(CreateBuildBody)
-    changes = _changes(body.build or BuildFields(), "build")
-    b = service.create(ctx, request.params["bucket_slug"], request.params["iteration_id"], changes)
+def _prepare_create(request: Request) -> BuildChanges:
+    return _changes(request.json(CreateBuildBody).build or BuildFields(), "build")
+
+
+def _prepare_update(request: Request) -> BuildChanges:
+    return _changes(request.json(UpdateBuildBody).updates or BuildFields(), "updates")
+
+
+def _build_response(b: Build) -> wire.BuildResponse:
     return wire.BuildResponse(build=wire.build(b))
 
 
+def create(ctx: Ctx, request: Request) -> object:
+    b = service.create(ctx, request.params["bucket_slug"], request.params["iteration_id"], request.prepared)
+    return Deferred(_build_response, b)
+
+
 def get(ctx: Ctx, request: Request) -> object:
-    return wire.BuildResponse(build=wire.build(service.get(ctx, request.params["build_id"])))
+    return _build_response(service.get(ctx, request.params["build_id"]))
 
 
 def list_(ctx: Ctx, request: Request) -> object:
@@ -55,9 +65,7 @@ def list_(ctx: Ctx, request: Request) -> object:
 
 
 def update(ctx: Ctx, request: Request) -> object:
-    body = request.json(UpdateBuildBody)
-    b = service.update(ctx, request.params["build_id"], _changes(body.updates or BuildFields(), "updates"))
-    return wire.BuildResponse(build=wire.build(b))
+    return Deferred(_build_response, service.update(ctx, request.params["build_id"], request.prepared))
 
 
 def delete(ctx: Ctx, request: Request) -> object:
@@ -66,7 +74,14 @@ def delete(ctx: Ctx, request: Request) -> object:
 
 
 ROUTES: list[Route] = [
-    route("POST", "/images/{bucket_slug}/iterations/{iteration_id}", create, "CreateBuild", Permission.WRITE),
+    route(
+        "POST",
+        "/images/{bucket_slug}/iterations/{iteration_id}",
+        create,
+        "CreateBuild",
+        Permission.WRITE,
+        prepare=_prepare_create,
+    ),
     route(
         "GET",
         "/images/{bucket_slug}/iterations/{iteration_id}/builds",
@@ -76,6 +91,6 @@ ROUTES: list[Route] = [
         cache=True,
     ),
     route("GET", "/builds/{build_id}", get, "GetBuild", Permission.READ, cache=True),
-    route("PATCH", "/builds/{build_id}", update, "UpdateBuild", Permission.WRITE),
+    route("PATCH", "/builds/{build_id}", update, "UpdateBuild", Permission.WRITE, prepare=_prepare_update),
     route("DELETE", "/builds/{build_id}", delete, "DeleteBuild", Permission.WRITE),
 ]

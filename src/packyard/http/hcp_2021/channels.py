@@ -5,12 +5,12 @@ from __future__ import annotations
 from packyard.domain import channels as service
 from packyard.domain.channels import IterationRef
 from packyard.domain.context import Ctx
-from packyard.domain.models import Permission, Restriction
+from packyard.domain.models import Channel, Permission, Restriction
 from packyard.http.hcp_2021 import wire
 from packyard.http.hcp_2021.bodies import CreateChannelBody, UpdateChannelBody
-from packyard.http.hcp_2021.common import route
+from packyard.http.hcp_2021.common import decoded, route
 from packyard.http.request import Request, enum_value
-from packyard.http.routing import Route
+from packyard.http.routing import Deferred, Route
 
 
 def _ref(body: CreateChannelBody | UpdateChannelBody) -> IterationRef:
@@ -21,8 +21,12 @@ def _ref(body: CreateChannelBody | UpdateChannelBody) -> IterationRef:
     )
 
 
+def _response(channel: Channel, organization_id: str) -> wire.ChannelResponse:
+    return wire.ChannelResponse(channel=wire.channel(channel, organization_id))
+
+
 def create(ctx: Ctx, request: Request) -> object:
-    body = request.json(CreateChannelBody)
+    body: CreateChannelBody = request.prepared
     channel = service.create(
         ctx,
         request.params["bucket_slug"],
@@ -30,12 +34,11 @@ def create(ctx: Ctx, request: Request) -> object:
         ref=_ref(body),
         restriction=enum_value(Restriction, body.restriction, "restriction"),
     )
-    return wire.ChannelResponse(channel=wire.channel(channel, ctx.organization_id))
+    return Deferred(_response, channel, ctx.organization_id)
 
 
 def get(ctx: Ctx, request: Request) -> object:
-    channel = service.get(ctx, request.params["bucket_slug"], request.params["slug"])
-    return wire.ChannelResponse(channel=wire.channel(channel, ctx.organization_id))
+    return _response(service.get(ctx, request.params["bucket_slug"], request.params["slug"]), ctx.organization_id)
 
 
 def list_(ctx: Ctx, request: Request) -> object:
@@ -44,7 +47,7 @@ def list_(ctx: Ctx, request: Request) -> object:
 
 
 def update(ctx: Ctx, request: Request) -> object:
-    body = request.json(UpdateChannelBody)
+    body: UpdateChannelBody = request.prepared
     channel = service.update(
         ctx,
         request.params["bucket_slug"],
@@ -53,7 +56,7 @@ def update(ctx: Ctx, request: Request) -> object:
         restriction=enum_value(Restriction, body.restriction, "restriction"),
         mask=body.mask or "",
     )
-    return wire.ChannelResponse(channel=wire.channel(channel, ctx.organization_id))
+    return Deferred(_response, channel, ctx.organization_id)
 
 
 def delete(ctx: Ctx, request: Request) -> object:
@@ -78,10 +81,24 @@ def history(ctx: Ctx, request: Request) -> object:
 
 
 ROUTES: list[Route] = [
-    route("POST", "/images/{bucket_slug}/channels", create, "CreateChannel", Permission.WRITE),
+    route(
+        "POST",
+        "/images/{bucket_slug}/channels",
+        create,
+        "CreateChannel",
+        Permission.WRITE,
+        prepare=decoded(CreateChannelBody),
+    ),
     route("GET", "/images/{bucket_slug}/channels", list_, "ListChannels", Permission.READ, cache=True),
     route("GET", "/images/{bucket_slug}/channels/{slug}", get, "GetChannel", Permission.READ, cache=True),
-    route("PATCH", "/images/{bucket_slug}/channels/{slug}", update, "UpdateChannel", Permission.WRITE),
+    route(
+        "PATCH",
+        "/images/{bucket_slug}/channels/{slug}",
+        update,
+        "UpdateChannel",
+        Permission.WRITE,
+        prepare=decoded(UpdateChannelBody),
+    ),
     route("DELETE", "/images/{bucket_slug}/channels/{slug}", delete, "DeleteChannel", Permission.WRITE),
     route(
         "GET",

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from packyard.domain.models import Permission
 from packyard.http.request import Request
 from packyard.http.routing import Route
@@ -19,6 +22,7 @@ def route(
     *,
     write: bool | None = None,
     cache: bool = False,
+    prepare: Callable[[Request], Any] | None = None,
 ) -> Route:
     """A 2021-04-30 operation. `cache`: its answer depends only on the path, the query, the principal's role,
     the project's data and the clock as the domain reports it (Ctx.valid_until), never on headers."""
@@ -30,7 +34,17 @@ def route(
         permission=permission,
         write=write,
         cache=cache,
+        prepare=prepare,
     )
+
+
+def decoded(kind: type[Any]) -> Callable[[Request], Any]:
+    """A route's prepare step that only decodes the body into `kind` (Route.prepare)."""
+
+    def prepare(request: Request) -> Any:
+        return request.json(kind)
+
+    return prepare
 
 
 def paging(request: Request) -> dict[str, object]:
