@@ -7,6 +7,7 @@ import asyncio
 import itertools
 import os
 import sqlite3
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -192,6 +193,25 @@ def test_the_writer_lock_is_one_holder_at_a_time(env: Env) -> None:
     other.release()
     assert lock.try_hold()
     lock.release()
+
+
+def test_a_claimed_writer_lock_passes_to_the_claiming_loop_not_back_to_its_last_holder(env: Env) -> None:
+    """The helper thread takes the lock for its event loop when the other process lets it go: that
+    process can't take it back before the loop comes for it, the loop's try then succeeds at once, and
+    its release frees the lock for everyone."""
+    _, other = _writer_lock_held_elsewhere(env)
+    lock = WriterLock.for_url(env.db.url)
+    assert lock is not None
+    claiming = threading.Thread(target=lock.claim)
+    claiming.start()
+    other.release()
+    claiming.join(timeout=10)
+    assert not claiming.is_alive()
+    assert not other.try_hold(), "the last holder took the lock back from the claiming process"
+    assert lock.acquire(wait=False), "the loop's try after the claim must succeed at once"
+    lock.release()
+    assert other.try_hold(), "the loop's release lets the claimed lock go"
+    other.release()
 
 
 def test_finish_runs_once_per_group_and_after_each_unit_run_alone(env: Env) -> None:

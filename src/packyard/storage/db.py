@@ -139,11 +139,12 @@ class Database:
         end_writing() gives it back."""
         return self._writer.acquire(wait=wait) if self._writer is not None else True
 
-    def wait_for_writer(self) -> None:
-        """Block until no one holds the writer lock, without taking it (for a helper thread; nothing on
-        PostgreSQL)."""
+    def claim_writer(self) -> None:
+        """Block until the writer lock is free and take it for this process, so that the next
+        start_writing(wait=False) here succeeds (for a helper thread of the event loop; nothing on
+        PostgreSQL). See WriterLock.claim."""
         if self._writer is not None:
-            self._writer.wait_until_free()
+            self._writer.claim()
 
     def end_writing(self) -> None:
         if self._writer is not None:
@@ -400,9 +401,7 @@ class WriterLock:
             return False
         try:
             if self._depth == 0:
-                if self._fd is None:
-                    self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-                fcntl.flock(self._fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(self._descriptor(), fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self._thread.release()
             return False
@@ -412,15 +411,23 @@ class WriterLock:
         self._depth += 1
         return True
 
-    def wait_until_free(self) -> None:
-        """Block until no holder is left, without holding the lock: on a descriptor of its own, which
-        flock excludes like another process's, taken and let go at once. The caller then tries again."""
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
+    def claim(self) -> None:
+        """Wait for the lock and take it for this process, for a helper thread whose event loop then
+        takes it with acquire(wait=False) and lets it go with release().
+
+        The flock is taken on this process's descriptor, on which the loop's acquire then succeeds at
+        once (flock on an open file that holds the lock already is granted), so the process that has just
+        let the lock go can't take it back in the moment between this thread's wake-up and the loop's
+        try: the lock passes from one worker to the other instead of going to whoever tries first. The
+        thread lock is held only while waiting, so that this thread doesn't claim a lock that another
+        thread of this process is using (flock would grant it at once) and leave the loop spinning."""
+        with self._thread:  # once it is ours, no other thread of this process holds the lock
+            fcntl.flock(self._descriptor(), fcntl.LOCK_EX)
+
+    def _descriptor(self) -> int:
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        return self._fd
 
     def try_hold(self) -> bool:
         """Take the lock if no one holds it, without waiting."""
