@@ -35,10 +35,11 @@ def test_concurrent_writes_share_commits_and_a_refusal_changes_nothing(env: Env)
     before = (env.app.writes.groups, env.app.writes.requests)
     bodies = [
         {"bucket_slug": "a-1"},
-        {"bucket_slug": "taken"},  # already exists: code 6
+        {"bucket_slug": "taken"},  # exists: code 6, decided by a read before the group (refuse_early)
         {"bucket_slug": "a-2"},
-        {"bucket_slug": "Not A Slug"},  # invalid: code 3
-        {"bucket_slug": "a-3", "description": "x" * 100_000},  # too long: code 3
+        {"bucket_slug": "Not A Slug"},  # invalid: code 3, refused before the group too
+        {"bucket_slug": "a-2", "description": "the same slug in the same turn"},  # code 6, inside the group
+        {"bucket_slug": "a-3", "description": "x" * 100_000},  # too long: code 3, before the group
         {"bucket_slug": "a-4"},
     ]
 
@@ -46,14 +47,17 @@ def test_concurrent_writes_share_commits_and_a_refusal_changes_nothing(env: Env)
         return list(await asyncio.gather(*[c.arequest("PUT", c.p("/images"), json=b) for b in bodies]))
 
     responses = c.loop.run_until_complete(together())
-    assert [r.status_code for r in responses] == [200, 409, 200, 400, 400, 200]
-    error(responses[1], 6, 409)
+    assert [r.status_code for r in responses] == [200, 409, 200, 400, 409, 400, 200]
+    assert error(responses[1], 6, 409) == "bucket 'taken' already exists"
+    assert error(responses[4], 6, 409) == "bucket 'a-2' already exists", "the group's refusal reads the same"
     error(responses[3], 3, 400)
-    error(responses[4], 3, 400)
+    error(responses[5], 3, 400)
     groups, requests = env.app.writes.groups - before[0], env.app.writes.requests - before[1]
-    assert requests == len(bodies)
-    assert groups < requests, "the six writes arrived together and should have shared commits"
+    assert requests == 4, "only the writes that reads could not refuse joined a group"
+    assert groups < requests, "the four writes arrived together and should have shared commits"
     assert _buckets(env) == ["a-1", "a-2", "a-4", "taken"]
+    # The refused second a-2 changed nothing: the empty description is still empty (omitted on the wire).
+    assert "description" not in ok(c.get(c.p("/images/a-2")))["bucket"]
     # Each created bucket is whole: its managed `latest` channel was written in the same unit.
     for slug in ("a-1", "a-2", "a-4"):
         channels = ok(c.get(c.p(f"/images/{slug}/channels")))["channels"]

@@ -9,7 +9,7 @@ from packyard.domain import registry as registries
 from packyard.domain import validation as check
 from packyard.domain.builds import refresh_statuses
 from packyard.domain.context import Ctx
-from packyard.domain.errors import InvalidArgument, NotFound
+from packyard.domain.errors import AlreadyExists, InvalidArgument, NotFound
 from packyard.domain.latest import create_managed_channel
 from packyard.domain.models import Bucket, Iteration
 from packyard.domain.pagination import Kind, Page, PageRequest, SortField, attribute_key, make_page, page_request
@@ -54,11 +54,25 @@ def _views(ctx: Ctx, buckets: Sequence[Bucket], *, with_ancestry: bool = False) 
     return views
 
 
-def create(ctx: Ctx, *, slug: str, description: str, labels: Mapping[str, str]) -> BucketView:
+def _check_new(ctx: Ctx, slug: str, description: str, labels: Mapping[str, str]) -> Mapping[str, str]:
     check.slug(slug)
     check.text(description, "description", ctx.rules.limits.max_description_length)
     labels = check.labels(labels, "labels", ctx.rules.limits)
     registries.require_active(ctx)
+    return labels
+
+
+def refuse_before_create(ctx: Ctx, *, slug: str, description: str, labels: Mapping[str, str]) -> None:
+    """Raise what create() would refuse that reads alone decide: its checks, and a bucket that exists
+    already (the answer Packer gets on every publish after a bucket's first), with create's own message.
+    Returning means only create can tell; a bucket made meanwhile is still refused there."""
+    _check_new(ctx, slug, description, labels)
+    if ctx.uow.buckets.get(ctx.project_id, slug) is not None:
+        raise AlreadyExists(f"bucket {slug!r} already exists")
+
+
+def create(ctx: Ctx, *, slug: str, description: str, labels: Mapping[str, str]) -> BucketView:
+    labels = _check_new(ctx, slug, description, labels)
     bucket = Bucket(
         id=new_ulid(),
         project_id=ctx.project_id,
@@ -106,7 +120,8 @@ def update(
     description: str | None,
     labels: Mapping[str, str] | None,
     platforms: Sequence[str] | None,
-) -> BucketView:
+) -> Bucket:
+    """Change the bucket; its answer's view (view()) may be read after the commit, outside the write."""
     registries.require_active(ctx)
     bucket = find(ctx, slug, for_update=True)
     if description is not None:
@@ -121,6 +136,11 @@ def update(
         bucket.platforms = list(platforms)
     bucket.updated_at = ctx.now
     ctx.uow.buckets.save(bucket)
+    return bucket
+
+
+def view(ctx: Ctx, bucket: Bucket) -> BucketView:
+    """The bucket with its latest iteration (builds and images), as UpdateBucket answers it."""
     return _views(ctx, [bucket])[0]
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -27,7 +28,7 @@ from packyard.http.cache import CacheKey, CheckBatch, Entry, Question, ReadCache
 from packyard.http.errors import http_status, status_body
 from packyard.http.oauth import OAuthError
 from packyard.http.request import Request
-from packyard.http.routing import Access, Deferred, Route, Router
+from packyard.http.routing import Access, Deferred, ReadAfter, Route, Router
 from packyard.jobs import run_due_jobs
 from packyard.storage.db import Database, DatabaseUnavailable, Outcome
 from packyard.storage.sql import AsyncStampReader, SqlTenants, SqlUnitOfWork, principal_and_stamp
@@ -262,8 +263,12 @@ class App:
             if method in ("POST", "PUT", "PATCH"):
                 request.body = await self._read_body(scope, receive)
             if route.writes and route.access is Access.PROJECT and self.writes is not None:
-                work = self._project_work(route, request, [], bump=False)
+                refusal = self._prepare(route, request)
+                computed: list[Any] = []
+                work = self._project_work(route, request, computed, refusal, bump=False, read_after=True)
                 result = await self.writes.run(work, request.params.get("project", ""))
+                if isinstance(result, ReadAfter):
+                    result = self._read_after(computed[1], result)
                 return 200, _body(result), []
             if route.cache and self.batch is not None:
                 hit = await self._from_cache_batched(self.batch, route, request)
@@ -315,7 +320,8 @@ class App:
             if hit is not None:
                 return hit
         computed: list[Any] = []
-        result = svc.db.run(self._project_work(route, request, computed), write=route.writes)
+        refusal = self._prepare(route, request)
+        result = svc.db.run(self._project_work(route, request, computed, refusal), write=route.writes)
         if cache is not None and computed and computed[0] is not None:
             stamp, ctx, principal = computed
             body = _body(result)
@@ -323,23 +329,45 @@ class App:
             return body
         return result
 
+    def _prepare(self, route: Route, request: Request) -> DomainError | None:
+        """What comes before a write's transaction, outside SQLite's writer lock: the route's prepare
+        step, whose refusal is returned (the transaction reports it after authentication), then the
+        refusals reads alone decide (Route.refuse_early), which are raised here."""
+        refusal: DomainError | None = None
+        if route.prepare is not None:
+            try:
+                request.prepared = route.prepare(request)
+            except DomainError as exc:
+                refusal = exc
+        if route.refuse_early is not None and refusal is None:
+            work = self._project_work(route, request, [], None, handler=route.refuse_early, bump=False)
+            self.services.db.run(work, write=False)
+        return refusal
+
     def _project_work(
-        self, route: Route, request: Request, computed: list[Any], *, bump: bool = True
+        self,
+        route: Route,
+        request: Request,
+        computed: list[Any],
+        refusal: DomainError | None,
+        *,
+        handler: Callable[..., Any] | None = None,
+        bump: bool = True,
+        read_after: bool = False,
     ) -> Callable[[Connection], Any]:
         """The transaction of a project-scoped request; for a cached route it leaves the stamp read
         before the answer's data, the context and the principal in `computed`. A write bumps the
-        project's change stamp at its end, unless bump is False (the write queue bumps it per group)."""
+        project's change stamp at its end, unless bump is False (the write queue bumps it per group).
+        refusal (from the prepare step) is raised once the caller is authenticated and authorized;
+        handler replaces the route's own (its refuse_early check). With read_after a ReadAfter answer is
+        left for the caller to read after the commit (_read_after); without, it is read here."""
         token = bearer_token(request)
         org_id = request.params.get("org", "")
         project_id = request.params.get("project", "")
         svc = self.services
         cache = self.cache if route.cache else None
-        refusal: DomainError | None = None
-        if route.prepare is not None:  # before the transaction, so outside the writer lock
-            try:
-                request.prepared = route.prepare(request)
-            except DomainError as exc:
-                refusal = exc
+        handle = route.handler if handler is None else handler
+        writes = route.writes and handler is None
 
         def work(conn: Connection) -> Any:
             uow = SqlUnitOfWork(conn, svc.vault, project_id=project_id)
@@ -352,13 +380,26 @@ class App:
             stamp = uow.tenants.change_stamp(project_id) if cache is not None else None
             # Whether the project exists is settled by the registry lookup every operation makes.
             ctx = Ctx(uow, svc.rules, now, org_id, project_id, principal)
-            result = route.handler(ctx, request)
-            if route.writes and bump:  # last, so that PostgreSQL holds the project row's lock only while committing
+            result = handle(ctx, request)
+            if isinstance(result, ReadAfter) and not read_after:
+                result = result.read(ctx)
+            if writes and bump:  # last, so that PostgreSQL holds the project row's lock only while committing
                 uow.tenants.bump_change_stamp(project_id)
             computed[:] = [stamp, ctx, principal]
             return result
 
         return work
+
+    def _read_after(self, written: Ctx, after: ReadAfter) -> Any:
+        """A write's ReadAfter answer, read in a read-only transaction of its own after the commit (outside
+        SQLite's writer lock), for the same caller, at the write's time."""
+        svc = self.services
+
+        def work(conn: Connection) -> Any:
+            uow = SqlUnitOfWork(conn, svc.vault, project_id=written.project_id)
+            return after.read(dataclasses.replace(written, uow=uow))
+
+        return svc.db.run(work, write=False)
 
     def _from_cache(self, cache: ReadCache, route: Route, request: Request, token: str) -> bytes | None:
         """A cached answer, after the same authentication and authorization as the ordinary path (one

@@ -31,6 +31,10 @@ class Route:
     # opens, so that a write's decoding and validation run outside the writer lock. What it refuses is
     # reported after authentication, as if the handler had refused it.
     prepare: Callable[[Any], Any] | None = None
+    # A write's refusals that reads alone decide (a bucket that exists already), run as a read-only
+    # transaction before the write, authenticated and authorized like it: a refusal is answered without
+    # taking SQLite's writer lock; returning lets the write decide as before.
+    refuse_early: Callable[..., None] | None = None
 
     @property
     def writes(self) -> bool:
@@ -50,6 +54,18 @@ class Deferred:
 
     def __call__(self) -> Any:
         return self._project(*self._args)
+
+
+class ReadAfter:
+    """A write's answer that needs reads of its own: read(ctx) makes it (a wire struct, bytes or a
+    Deferred). Where writes share SQLite's writer lock (the write queue), the read runs in a read-only
+    transaction of its own after the write committed, so it shows the data as of then, this write
+    included; elsewhere it runs at the end of the write's transaction."""
+
+    __slots__ = ("read",)
+
+    def __init__(self, read: Callable[[Any], Any]) -> None:
+        self.read = read
 
 
 @dataclass(slots=True)

@@ -10,7 +10,7 @@ from packyard.http.hcp_2021 import wire
 from packyard.http.hcp_2021.bodies import CreateBucketBody, UpdateBucketBody
 from packyard.http.hcp_2021.common import decoded, paging, route, sorting
 from packyard.http.request import Request
-from packyard.http.routing import Deferred, Route
+from packyard.http.routing import Deferred, ReadAfter, Route
 
 
 def _bucket(view: BucketView, organization_id: str) -> wire.Bucket:
@@ -19,6 +19,13 @@ def _bucket(view: BucketView, organization_id: str) -> wire.Bucket:
 
 def _response(view: BucketView, organization_id: str) -> wire.BucketResponse:
     return wire.BucketResponse(bucket=_bucket(view, organization_id))
+
+
+def refuse_create(ctx: Ctx, request: Request) -> None:
+    body: CreateBucketBody = request.prepared
+    service.refuse_before_create(
+        ctx, slug=body.bucket_slug or "", description=body.description or "", labels=body.labels or {}
+    )
 
 
 def create(ctx: Ctx, request: Request) -> object:
@@ -44,14 +51,14 @@ def list_(ctx: Ctx, request: Request) -> object:
 
 def update(ctx: Ctx, request: Request) -> object:
     body: UpdateBucketBody = request.prepared
-    view = service.update(
+    bucket = service.update(
         ctx,
         request.params["bucket_slug"],
         description=body.description,
         labels=body.labels,
         platforms=body.platforms,
     )
-    return Deferred(_response, view, ctx.organization_id)
+    return ReadAfter(lambda read: Deferred(_response, service.view(read, bucket), read.organization_id))
 
 
 def delete(ctx: Ctx, request: Request) -> object:
@@ -60,7 +67,15 @@ def delete(ctx: Ctx, request: Request) -> object:
 
 
 ROUTES: list[Route] = [
-    route("PUT", "/images", create, "CreateBucket", Permission.WRITE, prepare=decoded(CreateBucketBody)),
+    route(
+        "PUT",
+        "/images",
+        create,
+        "CreateBucket",
+        Permission.WRITE,
+        prepare=decoded(CreateBucketBody),
+        refuse_early=refuse_create,
+    ),
     route("GET", "/images", list_, "ListBuckets", Permission.READ, cache=True),
     route("GET", "/images/{bucket_slug}", get, "GetBucket", Permission.READ, cache=True),
     route(

@@ -23,6 +23,7 @@ def route(
     write: bool | None = None,
     cache: bool = False,
     prepare: Callable[[Request], Any] | None = None,
+    refuse_early: Callable[..., None] | None = None,
 ) -> Route:
     """A 2021-04-30 operation. `cache`: its answer depends only on the path, the query, the principal's role,
     the project's data and the clock as the domain reports it (Ctx.valid_until), never on headers."""
@@ -35,6 +36,7 @@ def route(
         write=write,
         cache=cache,
         prepare=prepare,
+        refuse_early=refuse_early,
     )
 
 
