@@ -268,7 +268,8 @@ class App:
                 work = self._project_work(route, request, computed, refusal, bump=False, read_after=True)
                 result = await self.writes.run(work, request.params.get("project", ""))
                 if isinstance(result, ReadAfter):
-                    result = self._read_after(computed[1], result)
+                    _, written, _ = computed  # the write's stamp, context and principal
+                    result = self._read_after(written, result)
                 return 200, _body(result), []
             if route.cache and self.batch is not None:
                 hit = await self._from_cache_batched(self.batch, route, request)
@@ -367,7 +368,6 @@ class App:
         svc = self.services
         cache = self.cache if route.cache else None
         handle = route.handler if handler is None else handler
-        writes = route.writes and handler is None
 
         def work(conn: Connection) -> Any:
             uow = SqlUnitOfWork(conn, svc.vault, project_id=project_id)
@@ -383,7 +383,7 @@ class App:
             result = handle(ctx, request)
             if isinstance(result, ReadAfter) and not read_after:
                 result = result.read(ctx)
-            if writes and bump:  # last, so that PostgreSQL holds the project row's lock only while committing
+            if route.writes and bump:  # last, so that PostgreSQL holds the project row's lock only while committing
                 uow.tenants.bump_change_stamp(project_id)
             computed[:] = [stamp, ctx, principal]
             return result

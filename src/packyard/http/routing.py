@@ -8,7 +8,9 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+from packyard.domain.context import Ctx
 from packyard.domain.models import Permission
+from packyard.http.request import Request
 
 
 class Access(StrEnum):
@@ -30,7 +32,7 @@ class Route:
     # Turns the request's body into what the handler needs (request.prepared) before the transaction
     # opens, so that a write's decoding and validation run outside the writer lock. What it refuses is
     # reported after authentication, as if the handler had refused it.
-    prepare: Callable[[Any], Any] | None = None
+    prepare: Callable[[Request], Any] | None = None
     # A write's refusals that reads alone decide (a bucket that exists already), run as a read-only
     # transaction before the write, authenticated and authorized like it: a refusal is answered without
     # taking SQLite's writer lock; returning lets the write decide as before.
@@ -64,7 +66,7 @@ class ReadAfter:
 
     __slots__ = ("read",)
 
-    def __init__(self, read: Callable[[Any], Any]) -> None:
+    def __init__(self, read: Callable[[Ctx], Any]) -> None:
         self.read = read
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+
 from packyard.domain import buckets as service
 from packyard.domain.buckets import BucketView
 from packyard.domain.context import Ctx
-from packyard.domain.models import Permission
+from packyard.domain.models import Bucket, Permission
 from packyard.http.hcp_2021 import wire
 from packyard.http.hcp_2021.bodies import CreateBucketBody, UpdateBucketBody
 from packyard.http.hcp_2021.common import decoded, paging, route, sorting
@@ -58,7 +60,12 @@ def update(ctx: Ctx, request: Request) -> object:
         labels=body.labels,
         platforms=body.platforms,
     )
-    return ReadAfter(lambda read: Deferred(_response, service.view(read, bucket), read.organization_id))
+    return ReadAfter(functools.partial(_view, bucket))
+
+
+def _view(bucket: Bucket, ctx: Ctx) -> Deferred:
+    """UpdateBucket's answer: the bucket with its latest iteration, read after the write (ReadAfter)."""
+    return Deferred(_response, service.view(ctx, bucket), ctx.organization_id)
 
 
 def delete(ctx: Ctx, request: Request) -> object:
