@@ -6,12 +6,10 @@ before: after authentication and authorization, with nothing changed."""
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from packyard.domain import buckets as bucket_service
 from packyard.domain import builds as build_service
@@ -25,12 +23,16 @@ from tests.support.client import ApiClient, error, ok
 from tests.support.packer import publish, upsert_bucket
 
 
+def _another_process(env: Env) -> WriterLock:
+    """The database's writer lock on an open file of its own, which flock treats like another process's."""
+    lock = WriterLock.for_url(env.db.url)
+    assert lock is not None
+    return WriterLock(lock.path)
+
+
 def _lock_is_free(env: Env) -> Callable[[], bool]:
-    """Whether another process could take the writer lock now (another open file, which flock treats
-    alike)."""
-    path = sa.make_url(env.db.url).database
-    assert path is not None
-    other = WriterLock(os.path.abspath(path) + "-writer")
+    """Whether another process could take the writer lock now."""
+    other = _another_process(env)
 
     def free() -> bool:
         if other.try_hold():
@@ -117,9 +119,7 @@ def test_creating_a_bucket_that_exists_is_refused_without_the_writer_lock(env: E
     c = env.client
     upsert_bucket(c, "app")
     if env.app.writes is not None:
-        path = sa.make_url(env.db.url).database
-        assert path is not None
-        other = WriterLock(os.path.abspath(path) + "-writer")
+        other = _another_process(env)
         assert other.try_hold()
         requests = env.app.writes.requests
         put = c.arequest("PUT", c.p("/images"), json={"bucket_slug": "app", "description": "again"})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 from packyard.domain import buckets as service
 from packyard.domain.buckets import BucketView
@@ -23,19 +24,18 @@ def _response(view: BucketView, organization_id: str) -> wire.BucketResponse:
     return wire.BucketResponse(bucket=_bucket(view, organization_id))
 
 
+def _prepare_create(request: Request) -> dict[str, Any]:
+    """CreateBucket's arguments, for its early refusal and for the write alike."""
+    body = request.json(CreateBucketBody)
+    return {"slug": body.bucket_slug or "", "description": body.description or "", "labels": body.labels or {}}
+
+
 def refuse_create(ctx: Ctx, request: Request) -> None:
-    body: CreateBucketBody = request.prepared
-    service.refuse_before_create(
-        ctx, slug=body.bucket_slug or "", description=body.description or "", labels=body.labels or {}
-    )
+    service.refuse_before_create(ctx, **request.prepared)
 
 
 def create(ctx: Ctx, request: Request) -> object:
-    body: CreateBucketBody = request.prepared
-    view = service.create(
-        ctx, slug=body.bucket_slug or "", description=body.description or "", labels=body.labels or {}
-    )
-    return Deferred(_response, view, ctx.organization_id)
+    return Deferred(_response, service.create(ctx, **request.prepared), ctx.organization_id)
 
 
 def get(ctx: Ctx, request: Request) -> object:
@@ -80,7 +80,7 @@ ROUTES: list[Route] = [
         create,
         "CreateBucket",
         Permission.WRITE,
-        prepare=decoded(CreateBucketBody),
+        prepare=_prepare_create,
         refuse_early=refuse_create,
     ),
     route("GET", "/images", list_, "ListBuckets", Permission.READ, cache=True),
