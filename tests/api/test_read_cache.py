@@ -17,13 +17,13 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from packyard.domain.models import Role
+from packyard.domain.models import Principal, Role
 from packyard.http.cache import CheckBatch
 from packyard.http.factory import create_app
 from packyard.jobs import run_due_jobs
 from packyard.storage import schema
 from packyard.storage.db import Database
-from tests.conftest import Backend, Env, close_env, make_env
+from tests.conftest import START, Backend, Env, close_env, make_env
 from tests.contract.validator import SwaggerContract
 from tests.support.client import ApiClient, error, ok
 from tests.support.packer import publish
@@ -278,28 +278,34 @@ def test_a_check_in_flight_never_answers_a_request_that_arrived_after_it_was_sen
     sent: list[set[str]] = []
     release: list[asyncio.Event] = []
 
-    async def fetch(principals: set[str], projects: set[str]) -> tuple[dict[str, Any], dict[str, int]]:
+    def principal(principal_id: str, org: str = "org") -> Principal:
+        return Principal(principal_id, principal_id, principal_id, org, None, Role.ADMIN, "", START)
+
+    async def fetch(principals: set[str], projects: set[str]) -> tuple[dict[str, Any], dict[str, tuple[str, int]]]:
         sent.append(set(principals))
         gate = asyncio.Event()
         release.append(gate)
         number = len(sent)
         await gate.wait()
-        return {}, dict.fromkeys(projects, number)  # the stamp says which query answered
+        # the stamp says which query answered; principal "x" is of another organization than the project
+        found = {p: principal(p, "elsewhere" if p == "x" else "org") for p in principals}
+        return found, dict.fromkeys(projects, ("org", number))
 
     async def scenario() -> None:
         batch = CheckBatch(fetch)
         first = asyncio.ensure_future(batch.check("a", "proj"))
         await asyncio.sleep(0)  # the first query is sent ...
         await asyncio.sleep(0)
-        late = [asyncio.ensure_future(batch.check(p, "proj")) for p in ("b", "c")]  # ... then these arrive
+        late = [asyncio.ensure_future(batch.check(p, "proj")) for p in ("b", "x")]  # ... then these arrive
         await asyncio.sleep(0)
         assert sent == [{"a"}]
         release[0].set()
-        assert await first == (None, 1)
+        assert await first == (principal("a"), 1)
         await asyncio.sleep(0)
-        assert sent == [{"a"}, {"b", "c"}], "the late ones wait for a query of their own, sent together"
+        assert sent == [{"a"}, {"b", "x"}], "the late ones wait for a query of their own, sent together"
         release[1].set()
-        assert [await f for f in late] == [(None, 2), (None, 2)]
+        # the project's stamp is handed only to a principal of the project's organization
+        assert [await f for f in late] == [(principal("b"), 2), (principal("x", "elsewhere"), None)]
         assert batch.queries == 2
 
     asyncio.run(scenario())

@@ -72,11 +72,13 @@ def test_get_registry_wire_shape(env: Env) -> None:
     assert registry(c) == reg, "two reads agree"
 
 
-def test_get_registry_of_unknown_project_is_not_found(env: Env) -> None:
+def test_get_registry_of_unknown_project_is_refused_as_any_other_tenant(env: Env) -> None:
+    """A project that doesn't exist is refused as one of another tenant is: the answer doesn't tell
+    which project ids exist (tests/api/test_tenancy_matrix.py walks every operation)."""
     c = env.client
     path = f"/packer/2021-04-30/organizations/{c.org_id}/projects/00000000-0000-4000-8000-000000000000/registry"
-    message = error(c.get(path), 5, 404)
-    assert "00000000-0000-4000-8000-000000000000" in message
+    message = error(c.get(path), 7, 403)
+    assert message == "the principal has no access to this organization or project"
 
 
 # ---- CreateRegistry --------------------------------------------------------------------------------

@@ -67,12 +67,14 @@ def summarize(relations: Sequence[Relation]) -> AncestryStatus | None:
 def _relations(ctx: Ctx, kind: str, child: Iteration, builds: Sequence[Build]) -> list[Relation]:
     found: dict[tuple[str, str], Relation] = {}
     parent_ids = sorted({b.source_iteration_id for b in builds if b.source_iteration_id})
-    parents = ctx.uow.iterations.get_many(parent_ids) if parent_ids else {}
+    parents = ctx.uow.iterations.get_many(ctx.project_id, parent_ids) if parent_ids else {}
     for build in builds:
         parent = parents.get(build.source_iteration_id)
         if parent is None or parent.project_id != ctx.project_id:
             continue
-        channel = ctx.uow.channels.get_by_id(build.source_channel_id) if build.source_channel_id else None
+        channel = (
+            ctx.uow.channels.get_by_id(ctx.project_id, build.source_channel_id) if build.source_channel_id else None
+        )
         if channel is not None and (channel.bucket_id != parent.bucket_id or not visible(ctx, channel)):
             channel = None  # a restricted channel is not shown to viewers, not even through ancestry
         current = None
@@ -81,7 +83,7 @@ def _relations(ctx: Ctx, kind: str, child: Iteration, builds: Sequence[Build]) -
         else:
             status = AncestryStatus.UP_TO_DATE if channel.iteration_id == parent.id else AncestryStatus.OUT_OF_DATE
             if channel.iteration_id:
-                current = ctx.uow.iterations.get_many([channel.iteration_id]).get(channel.iteration_id)
+                current = ctx.uow.iterations.get_many(ctx.project_id, [channel.iteration_id]).get(channel.iteration_id)
         relation = Relation(kind, status, parent, child, channel, current)
         previous = found.get((parent.id, channel.id if channel else ""))
         if previous is None:
@@ -112,14 +114,14 @@ def children(ctx: Ctx, bucket: Bucket, channel_slug: str = "") -> list[Relation]
     by_child: dict[str, list[Build]] = {}
     for build in derived:
         by_child.setdefault(build.iteration_id, []).append(build)
-    child_iterations = ctx.uow.iterations.get_many(sorted(by_child)) if by_child else {}
+    child_iterations = ctx.uow.iterations.get_many(ctx.project_id, sorted(by_child)) if by_child else {}
     relations: list[Relation] = []
     latest_of: dict[str, str | None] = {}
     for child in child_iterations.values():
         if child.project_id != ctx.project_id:
             continue  # another tenant's build may name our iteration as its source; it is not our child
         if child.bucket_id not in latest_of:
-            child_bucket = ctx.uow.buckets.get_by_id(child.bucket_id)
+            child_bucket = ctx.uow.buckets.get_by_id(ctx.project_id, child.bucket_id)
             latest_of[child.bucket_id] = child_bucket.latest_iteration_id if child_bucket else None
         if latest_of[child.bucket_id] != child.id:
             continue

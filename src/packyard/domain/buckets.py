@@ -37,7 +37,7 @@ def find(ctx: Ctx, slug: str, *, for_update: bool = False) -> Bucket:
 
 def _views(ctx: Ctx, buckets: Sequence[Bucket], *, with_ancestry: bool = False) -> list[BucketView]:
     ids = [b.latest_iteration_id for b in buckets if b.latest_iteration_id]
-    latest = ctx.uow.iterations.get_many(ids) if ids else {}
+    latest = ctx.uow.iterations.get_many(ctx.project_id, ids) if ids else {}
     builds = ctx.uow.builds.for_iterations(list(latest)) if latest else {}
     views = []
     for bucket in buckets:

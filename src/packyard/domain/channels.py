@@ -103,7 +103,7 @@ def _with_iteration(ctx: Ctx, channels: Sequence[Channel]) -> list[Channel]:
     ids = [c.iteration_id for c in channels if c.iteration_id]
     if not ids:
         return list(channels)
-    iterations = ctx.uow.iterations.get_many(ids)
+    iterations = ctx.uow.iterations.get_many(ctx.project_id, ids)
     builds = ctx.uow.builds.for_iterations(list(iterations))
     for it in iterations.values():
         it.builds = refresh_statuses(ctx, builds.get(it.id, []))
@@ -264,7 +264,7 @@ def history(
     )
     page: Page[ChannelAssignment] = make_page(ctx.uow.channels.history(channel.id, request), request, attribute_key)
     ids = sorted({e.iteration_id for e in page.items if e.iteration_id})
-    iterations = ctx.uow.iterations.get_many(ids) if ids else {}
+    iterations = ctx.uow.iterations.get_many(ctx.project_id, ids) if ids else {}
     states = ctx.uow.iterations.build_states(list(iterations)) if iterations else {}
     for entry in page.items:
         it = iterations.get(entry.iteration_id or "")

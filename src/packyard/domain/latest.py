@@ -64,7 +64,7 @@ def refresh_latest(ctx: Ctx, bucket_id: str, completed: Iteration | None = None)
 
     `completed`: an iteration that has just taken the bucket's next version. Unless it is revoked it is
     the latest, and the bucket's complete iterations need not be searched."""
-    bucket = ctx.uow.buckets.get_by_id(bucket_id)
+    bucket = ctx.uow.buckets.get_by_id(ctx.project_id, bucket_id)
     if bucket is None:  # pragma: no cover - callers hold a row of the bucket
         return
     if completed is not None and completed.complete and (completed.revoke_at is None or completed.revoke_at > ctx.now):

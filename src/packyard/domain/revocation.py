@@ -44,7 +44,7 @@ def decorate(ctx: Ctx, iterations: Sequence[Iteration]) -> None:
         return
     parents = ctx.uow.iterations.with_descendants(ctx.project_id, [i.id for i in iterations])
     ancestor_ids = sorted({i.revocation_inherited_from for i in iterations if i.revocation_inherited_from})
-    ancestors = ctx.uow.iterations.get_many(ancestor_ids) if ancestor_ids else {}
+    ancestors = ctx.uow.iterations.get_many(ctx.project_id, ancestor_ids) if ancestor_ids else {}
     for it in iterations:
         it.has_descendants = it.id in parents
         it.revoked_ancestor = ancestors.get(it.revocation_inherited_from or "")
@@ -161,7 +161,7 @@ def _previous_valid(ctx: Ctx, channel_id: str, bad: set[str]) -> Iteration | Non
         for entry in entries[: request.size]:
             if not entry.iteration_id or entry.iteration_id in bad:
                 continue
-            found = ctx.uow.iterations.get_many([entry.iteration_id]).get(entry.iteration_id)
+            found = ctx.uow.iterations.get_many(ctx.project_id, [entry.iteration_id]).get(entry.iteration_id)
             if found is not None and found.complete and not is_revoked(ctx, found):
                 return found
         if len(entries) <= request.size:

@@ -44,6 +44,16 @@ def _denied() -> PermissionDenied:
     return PermissionDenied("the principal has no access to this organization or project")
 
 
+def reach(uow: UnitOfWork, principal: Principal, org_id: str, project_id: str) -> None:
+    """Refuse unless the principal may act in the project of the path: the project is found only inside
+    the path's organization, which must be the principal's own, and it must be the principal's project
+    when the principal is project-scoped. The same refusal whether or not either exists."""
+    if principal.organization_id != org_id or (principal.project_id and principal.project_id != project_id):
+        raise _denied()
+    if not uow.tenants.project_in(org_id, project_id):
+        raise _denied()
+
+
 def visible_organizations(ctx: Ctx, principal: Principal) -> list[Organization]:
     org = ctx.uow.tenants.get_organization(principal.organization_id)
     return [org] if org else []

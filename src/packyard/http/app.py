@@ -20,9 +20,11 @@ from packyard.auth.service import TokenService
 from packyard.auth.vault import Vault, load_or_create_secret
 from packyard.clock import Clock
 from packyard.config import Settings
+from packyard.domain import tenants
 from packyard.domain.context import Ctx
 from packyard.domain.errors import DomainError, PermissionDenied, Unauthenticated
 from packyard.domain.models import Principal
+from packyard.domain.ports import UnitOfWork
 from packyard.domain.rules import Rules
 from packyard.http.cache import CacheKey, CheckBatch, Entry, Question, ReadCache
 from packyard.http.errors import http_status, status_body
@@ -155,10 +157,13 @@ def bearer_token(request: Request) -> str:
     return token.strip()
 
 
-def authorize(principal: Principal, route: Route, org_id: str, project_id: str) -> None:
-    # A principal of another organization or project learns nothing about it: the same answer whether
-    # or not the organization or project exists.
-    if principal.organization_id != org_id or (principal.project_id and principal.project_id != project_id):
+def authorize(principal: Principal, route: Route, org_id: str, project_id: str, uow: UnitOfWork | None) -> None:
+    """Tenancy (domain.tenants.reach: the project looked up inside the path's organization, which must be
+    the principal's), then the role. Without a unit of work (the read cache's hit path) the project's
+    organization was checked by the statement that read its stamp."""
+    if uow is not None:
+        tenants.reach(uow, principal, org_id, project_id)
+    elif principal.organization_id != org_id or (principal.project_id and principal.project_id != project_id):
         raise PermissionDenied("the principal has no access to this organization or project")
     if not principal.can(route.permission):
         raise PermissionDenied(
@@ -373,7 +378,7 @@ class App:
             uow = SqlUnitOfWork(conn, svc.vault, project_id=project_id)
             now = svc.clock.now()
             principal = svc.tokens.principal_for(uow, token, now)
-            authorize(principal, route, org_id, project_id)
+            authorize(principal, route, org_id, project_id, uow)
             if refusal is not None:  # a bad body is reported after authentication, as the handler would
                 raise refusal
             # Read before the data the answer comes from, so the answer is never older than its stamp.
@@ -443,7 +448,7 @@ class App:
         if principal is None:
             return None
         project_id = request.params.get("project", "")
-        authorize(principal, route, request.params.get("org", ""), project_id)
+        authorize(principal, route, request.params.get("org", ""), project_id, None)
         if stamp is None:
             return None
         return cache.get(_cache_key(route, request, principal), stamp, self.services.clock.now())

@@ -87,7 +87,8 @@ class ReadCache:
 
 
 Check = tuple[Principal | None, int | None]  # the token's principal (None: gone) and the project's stamp
-Fetch = Callable[[set[str], set[str]], Awaitable[tuple[dict[str, Principal], dict[str, int]]]]
+# principals by id, and each project's organization and stamp by project id
+Fetch = Callable[[set[str], set[str]], Awaitable[tuple[dict[str, Principal], dict[str, tuple[str, int]]]]]
 
 
 class CheckBatch:
@@ -126,6 +127,9 @@ class CheckBatch:
                     continue
                 for principal_id, project_id, future in batch:
                     if not future.done():
-                        future.set_result((principals.get(principal_id), stamps.get(project_id)))
+                        principal, found = principals.get(principal_id), stamps.get(project_id)
+                        # a project of another organization has no stamp for this principal
+                        own = principal is not None and found is not None and found[0] == principal.organization_id
+                        future.set_result((principal, found[1] if own and found else None))
         finally:
             self._draining = False

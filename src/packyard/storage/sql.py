@@ -33,6 +33,7 @@ from packyard.domain.models import (
     Tier,
 )
 from packyard.domain.pagination import PageRequest
+from packyard.ids import is_uuid
 from packyard.storage import schema as t
 from packyard.storage.db import GROUP_ROWS, Database, DatabaseUnavailable
 from packyard.storage.raw import Raw, as_json, in_list
@@ -162,6 +163,18 @@ class SqlTenants(_Repository):
         )
         return self._project(row) if row else None
 
+    def project_in(self, organization_id: str, project_id: str) -> bool:
+        prefetched = self.prefetched
+        if prefetched is not None and prefetched.project_id == project_id and prefetched.checked_in is not None:
+            # read with the principal, inside the principal's organization (_PRINCIPAL_WITH_PROJECT)
+            return prefetched.found and prefetched.checked_in == organization_id
+        if not (is_uuid(organization_id) and is_uuid(project_id)):
+            return False
+        row = self.raw.first(
+            "SELECT 1 FROM project WHERE id = ? AND organization_id = ?", (project_id, organization_id)
+        )
+        return row is not None
+
     def change_stamp(self, project_id: str) -> int | None:
         if self.prefetched is not None and project_id in self.prefetched.stamps:
             return self.prefetched.stamps.pop(project_id)
@@ -192,14 +205,18 @@ PRINCIPAL_COLUMNS = "id, client_id, name, organization_id, project_id, role, sec
 _PrincipalRow = namedtuple(  # the columns of PRINCIPAL_COLUMNS, in order
     "_PrincipalRow", ["id", "client_id", "name", "organization_id", "project_id", "role", "secret_hash", "created_at"]
 )
+# The project's stamp and registry are read only inside the principal's own organization: a project of
+# another organization reads as missing (no stamp), which is how tenancy refuses it (Tenants.project_in).
 _PRINCIPAL_WITH_PROJECT = (
     f"SELECT {', '.join('p.' + c for c in PRINCIPAL_COLUMNS.split(', '))}, "
-    "(SELECT change_stamp FROM project WHERE id = ?) AS change_stamp, "
+    "(SELECT change_stamp FROM project WHERE id = ? AND organization_id = p.organization_id) AS change_stamp, "
     f"{', '.join(f'r.{c} AS registry_{c}' for c in REGISTRY_COLUMNS.split(', '))} "
-    "FROM principal p LEFT JOIN registry r ON r.project_id = ? WHERE p.id = ?"
+    "FROM principal p LEFT JOIN registry r ON r.project_id = ? AND r.organization_id = p.organization_id "
+    "WHERE p.id = ?"
 )
 _PRINCIPAL_AND_STAMP = (
-    f"SELECT {PRINCIPAL_COLUMNS}, (SELECT change_stamp FROM project WHERE id = ?) FROM principal WHERE id = ?"
+    f"SELECT {PRINCIPAL_COLUMNS}, (SELECT change_stamp FROM project "
+    "WHERE id = ? AND organization_id = principal.organization_id) FROM principal WHERE id = ?"
 )
 
 
@@ -227,9 +244,12 @@ def _principal_from(columns: tuple[Any, ...]) -> Principal:
 
 
 # PostgreSQL only (= ANY): the principals and stamps a batch of waiting requests needs, in one statement.
+# A stamp row carries its project's organization, so a stamp is handed only to a principal of that
+# organization (CheckBatch).
 _PRINCIPALS_AND_STAMPS = (
     f"SELECT 'p' AS kind, {PRINCIPAL_COLUMNS}, NULL::bigint AS change_stamp FROM principal WHERE id = ANY(%s) "
-    "UNION ALL SELECT 's', id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, change_stamp FROM project WHERE id = ANY(%s)"
+    "UNION ALL SELECT 's', id, organization_id, NULL, NULL, NULL, NULL, NULL, NULL, change_stamp "
+    "FROM project WHERE id = ANY(%s)"
 )
 
 
@@ -243,7 +263,7 @@ class AsyncStampReader:
 
     async def fetch(
         self, principal_ids: set[str], project_ids: set[str]
-    ) -> tuple[dict[str, Principal], dict[str, int]]:
+    ) -> tuple[dict[str, Principal], dict[str, tuple[str, int]]]:
         try:
             if self._conn is None or self._conn.closed:
                 self._conn = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
@@ -253,10 +273,10 @@ class AsyncStampReader:
             await self.close()
             raise DatabaseUnavailable(str(exc)) from exc
         principals: dict[str, Principal] = {}
-        stamps: dict[str, int] = {}
+        stamps: dict[str, tuple[str, int]] = {}  # project id -> its organization and stamp
         for row in rows:
             if row[0] == "s":
-                stamps[row[1]] = int(row[-1])
+                stamps[row[1]] = (row[2], int(row[-1]))
                 continue
             principal = _principal_from(tuple(row[1:-1]))
             principals[principal.id] = principal
@@ -331,7 +351,9 @@ class SqlPrincipals(_Repository):
         stamp, registry = values[width], values[width + 1 :]
         prefetched.stamps[project_id] = None if stamp is None else int(stamp)
         prefetched.registries[project_id] = _registry_from(registry) if registry[0] is not None else None
-        return _principal_from(values[:width])
+        principal = _principal_from(values[:width])
+        prefetched.checked_in, prefetched.found = principal.organization_id, stamp is not None
+        return principal
 
     def get_by_client_id(self, client_id: str) -> Principal | None:
         row = self.conn.execute(sa.select(t.principal).where(t.principal.c.client_id == client_id)).first()
@@ -381,10 +403,13 @@ class Prefetched:
     """Rows read in the same statement as the request's principal, each handed out once: the project's
     registry (None when it has none) and its change stamp. A write to either forgets it."""
 
-    __slots__ = ("project_id", "registries", "stamps")
+    __slots__ = ("checked_in", "found", "project_id", "registries", "stamps")
 
     def __init__(self, project_id: str) -> None:
         self.project_id = project_id
+        # The organization the project was looked for in (the principal's), and whether it is there.
+        self.checked_in: str | None = None
+        self.found = False
         self.registries: dict[str, Registry | None] = {}
         self.stamps: dict[str, int | None] = {}
 
@@ -507,8 +532,8 @@ class SqlBuckets(_Repository):
         row = self.raw.first(f"{_BUCKET_SQL} WHERE project_id = ? AND slug = ?{lock}", (project_id, slug))
         return self._bucket(row) if row else None
 
-    def get_by_id(self, bucket_id: str) -> Bucket | None:
-        row = self.raw.first(_BUCKET_SQL + " WHERE id = ?", (bucket_id,))
+    def get_by_id(self, project_id: str, bucket_id: str) -> Bucket | None:
+        row = self.raw.first(_BUCKET_SQL + " WHERE project_id = ? AND id = ?", (project_id, bucket_id))
         return self._bucket(row) if row else None
 
     def page(self, project_id: str, page: PageRequest) -> list[Bucket]:
@@ -690,9 +715,11 @@ class SqlIterations(_Repository):
         )
         return self._iteration(row) if row else None
 
-    def get_many(self, iteration_ids: Sequence[str]) -> dict[str, Iteration]:
+    def get_many(self, project_id: str, iteration_ids: Sequence[str]) -> dict[str, Iteration]:
         ids = list(iteration_ids)
-        rows = self.raw.rows(f"{_ITERATION_SQL} WHERE i.id IN ({in_list(len(ids))})", ids)
+        rows = self.raw.rows(
+            f"{_ITERATION_SQL} WHERE i.project_id = ? AND i.id IN ({in_list(len(ids))})", [project_id, *ids]
+        )
         return {r.id: self._iteration(r) for r in rows}
 
     def latest_complete(self, bucket_id: str, *, valid_at: datetime | None = None) -> Iteration | None:
@@ -1041,8 +1068,10 @@ class SqlChannels(_Repository):
         )
         return self._channel(row) if row else None
 
-    def get_by_id(self, channel_id: str) -> Channel | None:
-        row = self.conn.execute(_CHANNEL_SELECT.where(t.channel.c.id == channel_id)).first()
+    def get_by_id(self, project_id: str, channel_id: str) -> Channel | None:
+        row = self.conn.execute(
+            _CHANNEL_SELECT.where(t.channel.c.project_id == project_id, t.channel.c.id == channel_id)
+        ).first()
         return self._channel(row) if row else None
 
     def for_bucket(self, bucket_id: str) -> list[Channel]:
@@ -1221,7 +1250,8 @@ class SqlUnitOfWork:
         the principal."""
         self.conn = conn
         self._vault = vault
-        self._prefetched = Prefetched(project_id) if project_id else None
+        # Only a well-formed id is looked up (PostgreSQL's text refuses a NUL; tenancy refuses the rest).
+        self._prefetched = Prefetched(project_id) if project_id and is_uuid(project_id) else None
         self._raw = Raw(conn)
 
     @_once
