@@ -328,10 +328,10 @@ def test_token_signed_with_another_key(env: Env) -> None:
     principal_id = jwt_parts(env.client.token)[1]["sub"]
     now = env.clock.now()
     ttl = env.settings.token_ttl_seconds
-    other_kid = tokens.issue(new_ulid(), tokens.new_signing_secret(), principal_id, now, ttl)
+    other_kid = tokens.issue(new_ulid(), tokens.new_signing_salt(), principal_id, now, ttl)
     assert jwt_parts(other_kid)[0]["kid"] != kid
     assert_unauthenticated_everywhere(env, token=other_kid)
-    same_kid_other_secret = tokens.issue(kid, tokens.new_signing_secret(), principal_id, now, ttl)
+    same_kid_other_secret = tokens.issue(kid, tokens.new_signing_salt(), principal_id, now, ttl)
     assert_unauthenticated_everywhere(env, token=same_kid_other_secret)
 
 

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 from packyard.auth import credentials as creds
 from packyard.auth import tokens
+from packyard.auth.vault import Vault
 from packyard.domain.errors import InvalidArgument, NotFound, Unauthenticated
 from packyard.domain.models import Principal, Role
 from packyard.domain.ports import UnitOfWork
@@ -53,7 +54,7 @@ def create_principal(
 
 def ensure_signing_key(uow: UnitOfWork) -> None:
     if uow.signing_keys.current() is None:
-        uow.signing_keys.add(new_ulid(), tokens.new_signing_secret())
+        uow.signing_keys.add(new_ulid(), tokens.new_signing_salt())
 
 
 class Throttled(Exception):
@@ -97,12 +98,20 @@ class FailureThrottle:
 
 
 class TokenService:
-    """Issues and verifies tokens; signing keys are immutable once written, so they are cached."""
+    """Issues and verifies tokens; signing keys are immutable once written, so they are cached.
+
+    The database keeps each signing key's id and a random salt, not the key: the key is derived from the
+    salt and the server secret (Vault.derive), so a copy of the database (a stolen file, a pg_dump) can't
+    mint tokens. Databases written before this held the key itself in that column; it is now only a salt,
+    so tokens issued before the upgrade are refused and clients fetch new ones (the HCP SDKs do so when
+    theirs expire; a running `packer build` may need a restart)."""
 
     VERIFIED_CACHE = 10_000
+    PURPOSE = "token-signing/v1"
 
-    def __init__(self, ttl_seconds: int, throttle: FailureThrottle | None = None) -> None:
+    def __init__(self, ttl_seconds: int, vault: Vault, throttle: FailureThrottle | None = None) -> None:
         self.ttl_seconds = ttl_seconds
+        self.vault = vault
         self.throttle = throttle or FailureThrottle()
         self._keys: dict[str, bytes] = {}
         # Tokens whose signature checked out. A token and its key never change, so the check holds;
@@ -126,23 +135,28 @@ class TokenService:
             ensure_signing_key(uow)
             current = uow.signing_keys.current()
             assert current is not None
-        key_id, secret = current
-        self._keys[key_id] = secret
-        return tokens.issue(key_id, secret, principal.id, now, self.ttl_seconds)
+        key_id, salt = current
+        key = self._keys.get(key_id)
+        if key is None:
+            key = self._keys[key_id] = self._derive(key_id, salt)
+        return tokens.issue(key_id, key, principal.id, now, self.ttl_seconds)
+
+    def _derive(self, key_id: str, salt: bytes) -> bytes:
+        return self.vault.derive(f"{self.PURPOSE}/{key_id}", salt)
 
     def verify(self, uow: UnitOfWork, token: str, now: datetime) -> tokens.TokenClaims:
         claims = self._verified.get(token)
         if claims is None:
 
             def lookup(key_id: str) -> bytes | None:
-                secret = self._keys.get(key_id)
-                if secret is None:
-                    secret = uow.signing_keys.get(key_id)
-                    if secret is not None:
-                        self._keys[key_id] = secret
-                return secret
+                key = self._keys.get(key_id)
+                if key is None:
+                    salt = uow.signing_keys.get(key_id)
+                    if salt is not None:
+                        key = self._keys[key_id] = self._derive(key_id, salt)
+                return key
 
-            claims = tokens.verify(token, lookup, now)
+            claims = tokens.verify(token, lookup, now, max_lifetime=self.ttl_seconds)
             if len(self._verified) >= self.VERIFIED_CACHE:
                 self._verified.clear()
             self._verified[token] = claims

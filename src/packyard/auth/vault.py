@@ -1,7 +1,9 @@
-"""Encryption of secrets that packyard must be able to read back (the run-task HMAC keys).
+"""The server secret's uses: sealing secrets that packyard must read back (the run-task HMAC keys), and
+deriving keys that must never be readable from the database (the token-signing keys).
 
 The server secret comes from PACKYARD_SECRET_KEY or from `<data dir>/secret.key` (created 0600 on first
-use). Values are sealed with AES-256-GCM under a key derived from it; the database alone reveals nothing.
+use). Values are sealed with AES-256-GCM under a key derived from it, and other keys are derived from it
+with HKDF-SHA256 and a salt kept in the database: the database alone reveals nothing and mints nothing.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import secrets
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 SECRET_FILE = "secret.key"  # noqa: S105 - a file name, not a secret
 
@@ -49,6 +53,13 @@ class Vault:
             raise VaultError("the server secret is empty")
         key = hashlib.sha256(b"packyard/vault/v1\x00" + secret.encode()).digest()
         self._aead = AESGCM(key)
+        self._secret = secret.encode()
+
+    def derive(self, purpose: str, salt: bytes) -> bytes:
+        """A 256-bit key for one purpose, from the server secret and a salt (HKDF-SHA256). The salt may be
+        stored anywhere: without the server secret it yields nothing."""
+        info = b"packyard/" + purpose.encode()
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=info).derive(self._secret)
 
     def seal(self, plaintext: str) -> str:
         nonce = os.urandom(12)

@@ -143,8 +143,8 @@ class Services:
         self.db = db
         self.clock = clock
         self.rules = Rules(limits=settings.limits, heartbeat_grace_seconds=settings.heartbeat_grace_seconds)
-        self.tokens = TokenService(settings.token_ttl_seconds)
         self.vault = Vault(settings.secret_key or load_or_create_secret(settings.data_dir))
+        self.tokens = TokenService(settings.token_ttl_seconds, self.vault)
 
 
 def bearer_token(request: Request) -> str:
