@@ -312,7 +312,7 @@ def test_unknown_and_known_client_ids_do_the_same_work(
         hashed.append(len(data))
         return real_sha256(data)
 
-    monkeypatch.setattr(creds.hashlib, "sha256", sha256)
+    monkeypatch.setattr(hashlib, "sha256", sha256)  # credentials.py hashes through it
     unknown_id = "u" * len(env.init.client_id)  # the same length: nothing but existence differs
 
     def work(client_id: str) -> tuple[list[str], list[int], httpx.Response]:

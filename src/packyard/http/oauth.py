@@ -81,6 +81,7 @@ def issue_token(svc: object, request: Request) -> bytes:
         raise OAuthError(401, "invalid_client", "client authentication failed")
     source = source_key(request.client_host)
     throttle = svc.tokens.throttle
+    now = svc.clock.now()
 
     def work(conn: Connection) -> tuple[bytes, bool] | None:
         uow = SqlUnitOfWork(conn)
@@ -104,7 +105,6 @@ def issue_token(svc: object, request: Request) -> bytes:
     def clear_failures(conn: Connection) -> None:
         throttle.succeeded(SqlTokenFailures(conn), client_id, source)
 
-    now = svc.clock.now()
     # The check and the lookup read; only a failure, or a success with failures to clear, writes (on
     # SQLite a write takes the writer lock, which a plain token issue never waits for).
     answer = svc.db.run(work, write=False)
