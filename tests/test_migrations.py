@@ -114,3 +114,31 @@ def test_serve_applies_migrations_on_sqlite_and_refuses_pending_ones_on_postgres
             db.dispose()
     finally:
         backend.release(url)
+
+
+def test_0007_adds_the_token_failure_table_with_its_upsert_and_0006_drops_it(empty_db: Database) -> None:
+    from datetime import timedelta
+
+    from packyard.storage.token_failures import SqlTokenFailures
+
+    migrate.upgrade(empty_db, "0006")
+    assert "token_failure" not in tables(empty_db)
+    migrate.upgrade(empty_db, "0007")
+    inspector = sa.inspect(empty_db.engine)
+    assert inspector.get_pk_constraint("token_failure")["constrained_columns"] == ["address", "client_id"]
+    assert [i["column_names"] for i in inspector.get_indexes("token_failure")] == [["expires_at"]]
+    span = {"window": timedelta(seconds=300), "lockout": timedelta(seconds=60), "keep": timedelta(seconds=300)}
+
+    def fail_twice(conn: sa.Connection) -> None:
+        store = SqlTokenFailures(conn)
+        for seconds in (0, 1):
+            store.add_failure("192.0.2.1", "id", START + timedelta(seconds=seconds), limit=2, **span)
+
+    empty_db.run(fail_twice, write=True)
+    counts = empty_db.run(lambda conn: SqlTokenFailures(conn).read("192.0.2.1", "id"), write=False)
+    assert counts["id"].failures == 2
+    assert counts["id"].first_at == START
+    assert counts["id"].locked_until == START + timedelta(seconds=61)
+    migrate.downgrade(empty_db, "0006")
+    assert "token_failure" not in tables(empty_db)
+    assert migrate.current_revision(empty_db) == "0006"

@@ -1,6 +1,7 @@
-"""Failed client authentication is throttled per client id: ten failures within five minutes lock that
-client id out of the token endpoint for a minute, known and unknown ids alike. Time is the injected
-clock; nothing sleeps."""
+"""Failed client authentication is throttled per (client id, source address): ten failures within five
+minutes lock that client id out of the token endpoint for a minute from that address, known and unknown
+ids alike. Every request here comes from one address (the test client's); other addresses, the count per
+address and the shared table are in test_token_endpoint.py. Time is the injected clock; nothing sleeps."""
 
 from __future__ import annotations
 

@@ -13,6 +13,8 @@ import secrets
 import string
 
 _ALPHABET = string.ascii_letters + string.digits
+CLIENT_ID_LENGTH = 32
+CLIENT_SECRET_LENGTH = 64
 
 
 def random_string(length: int) -> str:
@@ -20,11 +22,17 @@ def random_string(length: int) -> str:
 
 
 def new_client_id() -> str:
-    return random_string(32)
+    return random_string(CLIENT_ID_LENGTH)
 
 
 def new_client_secret() -> str:
-    return random_string(64)
+    return random_string(CLIENT_SECRET_LENGTH)
+
+
+def plausible(client_id: str, secret: str) -> bool:
+    """Whether the pair could be credentials this server issued, judged by length alone: a longer id or
+    secret is refused before anything is looked up or kept (nothing about it is stored or counted)."""
+    return 0 < len(client_id) <= CLIENT_ID_LENGTH and 0 < len(secret) <= CLIENT_SECRET_LENGTH
 
 
 def hash_secret(secret: str) -> str:

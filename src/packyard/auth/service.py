@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
-from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from packyard.auth import credentials as creds
 from packyard.auth import tokens
@@ -63,38 +64,107 @@ class Throttled(Exception):
         self.retry_after = retry_after
 
 
-class FailureThrottle:
-    """After `limit` failed attempts for one client id within `window`, refuse it for `lockout` seconds.
+@dataclass(frozen=True, slots=True)
+class FailureCount:
+    failures: int
+    first_at: datetime
+    locked_until: datetime
 
-    Kept in memory per process (each replica counts on its own); unknown and known client ids are
-    treated alike, so the answer reveals nothing about which exist. Bounded in size.
+
+class FailureStore(Protocol):
+    """Where FailureThrottle keeps its counts: storage/token_failures.py, a table shared by every process
+    on the database. Keys are (source, client id); client id "" is the source's count over all ids."""
+
+    def read(self, source: str, client_id: str) -> dict[str, FailureCount]: ...
+    def add_failure(
+        self,
+        source: str,
+        client_id: str,
+        now: datetime,
+        *,
+        limit: int,
+        window: timedelta,
+        lockout: timedelta,
+        keep: timedelta,
+    ) -> None: ...
+    def clear(self, source: str, client_id: str) -> None: ...
+    def sweep(self, now: datetime) -> None: ...
+
+
+def source_key(host: str) -> str:
+    """The address failures are counted under: an IPv4 address, an IPv6 /64 (what one host or customer
+    is usually given, so that an attacker can't walk its own /64 to escape the count), "local" for a
+    client without an address (a Unix socket); anything else a proxy reported, cut to 64 characters."""
+    if not host:
+        return "local"
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host[:64]
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
+class FailureThrottle:
+    """Failed client authentication at the token endpoint, counted in the database so that every
+    process (workers, replicas) on it shares the count.
+
+    - Per (client id, source address): `limit` failures within `window` of the first of them lock that
+      client id out *for that address* for `lockout` seconds, the right secret included (otherwise the
+      answer would still tell a guess right from wrong). The same id from any other address is not
+      affected, so a burst of wrong secrets can't lock the real owner out from elsewhere.
+    - Per source address, over all client ids: `source_limit` failures within `window` lock the address
+      out for `lockout`, whatever id and secret it sends, so one address can't spread its guesses over
+      many ids.
+    - While locked, an attempt is refused (429, Retry-After) before any lookup and is not counted; once
+      the lockout ends, another failure inside the window locks again at once.
+    - A success clears its own (client id, address) count, never the address's: an attacker holding one
+      valid client can't reset its address's count with it. A success with nothing to clear writes
+      nothing.
+    - Unknown and known client ids are counted alike, so the answers reveal nothing about which exist.
+    - Bounded: client ids longer than the ones packyard issues never get here (credentials.plausible);
+      nothing is kept in memory; rows die `window` after their last failure and every failure deletes
+      the dead ones; an address makes at most `source_limit` pair rows per window before it is locked
+      out (and a locked attempt writes nothing), so an address holds about twice that many at most.
+    - Concurrent failures are all counted (one atomic upsert each); a lock can land a few failures late
+      when several are in flight at once, since the check reads before the failure is written.
     """
 
-    def __init__(self, limit: int = 10, window: int = 300, lockout: int = 60, max_clients: int = 10_000) -> None:
+    def __init__(self, limit: int = 10, window: int = 300, lockout: int = 60, source_limit: int = 50) -> None:
         self.limit = limit
+        self.source_limit = source_limit
         self.window = timedelta(seconds=window)
         self.lockout = timedelta(seconds=lockout)
-        self.max_clients = max_clients
-        self._failures: OrderedDict[str, list[datetime]] = OrderedDict()
+        # Past its window and its lockout a row counts for nothing: kept from its last failure for both.
+        self.keep = max(self.window, self.lockout)
 
-    def check(self, client_id: str, now: datetime) -> None:
-        # failed() keeps only failures within `window` of the newest, so `limit` of them lock the client out
-        # for `lockout` after the newest (what Retry-After announces), however old the first ones become.
-        recent = self._failures.get(client_id, [])
-        if len(recent) >= self.limit:
-            until = recent[-1] + self.lockout
-            if now < until:
-                raise Throttled(max(1, math.ceil((until - now).total_seconds())))
+    def check(self, store: FailureStore, client_id: str, source: str, now: datetime) -> bool:
+        """Raise Throttled while the pair or the source is locked out; otherwise whether the pair has
+        failures that a success must clear."""
+        counts = store.read(source, client_id)
+        until = max((c.locked_until for c in counts.values()), default=None)
+        if until is not None and now < until:
+            raise Throttled(max(1, math.ceil((until - now).total_seconds())))
+        return client_id in counts
 
-    def failed(self, client_id: str, now: datetime) -> None:
-        recent = [t for t in self._failures.pop(client_id, []) if now - t < self.window]
-        recent.append(now)
-        self._failures[client_id] = recent[-self.limit :]
-        while len(self._failures) > self.max_clients:
-            self._failures.popitem(last=False)
+    def failed(self, store: FailureStore, client_id: str, source: str, now: datetime) -> None:
+        """Count one failure for the pair and for the source (in a write transaction)."""
+        store.sweep(now)
+        span = {"window": self.window, "lockout": self.lockout, "keep": self.keep}
+        store.add_failure(source, client_id, now, limit=self.limit, **span)
+        store.add_failure(source, "", now, limit=self.source_limit, **span)
 
-    def succeeded(self, client_id: str) -> None:
-        self._failures.pop(client_id, None)
+    def succeeded(self, store: FailureStore, client_id: str, source: str) -> None:
+        store.clear(source, client_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticated:
+    principal: Principal
+    clear_failures: bool  # the (client id, source) pair had failures: FailureThrottle.succeeded clears them
 
 
 class TokenService:
@@ -118,15 +188,19 @@ class TokenService:
         # expiry is still compared with the clock, and the principal is still read, on every request.
         self._verified: dict[str, tokens.TokenClaims] = {}
 
-    def authenticate_client(self, uow: UnitOfWork, client_id: str, client_secret: str, now: datetime) -> Principal:
-        self.throttle.check(client_id, now)
-        principal = uow.principals.get_by_client_id(client_id) if client_id else None
+    def authenticate_client(
+        self, uow: UnitOfWork, failures: FailureStore, client_id: str, client_secret: str, source: str, now: datetime
+    ) -> Authenticated:
+        """The principal, unless the throttle refuses (Throttled) or the credentials are wrong
+        (Unauthenticated; the caller then counts the failure with throttle.failed, in a write).
+
+        An unknown client id costs what a wrong secret costs: the same statements, one hash."""
+        clear = self.throttle.check(failures, client_id, source, now)
+        principal = uow.principals.get_by_client_id(client_id)
         if principal is None:
             creds.dummy_verify(client_secret)
         elif creds.verify_secret(client_secret, principal.secret_hash):
-            self.throttle.succeeded(client_id)
-            return principal
-        self.throttle.failed(client_id, now)
+            return Authenticated(principal, clear)
         raise Unauthenticated("invalid client credentials")
 
     def issue(self, uow: UnitOfWork, principal: Principal, now: datetime) -> str:

@@ -263,6 +263,7 @@ class App:
             return 404, status_body(5, f"no operation {method} {path} (unknown {what})"), []
         request = Request(method, path, scope.get("query_string", b""), scope["headers"], params)
         request.scheme = scope.get("scheme", "http")
+        request.client_host = scope["client"][0] if scope.get("client") else ""
         request.public_url = self.services.settings.public_url or ""
         try:
             if method in ("POST", "PUT", "PATCH"):

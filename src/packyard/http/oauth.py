@@ -2,6 +2,8 @@
 
 golang.org/x/oauth2 first tries HTTP Basic, then retries with client_id/client_secret in the form when
 that fails; both are accepted. `audience` is accepted and ignored. Errors use OAuth2's JSON shape.
+Failed attempts are throttled per (client id, source address) and per source address, in the database
+(auth/service.py, FailureThrottle, says how). GET on the token paths answers 405 with `Allow: POST`.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ from urllib.parse import parse_qs, unquote
 import msgspec
 from sqlalchemy.engine import Connection
 
-from packyard.auth.service import Throttled
+from packyard.auth import credentials as creds
+from packyard.auth.service import Throttled, source_key
 from packyard.domain.errors import DomainError, Unauthenticated
 from packyard.http.request import Request
 from packyard.storage.sql import SqlUnitOfWork
+from packyard.storage.token_failures import SqlTokenFailures
 
 _encoder = msgspec.json.Encoder()
 
@@ -72,24 +76,46 @@ def issue_token(svc: object, request: Request) -> bytes:
     else:
         client_id = (form.get("client_id") or [""])[-1]
         client_secret = (form.get("client_secret") or [""])[-1]
-    if not client_id or not client_secret or "\x00" in client_id:  # PostgreSQL text can't hold NUL
+    # Longer than anything this server issues: refused before anything is looked up, counted or kept.
+    if not creds.plausible(client_id, client_secret) or "\x00" in client_id:  # PostgreSQL text can't hold NUL
         raise OAuthError(401, "invalid_client", "client authentication failed")
+    source = source_key(request.client_host)
+    throttle = svc.tokens.throttle
+    now = svc.clock.now()
 
-    def work(conn: Connection) -> bytes:
+    def work(conn: Connection) -> tuple[bytes, bool] | None:
         uow = SqlUnitOfWork(conn)
-        now = svc.clock.now()
         try:
-            principal = svc.tokens.authenticate_client(uow, client_id, client_secret, now)
+            found = svc.tokens.authenticate_client(uow, SqlTokenFailures(conn), client_id, client_secret, source, now)
         except Unauthenticated:
-            raise OAuthError(401, "invalid_client", "client authentication failed") from None
+            return None
         except Throttled as exc:
             raise OAuthError(
                 429,
                 "invalid_client",
-                f"too many failed attempts for this client; retry after {exc.retry_after} seconds",
+                f"too many failed attempts; retry after {exc.retry_after} seconds",
                 [(b"retry-after", str(exc.retry_after).encode())],
             ) from None
-        token = svc.tokens.issue(uow, principal, now)
-        return _encoder.encode(TokenResponse(token, "Bearer", svc.tokens.ttl_seconds))
+        token = svc.tokens.issue(uow, found.principal, now)
+        return _encoder.encode(TokenResponse(token, "Bearer", svc.tokens.ttl_seconds)), found.clear_failures
 
-    return svc.db.run(work, write=False)
+    def count_failure(conn: Connection) -> None:
+        throttle.failed(SqlTokenFailures(conn), client_id, source, now)
+
+    def clear_failures(conn: Connection) -> None:
+        throttle.succeeded(SqlTokenFailures(conn), client_id, source)
+
+    # The check and the lookup read; only a failure, or a success with failures to clear, writes (on
+    # SQLite a write takes the writer lock, which a plain token issue never waits for).
+    answer = svc.db.run(work, write=False)
+    if answer is None:
+        svc.db.run(count_failure, write=True)
+        raise OAuthError(401, "invalid_client", "client authentication failed")
+    body, clear = answer
+    if clear:
+        svc.db.run(clear_failures, write=True)
+    return body
+
+
+def token_needs_post(svc: object, request: Request) -> bytes:
+    raise OAuthError(405, "invalid_request", "the token endpoint accepts only POST", [(b"allow", b"POST")])

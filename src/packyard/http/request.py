@@ -20,6 +20,7 @@ class Request:
     __slots__ = (
         "_query",
         "body",
+        "client_host",
         "headers",
         "method",
         "params",
@@ -44,6 +45,7 @@ class Request:
         self.headers = headers
         self.params = params
         self.body = b""
+        self.client_host = ""  # the peer's address (ASGI scope "client"; a trusted proxy's X-Forwarded-For)
         self.scheme = "http"
         self.public_url = ""
         self._query: dict[str, list[str]] | None = None

@@ -226,3 +226,18 @@ job = sa.Table(
     sa.Index("ix_job_state_run_at", "state", "run_at"),
     sa.Index("ix_job_iteration", "iteration_id"),
 )
+
+# Failed client authentications at the token endpoint, counted per (source address, client id) and per
+# source address (client_id ""), shared by every process on the database (auth/service.py,
+# FailureThrottle). A row is dead from expires_at on and is deleted by the next failure's sweep.
+token_failure = sa.Table(
+    "token_failure",
+    metadata,
+    sa.Column("address", sa.String(64), primary_key=True),
+    sa.Column("client_id", sa.String(64), primary_key=True),
+    sa.Column("failures", sa.Integer, nullable=False),
+    sa.Column("first_at", Time, nullable=False),
+    sa.Column("locked_until", Time, nullable=False),
+    sa.Column("expires_at", Time, nullable=False),
+    sa.Index("ix_token_failure_expires_at", "expires_at"),
+)
