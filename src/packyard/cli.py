@@ -19,6 +19,7 @@ from packyard.config import Settings
 from packyard.domain import tenants
 from packyard.domain.errors import DomainError, NotFound
 from packyard.domain.models import Role
+from packyard.files import open_dir_warning, private_data_dir
 from packyard.storage import migrate
 from packyard.storage.db import Database
 from packyard.storage.sql import SqlUnitOfWork
@@ -32,7 +33,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _prepare(settings: Settings, *, migrate_postgres: bool) -> Database:
-    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_data_dir(settings.data_dir)
     db = Database(settings.effective_database_url)
     if db.is_sqlite or migrate_postgres:
         migrate.upgrade(db)
@@ -109,6 +110,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if bool(args.tls_cert) != bool(args.tls_key):
         raise SystemExit("packyard: --tls-cert and --tls-key go together")
     db = _prepare(settings, migrate_postgres=args.migrate)
+    warning = open_dir_warning(settings.data_dir)
+    if warning is not None:
+        print(warning, file=sys.stderr, flush=True)
     now = SystemClock().now()
     org_id, project_id, created = default_tenant(db, now)
     if created:
@@ -154,7 +158,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_db(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if settings.database_url is None:
-        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_data_dir(settings.data_dir)
     db = Database(settings.effective_database_url)
     try:
         if args.db_command == "upgrade":
