@@ -102,6 +102,7 @@ def _hcp_block(
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn  # noqa: PLC0415 - only serve needs it
 
+    from packyard.http import access_log  # noqa: PLC0415
     from packyard.http.factory import create_app  # noqa: PLC0415
     from packyard.http.protocol import JoinedWritesProtocol  # noqa: PLC0415
     from packyard.tls import ensure_local_tls  # noqa: PLC0415
@@ -135,6 +136,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "ssl_certfile": str(cert) if cert else None,
         "ssl_keyfile": str(key) if key else None,
         "log_level": args.log_level,
+        "log_config": access_log.log_config(),  # no secrets from query strings in the access log
         "lifespan": "on",
         "server_header": False,
         "timeout_graceful_shutdown": 30,
