@@ -128,6 +128,7 @@ def warnings(output: str) -> list[str]:
 def test_a_new_data_dir_and_everything_in_it_are_private(tmp_path: Path, umask: int) -> None:
     data_dir = tmp_path / "new" / "data"
     init_output = packyard(tmp_path, umask, "init", "--data-dir", str(data_dir))
+    assert stat.S_IMODE(data_dir.parent.stat().st_mode) == 0o700  # a parent packyard made, too
     assert_private(data_dir)
     with serving(tmp_path, data_dir, umask) as (_url, log):
         assert set(modes(data_dir)) >= EXPECTED_FILES, sorted(modes(data_dir))
@@ -179,3 +180,18 @@ def test_a_sqlite_database_outside_the_data_dir_is_private_too(tmp_path: Path) -
         name: "0o600" for name in modes(elsewhere) if name != "."
     }
     assert "packyard.db-writer" in modes(elsewhere)
+
+
+def test_a_data_dir_that_cant_be_made_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    for data_dir in (tmp_path / "a-file", tmp_path / "a-file" / "data"):
+        done = subprocess.run(
+            [sys.executable, "-m", "packyard", "init", "--data-dir", str(data_dir)],
+            env=clean_env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 1
+        assert done.stderr == f"packyard: can't make the data directory {data_dir}: Not a directory\n"

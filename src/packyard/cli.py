@@ -32,8 +32,15 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings.from_env(data_dir=Path(data_dir) if data_dir else None)
 
 
+def _private_data_dir(settings: Settings) -> None:
+    try:
+        private_data_dir(settings.data_dir)
+    except OSError as exc:
+        raise SystemExit(f"packyard: can't make the data directory {settings.data_dir}: {exc.strerror}") from None
+
+
 def _prepare(settings: Settings, *, migrate_postgres: bool) -> Database:
-    private_data_dir(settings.data_dir)
+    _private_data_dir(settings)
     db = Database(settings.effective_database_url)
     if db.is_sqlite or migrate_postgres:
         migrate.upgrade(db)
@@ -160,7 +167,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_db(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if settings.database_url is None:
-        private_data_dir(settings.data_dir)
+        _private_data_dir(settings)
     db = Database(settings.effective_database_url)
     try:
         if args.db_command == "upgrade":

@@ -17,6 +17,7 @@ close it; ``packyard serve`` prints that on start.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shlex
 import stat
@@ -33,15 +34,26 @@ SQLITE_COMPANIONS = ("-wal", "-shm", "-journal", "-writer")
 
 
 def private_dir(path: Path) -> None:
-    """Create ``path`` (and missing parents) with the directory itself 0700, whatever the umask.
+    """Create ``path``, and whichever of its parents are missing, 0700 whatever the umask.
 
-    Parents it has to create get the usual mode: they may be shared places such as ``~/.local/share``.
-    An existing directory keeps its mode (see open_dir_warning)."""
-    if path.is_dir():
-        return
-    path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-    with contextlib.suppress(OSError):
-        os.chmod(path, DIR_MODE)  # mkdir's mode went through the umask
+    A directory that exists keeps its mode (see open_dir_warning); so does one another process makes
+    meanwhile."""
+    missing: list[Path] = []
+    ancestor = path
+    while not os.path.lexists(ancestor) and ancestor != ancestor.parent:
+        missing.append(ancestor)
+        ancestor = ancestor.parent
+    for directory in reversed(missing):
+        try:
+            directory.mkdir(mode=DIR_MODE)
+        except FileExistsError:
+            if not directory.is_dir():
+                raise
+            continue
+        with contextlib.suppress(OSError):
+            os.chmod(directory, DIR_MODE)  # mkdir's mode went through the umask
+    if not path.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(path))
 
 
 def tighten(path: Path | str, mode: int = FILE_MODE) -> None:
