@@ -19,6 +19,7 @@ from packyard.config import Settings
 from packyard.domain import tenants
 from packyard.domain.errors import DomainError, NotFound
 from packyard.domain.models import Role
+from packyard.files import open_dir_warning, private_data_dir
 from packyard.storage import migrate
 from packyard.storage.db import Database
 from packyard.storage.sql import SqlUnitOfWork
@@ -31,8 +32,15 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings.from_env(data_dir=Path(data_dir) if data_dir else None)
 
 
+def _private_data_dir(settings: Settings) -> None:
+    try:
+        private_data_dir(settings.data_dir)
+    except OSError as exc:
+        raise SystemExit(f"packyard: can't make the data directory {settings.data_dir}: {exc.strerror}") from None
+
+
 def _prepare(settings: Settings, *, migrate_postgres: bool) -> Database:
-    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _private_data_dir(settings)
     db = Database(settings.effective_database_url)
     if db.is_sqlite or migrate_postgres:
         migrate.upgrade(db)
@@ -101,6 +109,7 @@ def _hcp_block(
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn  # noqa: PLC0415 - only serve needs it
 
+    from packyard.http import access_log  # noqa: PLC0415
     from packyard.http.factory import create_app  # noqa: PLC0415
     from packyard.http.protocol import JoinedWritesProtocol  # noqa: PLC0415
     from packyard.tls import ensure_local_tls  # noqa: PLC0415
@@ -109,6 +118,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if bool(args.tls_cert) != bool(args.tls_key):
         raise SystemExit("packyard: --tls-cert and --tls-key go together")
     db = _prepare(settings, migrate_postgres=args.migrate)
+    warning = open_dir_warning(settings.data_dir)
+    if warning is not None:
+        print(warning, file=sys.stderr, flush=True)
     now = SystemClock().now()
     org_id, project_id, created = default_tenant(db, now)
     if created:
@@ -131,6 +143,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "ssl_certfile": str(cert) if cert else None,
         "ssl_keyfile": str(key) if key else None,
         "log_level": args.log_level,
+        "log_config": access_log.log_config(),  # no secrets from query strings in the access log
         "lifespan": "on",
         "server_header": False,
         "timeout_graceful_shutdown": 30,
@@ -154,7 +167,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_db(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if settings.database_url is None:
-        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _private_data_dir(settings)
     db = Database(settings.effective_database_url)
     try:
         if args.db_command == "upgrade":

@@ -3,10 +3,13 @@
 ``ensure_local_tls`` keeps four PEM files under ``<data_dir>/tls``:
 
 * ``ca.pem``          the local CA certificate; clients trust this one (e.g. via ``SSL_CERT_FILE``)
-* ``ca-key.pem``      the CA private key (mode 0600)
+* ``ca-key.pem``      the CA private key
 * ``server.pem``      the server certificate followed by the CA certificate, so clients that want the
                       chain (Go's crypto/tls, for one) get it
-* ``server-key.pem``  the server private key (mode 0600)
+* ``server-key.pem``  the server private key
+
+The directory is 0700 and every file 0600, certificates included (see packyard/files.py: one rule for
+everything packyard writes; the certificates are no secret, but nobody else can reach them anyway).
 
 Existing files are reused. The server certificate is re-issued (keeping the CA) when it is missing,
 unreadable, not signed by the current CA, expiring within 30 days, or does not name every requested
@@ -33,6 +36,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from packyard.files import DIR_MODE, FILE_MODE, private_dir
+
 __all__ = ["TlsFiles", "ensure_local_tls"]
 
 logger = logging.getLogger(__name__)
@@ -44,9 +49,9 @@ SERVER_VALIDITY = timedelta(days=397)
 RENEW_BEFORE = timedelta(days=30)
 CLOCK_SKEW = timedelta(minutes=1)
 
-_DIR_MODE = 0o700
-_KEY_MODE = 0o600
-_CERT_MODE = 0o644
+_DIR_MODE = DIR_MODE
+_KEY_MODE = FILE_MODE
+_CERT_MODE = FILE_MODE
 
 _CA_CERT = "ca.pem"
 _CA_KEY = "ca-key.pem"
@@ -94,7 +99,8 @@ def ensure_local_tls(
     now = now.astimezone(UTC)
 
     tls_dir = Path(data_dir) / "tls"
-    tls_dir.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
+    private_dir(Path(data_dir))
+    tls_dir.mkdir(mode=_DIR_MODE, exist_ok=True)
     if (tls_dir.stat().st_mode & 0o777) != _DIR_MODE:
         tls_dir.chmod(_DIR_MODE)
 
@@ -112,11 +118,13 @@ def ensure_local_tls(
             reason: str | None = "new CA"
         else:
             _tighten_mode(ca_key_path)
+            _tighten_mode(files.ca_cert)
             reason = _server_problem(files.cert, files.key, ca[0], wanted, now)
         if reason is not None:
             _issue_server_cert(files.cert, files.key, ca, wanted, now=now, reason=reason)
         else:
             _tighten_mode(files.key)
+            _tighten_mode(files.cert)
     return files
 
 
@@ -358,7 +366,7 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 
 def _tighten_mode(path: Path) -> None:
-    """Reset a reused private key file to 0600 if someone loosened it."""
+    """Reset a reused file to 0600 if someone (or an older packyard, for certificates) loosened it."""
     with contextlib.suppress(FileNotFoundError):
         if (path.stat().st_mode & 0o777) != _KEY_MODE:
             path.chmod(_KEY_MODE)

@@ -19,7 +19,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-SECRET_FILE = "secret.key"  # noqa: S105 - a file name, not a secret
+from packyard.files import FILE_MODE, SECRET_FILE, private_dir, tighten
+
+__all__ = ["SECRET_FILE", "Vault", "VaultError", "load_or_create_secret"]
 
 
 class VaultError(Exception):
@@ -29,12 +31,14 @@ class VaultError(Exception):
 def load_or_create_secret(data_dir: Path) -> str:
     path = data_dir / SECRET_FILE
     if path.exists():
+        tighten(path)  # one written by an older packyard, or loosened since
         return path.read_text().strip()
-    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(data_dir)
     value = secrets.token_hex(32)
     tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
     with os.fdopen(fd, "w") as fh:
+        os.fchmod(fh.fileno(), FILE_MODE)  # a .tmp left behind by a crash keeps its mode through O_TRUNC
         fh.write(value + "\n")
         fh.flush()
         os.fsync(fh.fileno())

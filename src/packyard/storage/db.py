@@ -19,6 +19,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from packyard.files import FILE_MODE, private_sqlite_file
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -63,6 +65,17 @@ def normalize_url(url: str) -> str:
 
 def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
+
+
+def sqlite_file(url: str) -> str | None:
+    """The absolute path of a SQLite database's file; None for an in-memory SQLite database, for a
+    SQLite URI (``file:...``) and for any other database, whose URL names no file."""
+    if not is_sqlite(normalize_url(url)):
+        return None
+    database = sa.make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return os.path.abspath(database)
 
 
 def create_engine(url: str, *, echo: bool = False) -> Engine:
@@ -129,6 +142,11 @@ class Database:
         self._kept: Connection | None = None  # see _kept_connection
         self._kept_thread: int | None = None
         self._writer = WriterLock.for_url(self.url) if self.is_sqlite else None
+        database_file = sqlite_file(self.url)
+        if database_file is not None:
+            # Before SQLite first opens it: SQLite would create the file with the umask's mode (0644 as a
+            # rule), and it gives its -wal and -shm files the mode of the database file.
+            private_sqlite_file(database_file)
 
     def writing(self) -> contextlib.AbstractContextManager[None]:
         """Held around every write transaction on SQLite (see WriterLock); nothing on PostgreSQL."""
@@ -383,12 +401,10 @@ class WriterLock:
     def for_url(cls, url: str) -> WriterLock | None:
         """The lock of a SQLite database file (one per process and file); None for an in-memory SQLite
         database and for any other database, whose URL names no file."""
-        if not is_sqlite(normalize_url(url)):
+        database = sqlite_file(url)
+        if database is None:
             return None
-        database = sa.make_url(url).database
-        if not database or database == ":memory:" or database.startswith("file:"):
-            return None
-        path = os.path.abspath(database) + "-writer"
+        path = database + "-writer"
         with cls._shared_lock:
             lock = cls._shared.get(path)
             if lock is None:
@@ -426,7 +442,7 @@ class WriterLock:
 
     def _descriptor(self) -> int:
         if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
         return self._fd
 
     def try_hold(self) -> bool:
