@@ -104,7 +104,7 @@ async def app(
 def main() -> None:
     import uvicorn
 
-    from packyard.http.protocol import JoinedWritesProtocol
+    from packyard.http.protocol import JoinedWritesProtocol, raise_fd_limit
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -112,6 +112,7 @@ def main() -> None:
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     args = parser.parse_args()
     # The same call as packyard/cli.py cmd_serve (no TLS: the benchmark serves packyard with --no-tls).
+    raise_fd_limit()
     uvicorn.run(
         app,
         host=args.host,

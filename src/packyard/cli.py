@@ -111,7 +111,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from packyard.http import access_log  # noqa: PLC0415
     from packyard.http.factory import create_app  # noqa: PLC0415
-    from packyard.http.protocol import JoinedWritesProtocol  # noqa: PLC0415
+    from packyard.http.protocol import JoinedWritesProtocol, raise_fd_limit  # noqa: PLC0415
     from packyard.tls import ensure_local_tls  # noqa: PLC0415
 
     settings = _settings(args)
@@ -152,6 +152,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # uvicorn re-raises the signal that stopped it after its graceful shutdown; with SIGTERM's default
     # action that kills the process (exit -15) instead of returning, so a handled SIGTERM is a no-op.
     signal.signal(signal.SIGTERM, lambda _sig, _frame: None)
+    # Every connection is a descriptor: take all the kernel allows (workers inherit it). Each worker keeps
+    # its connections below it (PACKYARD_MAX_CONNECTIONS, see packyard/http/protocol.py).
+    raise_fd_limit()
     if args.workers > 1:
         # Each worker process builds its own app from the environment, so the settings travel through it.
         db.dispose()

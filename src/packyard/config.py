@@ -15,6 +15,41 @@ def default_data_dir() -> Path:
 
 
 @dataclass(frozen=True)
+class ConnectionLimits:
+    """What one worker allows a client connection: how long it may take to send a request's head and its
+    body, how large the head may be, and how many connections the worker holds at once. Enforced by the
+    HTTP protocol (packyard/http/protocol.py) and documented in docs/limits.md."""
+
+    head_timeout_seconds: float = 10.0  # from the connection (or the next request's first byte) to its last header
+    body_timeout_seconds: float = 30.0  # from the end of the head to the end of the body
+    max_head_bytes: int = 64 * 1024  # request line and headers together; more gets a 431
+    max_headers: int = 100  # more gets a 431
+    max_connections: int | None = None  # per worker; None is 1,000, lowered to fit the descriptor limit
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> ConnectionLimits:
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for key, name, kind in (
+            ("head_timeout_seconds", "PACKYARD_HEAD_TIMEOUT_SECONDS", float),
+            ("body_timeout_seconds", "PACKYARD_BODY_TIMEOUT_SECONDS", float),
+            ("max_head_bytes", "PACKYARD_MAX_HEAD_BYTES", int),
+            ("max_headers", "PACKYARD_MAX_HEADERS", int),
+            ("max_connections", "PACKYARD_MAX_CONNECTIONS", int),
+        ):
+            if env.get(name):
+                try:
+                    value = kind(env[name])
+                except ValueError:
+                    value = 0
+                if not value > 0:
+                    what = "number of seconds" if kind is float else "whole number"
+                    raise SystemExit(f"{name} must be a positive {what}, not {env[name]!r}")
+                values[key] = value
+        return cls(**values)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path = field(default_factory=default_data_dir)
     database_url: str | None = None
@@ -25,6 +60,7 @@ class Settings:
     public_url: str | None = None
     read_cache_bytes: int = 16 * 1024 * 1024  # per process; 0 turns the read cache off
     limits: Limits = field(default_factory=Limits)
+    connections: ConnectionLimits = field(default_factory=ConnectionLimits)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -55,6 +91,7 @@ class Settings:
                     values[key] = float(env[name]) if key == "job_interval_seconds" else int(env[name])
                 except ValueError:
                     raise SystemExit(f"{name} must be a number of seconds, not {env[name]!r}") from None
+        values["connections"] = ConnectionLimits.from_env(env)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return replace(cls(), **values)  # type: ignore[arg-type]
 

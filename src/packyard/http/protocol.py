@@ -1,19 +1,179 @@
-"""uvicorn's httptools protocol, with each answer's head and body leaving in one socket write.
+"""uvicorn's httptools protocol, with each answer's head and body leaving in one socket write, and with
+bounds on what a client connection may hold: time to send a request's head and body, the head's size,
+and the number of connections a worker keeps open.
 
 uvicorn writes the status line and headers when the application sends `http.response.start`, and the
 body in a second write when it sends `http.response.body`: two send() calls, and two wake-ups of the
 client, for every answer. Here the writes a connection makes in one turn of the event loop are joined
 and go out together at the end of that turn (the next callback the loop runs), which for an answer sent
-as start-then-body, as packyard's are, is one write. Nothing else about uvicorn changes; `packyard
-serve` and the benchmark's raw ASGI ceiling both run on this protocol.
+as start-then-body, as packyard's are, is one write.
+
+uvicorn closes a connection that sits idle after an answer (its keep-alive timeout), but nothing else:
+a client that never finishes a request's head, or trickles its body, holds its connection, and a
+descriptor, for ever, and a head of any size is buffered. Here (see `ConnectionLimits` in
+packyard/config.py and docs/limits.md):
+
+- a head must be complete within `head_timeout_seconds` of the connection opening (or of the next
+  request's first byte on a kept-alive one), and a body within `body_timeout_seconds` of its head;
+- a head over `max_head_bytes` or with more than `max_headers` headers gets 431 and the connection is
+  closed; an unfinished head is counted as it arrives, so a huge one is refused after one read, not
+  buffered whole;
+- a worker holds at most `max_connections`, kept below its descriptor limit. A connection over the bound
+  evicts the oldest connection that hasn't finished its head (so a fresh one, such as a health check,
+  gets in while slow clients fill the worker), or is closed at once when every connection is busy with
+  a request.
+
+The deadlines are kept by one sweep per worker (a timer every quarter of the shorter timeout, at most a
+second apart, while connections are open), not a timer per request; a request costs two clock reads
+and a few attribute updates. Nothing else about uvicorn changes; `packyard serve` and the benchmark's
+raw ASGI ceiling both run on this protocol.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import resource
+from time import monotonic
 from typing import Any
 
+import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from packyard.config import ConnectionLimits
+
+DEFAULT_MAX_CONNECTIONS = 1000
+
+# Where a connection is in reading its current request: waiting for the rest of a head, or past it.
+_HEAD = 1
+_BODY = 2
+
+_TOO_LARGE_STATUS = b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+_TOO_LARGE_BODY = b"Request header fields too large."
+_TOO_LARGE_TAIL = b"content-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
+_TOO_LARGE_TAIL %= len(_TOO_LARGE_BODY)
+
+
+def raise_fd_limit() -> int:
+    """Raise this process's soft limit on open files to its hard limit (worker processes inherit it), and
+    return the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            # macOS: an unlimited hard limit can't be the soft one; its kernel's ceiling is the next best.
+            if hard == resource.RLIM_INFINITY and soft < 10240:
+                with contextlib.suppress(ValueError, OSError):
+                    resource.setrlimit(resource.RLIMIT_NOFILE, (10240, hard))
+    return int(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+
+
+def connection_cap(configured: int | None) -> tuple[int, int | None]:
+    """The most connections one worker holds, and the descriptor limit it was fitted under (None: none).
+
+    The configured number (1,000 when unset), lowered so that an eighth of the descriptor limit (at least
+    64) stays free for the worker's own files, its database connections and a burst of accepts."""
+    wanted = configured or DEFAULT_MAX_CONNECTIONS
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY:
+        return wanted, None
+    room = soft - min(max(64, soft // 8), soft // 2)
+    return max(1, min(wanted, room)), int(soft)
+
+
+class _Guard:
+    """One server's (one worker's) connections: the bound on their number and their deadlines."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, limits: ConnectionLimits, logger: logging.Logger) -> None:
+        self.loop = loop
+        self.logger = logger
+        self.head_timeout = limits.head_timeout_seconds
+        self.body_timeout = limits.body_timeout_seconds
+        self.max_head_bytes = limits.max_head_bytes
+        self.max_headers = limits.max_headers
+        self.max_connections, fd_limit = connection_cap(limits.max_connections)
+        if limits.max_connections and self.max_connections < limits.max_connections:
+            logger.warning(
+                "PACKYARD_MAX_CONNECTIONS=%d lowered to %d to fit this process's limit of %s open files",
+                limits.max_connections,
+                self.max_connections,
+                fd_limit,
+            )
+        self.interval = min(1.0, max(0.05, min(self.head_timeout, self.body_timeout) / 4))
+        self.open: set[JoinedWritesProtocol] = set()
+        # The connections waiting for the rest of a head, oldest first (insertion order is start order).
+        self.waiting: dict[JoinedWritesProtocol, None] = {}
+        self.timer: asyncio.TimerHandle | None = None
+        reasons = ("head timeout", "body timeout", "evicted", "refused", "head too large", "trailers too large")
+        self.counts = dict.fromkeys(reasons, 0)
+        self.last_report = float("-inf")
+
+    @classmethod
+    def of(cls, protocol: JoinedWritesProtocol) -> _Guard:
+        state = protocol.server_state
+        guard: _Guard | None = getattr(state, "packyard_guard", None)
+        if guard is None:
+            guard = cls(protocol.loop, ConnectionLimits.from_env(), protocol.logger)
+            state.packyard_guard = guard  # type: ignore[attr-defined]
+        return guard
+
+    def admit(self, conn: JoinedWritesProtocol) -> bool:
+        """Count a new connection in, evicting the oldest unfinished head to make room; False if no room."""
+        if len(self.open) >= self.max_connections:
+            if not self.waiting:
+                self.counts["refused"] += 1
+                return False
+            oldest = next(iter(self.waiting))
+            self.release(oldest)
+            oldest.transport.abort()
+            self.counts["evicted"] += 1
+        self.open.add(conn)
+        self.waiting[conn] = None
+        if self.timer is None:
+            self.timer = self.loop.call_later(self.interval, self.sweep)
+        return True
+
+    def release(self, conn: JoinedWritesProtocol) -> None:
+        self.open.discard(conn)
+        self.waiting.pop(conn, None)
+
+    def sweep(self) -> None:
+        """Close the connections past their head or body deadline; again in `interval` while any are open."""
+        self.timer = None
+        now = monotonic()
+        late: list[tuple[JoinedWritesProtocol, str]] = []
+        head_cutoff = now - self.head_timeout
+        for conn in self.waiting:  # oldest first
+            if conn._since > head_cutoff:
+                break
+            if not conn.flow.read_paused:  # paused: a pipelined request ahead of this head is still running
+                late.append((conn, "head timeout"))
+        body_cutoff = now - self.body_timeout
+        for conn in self.open:
+            if conn._phase == _BODY and conn._since <= body_cutoff and conn._reading_body():
+                late.append((conn, "body timeout"))
+        for conn, reason in late:
+            self.release(conn)
+            conn.transport.abort()
+            self.counts[reason] += 1
+        if now - self.last_report >= 10.0 and any(self.counts.values()):
+            self.last_report = now
+            self.logger.warning(
+                "connections closed by the limits (at most %d open, %gs for a head, %gs for a body): %s",
+                self.max_connections,
+                self.head_timeout,
+                self.body_timeout,
+                ", ".join(f"{n} {what}" for what, n in self.counts.items() if n),
+            )
+            self.counts = dict.fromkeys(self.counts, 0)
+        if self.open:
+            self.timer = self.loop.call_later(self.interval, self.sweep)
+
+
+class _HeadTooLarge(Exception):
+    pass
 
 
 class _JoinedWrites:
@@ -53,5 +213,107 @@ class _JoinedWrites:
 
 
 class JoinedWritesProtocol(HttpToolsProtocol):
+    _guard: _Guard
+    _phase = _HEAD
+    _since = 0.0  # monotonic time the current phase (head or body) began
+    _head_bytes = 0  # bytes read while the current head was unfinished (added after each read)
+    _read = 0  # size of the current read
+    _body_progress = False  # the current read ended a head or brought a piece of body
+    _body_stall = 0  # bytes read in a body phase since its last progress (chunk framing, trailers)
+    _too_large = False
+
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(_JoinedWrites(transport, self.loop))  # type: ignore[arg-type]
+        self._since = monotonic()
+        guard = self._guard = _Guard.of(self)
+        if not guard.admit(self):
+            self.transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._guard.release(self)
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        # uvicorn's, with the refusal of a head that is too large
+        self._unset_keepalive_if_required()
+        self._read = len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            if self._too_large:
+                self._refuse_head()
+                return
+            msg = "Invalid HTTP request received."
+            self.logger.warning(msg)
+            self.send_400_response(msg)
+            return
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+            return
+        if self._phase == _HEAD:  # the read ended inside a head: count it against the limit
+            self._head_bytes += self._read
+            if self._head_bytes > self._guard.max_head_bytes:
+                self._refuse_head()
+        elif self._body_progress:
+            self._body_progress = False
+            self._body_stall = 0
+        else:  # a read with no body in it: chunk framing or trailers, which the head's limit bounds too
+            self._body_stall += self._read
+            if self._body_stall > self._guard.max_head_bytes:
+                self._guard.counts["trailers too large"] += 1
+                self.transport.close()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._phase != _HEAD:  # the next request on a kept-alive connection; its head's time starts now
+            self._phase = _HEAD
+            self._since = monotonic()
+            self._head_bytes = 0
+            self._guard.waiting[self] = None
+
+    def on_headers_complete(self) -> None:
+        guard = self._guard
+        if len(self.headers) > guard.max_headers or (
+            self._head_bytes + self._read > guard.max_head_bytes and self._head_size() > guard.max_head_bytes
+        ):
+            self._too_large = True
+            raise _HeadTooLarge
+        guard.waiting.pop(self, None)
+        self._phase = _BODY
+        self._since = monotonic()
+        self._body_progress = True
+        super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        self._body_progress = True
+        super().on_body(body)
+
+    def handle_websocket_upgrade(self) -> None:
+        self._guard.release(self)  # the WebSocket protocol takes the connection over
+        super().handle_websocket_upgrade()
+
+    def _head_size(self) -> int:
+        return len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+
+    def _reading_body(self) -> bool:
+        """Whether the request's body is still to come from the client (rather than waiting on the app)."""
+        cycle = self.cycle
+        return (
+            cycle is not None
+            and cycle.more_body
+            and not cycle.waiting_for_100_continue
+            and not self.flow.read_paused
+            and not self.transport.is_closing()
+        )
+
+    def _refuse_head(self) -> None:
+        self._guard.counts["head too large"] += 1
+        content = [_TOO_LARGE_STATUS]
+        for name, value in self.server_state.default_headers:
+            content.extend([name, b": ", value, b"\r\n"])
+        content += [_TOO_LARGE_TAIL, _TOO_LARGE_BODY]
+        self.transport.write(b"".join(content))
+        self.transport.close()
