@@ -9,6 +9,7 @@ principal, a deleted principal, an expired token) and checks the very next read.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -340,8 +341,8 @@ def test_the_cache_knows_which_questions_it_holds_an_answer_to_whatever_the_role
 
     now = datetime(2024, 5, 1, tzinfo=UTC)
     cache = ReadCache(max_bytes=800)
-    first = ("proj", "GetChannel", ("org", "proj", "web", "production"), b"")
-    second = ("proj", "GetChannel", ("org", "proj", "web", "staging"), b"")
+    first = ("proj", "packer/2021-04-30", "GetChannel", ("org", "proj", "web", "production"), b"")
+    second = ("proj", "packer/2021-04-30", "GetChannel", ("org", "proj", "web", "staging"), b"")
     assert not cache.holds(first)
     cache.put((*first, "viewer"), Entry(1, b"x" * 100, now, None))
     cache.put((*first, "admin"), Entry(1, b"y" * 100, now, None))
@@ -356,3 +357,69 @@ def test_the_cache_knows_which_questions_it_holds_an_answer_to_whatever_the_role
     assert not cache.holds(first)
     assert cache.holds(second)
     assert cache.get((*first, "admin"), 2, now) is None
+
+
+def test_two_projections_of_one_operation_never_answer_for_each_other(
+    tmp_path: Path, backend: Backend, contracts: list[SwaggerContract]
+) -> None:
+    """HashiCorp's operation ids are the same in every API tree (PackerService_GetChannel), so a second
+    tree mounted beside 2021-04-30 must not be answered with the 2021 bytes, nor the other way round:
+    the cache's key holds the API tree."""
+    import msgspec
+
+    from packyard.domain import channels
+    from packyard.domain.context import Ctx
+    from packyard.domain.models import Permission
+    from packyard.http import factory
+    from packyard.http.request import Request
+    from packyard.http.routing import Route
+
+    class OtherChannel(msgspec.Struct):
+        name: str
+        version_id: str
+
+    class OtherAnswer(msgspec.Struct):
+        channel: OtherChannel
+
+    def other_get_channel(ctx: Ctx, request: Request) -> OtherAnswer:
+        channel = channels.get(ctx, request.params["bucket_slug"], request.params["slug"])
+        return OtherAnswer(OtherChannel(channel.slug, channel.iteration_id or ""))
+
+    template = "/packer/other-tree/organizations/{org}/projects/{project}/images/{bucket_slug}/channels/{slug}"
+    other = Route(
+        "GET",
+        template,
+        other_get_channel,
+        "PackerService_GetChannel",
+        permission=Permission.READ,
+        cache=True,
+        api="packer/other-tree",
+    )
+    environment = make_env(tmp_path, backend, contracts)
+    routes = [*environment.app.router.routes, other]
+    app = factory.App(environment.app.services, routes)
+    c = ApiClient(
+        app, contracts, environment.client.loop, environment.init.organization_id, environment.init.project_id
+    )
+    c.token = environment.client.token
+    try:
+        v1, _ = production_on_v1(c)
+        other_path = (
+            f"/packer/other-tree/organizations/{c.org_id}/projects/{c.project_id}/images/web/channels/production"
+        )
+        assert app.cache is not None
+        answers: dict[str, set[bytes]] = {"2021": set(), "other": set()}
+        for _ in range(3):  # alternately: each tree's answer computed once, then served from the cache
+            answers["2021"].add(get_channel(c, "web", "production").content)
+            answers["other"].add(c.get(other_path).content)
+        assert app.cache.hits == 4
+        (ours,), (theirs,) = answers["2021"], answers["other"]
+        assert msgspec.json.decode(theirs) == {"channel": {"name": "production", "version_id": v1["id"]}}
+        assert msgspec.json.decode(ours)["channel"]["iteration"]["id"] == v1["id"]
+        # Two cached routes of one tree and operation would be told apart by nothing: refused at start.
+        with pytest.raises(ValueError, match="API tree"):
+            factory.App(environment.app.services, [*routes, dataclasses.replace(other, template=template + "/x")])
+    finally:
+        c.close()
+        environment.client.loop.run_until_complete(app.aclose())
+        close_env(environment, backend)

@@ -175,8 +175,13 @@ class App:
     def __init__(self, services: Services, routes: list[Route]) -> None:
         self.services = services
         self.router = Router()
+        cached: set[tuple[str, str]] = set()
         for route in routes:
             self.router.add(route)
+            if route.cache:  # the read cache tells answers apart by API tree and operation
+                if not route.api or (route.api, route.operation_id) in cached:
+                    raise ValueError(f"cached route {route.template} needs an API tree of its own (Route.api)")
+                cached.add((route.api, route.operation_id))
         self.max_body = services.settings.limits.max_body_bytes
         # PostgreSQL commits concurrent transactions side by side; SQLite has one writer at a time.
         self.writes = WriteQueue(services.db) if services.db.is_sqlite else None
@@ -467,7 +472,7 @@ def _question(route: Route, request: Request) -> Question:
     # The path parameters, not the path: a percent-encoded slash makes two raw paths decode alike, and a
     # tuple, not a joined string, for the same reason.
     project_id = request.params.get("project", "")
-    return (project_id, route.operation_id, tuple(request.params.values()), request.query_string)
+    return (project_id, route.api, route.operation_id, tuple(request.params.values()), request.query_string)
 
 
 def _cache_key(route: Route, request: Request, principal: Principal) -> CacheKey:

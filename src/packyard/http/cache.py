@@ -24,8 +24,10 @@ from datetime import datetime
 
 from packyard.domain.models import Principal
 
-CacheKey = tuple[str, str, tuple[str, ...], bytes, str]  # project, operation, path parameters, query, role
-Question = tuple[str, str, tuple[str, ...], bytes]  # the key without the role: what was asked
+# project, API tree, operation, path parameters, query, role: everything an answer's bytes depend on
+# besides the data (the stamp) and the clock (the entry's window)
+CacheKey = tuple[str, str, str, tuple[str, ...], bytes, str]
+Question = tuple[str, str, str, tuple[str, ...], bytes]  # the key without the role (key[:5]): what was asked
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,14 +73,14 @@ class ReadCache:
         if old is not None:
             self._bytes -= len(old.body)
         else:
-            question: Question = key[:4]
+            question: Question = key[:5]
             self._questions[question] = self._questions.get(question, 0) + 1
         self._entries[key] = entry
         self._bytes += size
         while self._bytes > self.max_bytes:
             evicted_key, evicted = self._entries.popitem(last=False)
             self._bytes -= len(evicted.body)
-            question = evicted_key[:4]
+            question = evicted_key[:5]
             left = self._questions[question] - 1
             if left:
                 self._questions[question] = left

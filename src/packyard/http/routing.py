@@ -24,7 +24,7 @@ class Route:
     method: str
     template: str
     handler: Callable[..., Any]
-    operation_id: str
+    operation_id: str  # HashiCorp's, the same in every API version (PackerService_GetChannel)
     access: Access = Access.PROJECT
     permission: Permission = Permission.READ
     write: bool | None = None  # the transaction kind; by default every method but GET writes
@@ -37,6 +37,9 @@ class Route:
     # transaction before the write, authenticated and authorized like it: a refusal is answered without
     # taking SQLite's writer lock; returning lets the write decide as before.
     refuse_early: Callable[..., None] | None = None
+    # The API tree the route projects (packer/2021-04-30): part of the read cache's key, since the same
+    # operation of two trees answers the same question with different bytes.
+    api: str = ""
 
     @property
     def writes(self) -> bool:

@@ -10,7 +10,8 @@ from packyard.http.request import Request
 from packyard.http.routing import Route
 from packyard.http.routing import Route as _Route
 
-PREFIX = "/packer/2021-04-30/organizations/{org}/projects/{project}"
+API = "packer/2021-04-30"
+PREFIX = f"/{API}/organizations/{{org}}/projects/{{project}}"
 
 
 def route(
@@ -37,6 +38,7 @@ def route(
         cache=cache,
         prepare=prepare,
         refuse_early=refuse_early,
+        api=API,
     )
 
 
