@@ -19,9 +19,9 @@ import pytest
 import sqlalchemy as sa
 
 from packyard.domain.models import Principal, Role
-from packyard.http.cache import CheckBatch
 from packyard.http.factory import create_app
 from packyard.jobs import run_due_jobs
+from packyard.pipeline.cache import CheckBatch
 from packyard.storage import schema
 from packyard.storage.db import Database
 from tests.conftest import START, Backend, Env, close_env, make_env
@@ -33,8 +33,8 @@ from .test_roles import new_principal
 
 
 def cache_hits(env: Env) -> int:
-    assert env.app.cache is not None
-    return env.app.cache.hits
+    assert env.app.runner.cache is not None
+    return env.app.runner.cache.hits
 
 
 def get_channel(c: ApiClient, bucket: str, slug: str, token: str | None = None) -> Any:
@@ -254,7 +254,7 @@ def test_the_cache_is_bounded_in_bytes(tmp_path: Path, backend: Backend, contrac
         publish(c, "web", "fp-1", ["amazon-ebs.a", "amazon-ebs.b"])
         for n in range(200):
             ok(c.get(c.p("/images/web/iterations"), params={"pagination.page_size": 1 + n % 100}))
-        cache = env.app.cache
+        cache = env.app.runner.cache
         assert cache is not None
         assert 0 < cache._bytes <= 64 * 1024
     finally:
@@ -264,7 +264,7 @@ def test_the_cache_is_bounded_in_bytes(tmp_path: Path, backend: Backend, contrac
 def test_turned_off_it_answers_the_same(tmp_path: Path, backend: Backend, contracts: list[SwaggerContract]) -> None:
     env = make_env(tmp_path, backend, contracts, read_cache_bytes=0)
     try:
-        assert env.app.cache is None
+        assert env.app.runner.cache is None
         c = env.client
         _, v2 = production_on_v1(c)
         assert pointed_version(c, "web", "production") == 1
@@ -318,7 +318,7 @@ def test_concurrent_reads_share_the_check_on_postgresql(env: Env, backend: Backe
     c = env.client
     production_on_v1(c)
     first = ok(get_channel(c, "web", "production"))
-    batch = env.app.batch
+    batch = env.app.runner.batch
     assert batch is not None
     queries = batch.queries
 
@@ -337,7 +337,7 @@ def test_the_cache_knows_which_questions_it_holds_an_answer_to_whatever_the_role
     """holds() lets a read with nothing kept skip the check (one statement) and go the ordinary way."""
     from datetime import UTC, datetime
 
-    from packyard.http.cache import Entry, ReadCache
+    from packyard.pipeline.cache import Entry, ReadCache
 
     now = datetime(2024, 5, 1, tzinfo=UTC)
     cache = ReadCache(max_bytes=800)
@@ -368,11 +368,11 @@ def test_two_projections_of_one_operation_never_answer_for_each_other(
     import msgspec
 
     from packyard.domain import channels
-    from packyard.domain.context import Ctx
-    from packyard.domain.models import Permission
-    from packyard.http import factory
+    from packyard.domain.models import Channel, Permission
+    from packyard.http.app import App
     from packyard.http.request import Request
     from packyard.http.routing import Route
+    from packyard.pipeline.operations import Operation, Place
 
     class OtherChannel(msgspec.Struct):
         name: str
@@ -381,23 +381,26 @@ def test_two_projections_of_one_operation_never_answer_for_each_other(
     class OtherAnswer(msgspec.Struct):
         channel: OtherChannel
 
-    def other_get_channel(ctx: Ctx, request: Request) -> OtherAnswer:
-        channel = channels.get(ctx, request.params["bucket_slug"], request.params["slug"])
+    def decode(request: Request) -> tuple[str, str]:
+        return request.params["bucket_slug"], request.params["slug"]
+
+    def answer(place: Place, channel: Channel) -> OtherAnswer:
         return OtherAnswer(OtherChannel(channel.slug, channel.iteration_id or ""))
 
+    get_channel_op = Operation(decode, lambda ctx, name: channels.get(ctx, *name), answer)
     template = "/packer/other-tree/organizations/{org}/projects/{project}/images/{bucket_slug}/channels/{slug}"
     other = Route(
         "GET",
         template,
-        other_get_channel,
         "PackerService_GetChannel",
+        get_channel_op,
         permission=Permission.READ,
         cache=True,
         api="packer/other-tree",
     )
     environment = make_env(tmp_path, backend, contracts)
     routes = [*environment.app.router.routes, other]
-    app = factory.App(environment.app.services, routes)
+    app = App(environment.app.services, routes)
     c = ApiClient(
         app, contracts, environment.client.loop, environment.init.organization_id, environment.init.project_id
     )
@@ -407,18 +410,18 @@ def test_two_projections_of_one_operation_never_answer_for_each_other(
         other_path = (
             f"/packer/other-tree/organizations/{c.org_id}/projects/{c.project_id}/images/web/channels/production"
         )
-        assert app.cache is not None
+        assert app.runner.cache is not None
         answers: dict[str, set[bytes]] = {"2021": set(), "other": set()}
         for _ in range(3):  # alternately: each tree's answer computed once, then served from the cache
             answers["2021"].add(get_channel(c, "web", "production").content)
             answers["other"].add(c.get(other_path).content)
-        assert app.cache.hits == 4
+        assert app.runner.cache.hits == 4
         (ours,), (theirs,) = answers["2021"], answers["other"]
         assert msgspec.json.decode(theirs) == {"channel": {"name": "production", "version_id": v1["id"]}}
         assert msgspec.json.decode(ours)["channel"]["iteration"]["id"] == v1["id"]
         # Two cached routes of one tree and operation would be told apart by nothing: refused at start.
         with pytest.raises(ValueError, match="API tree"):
-            factory.App(environment.app.services, [*routes, dataclasses.replace(other, template=template + "/x")])
+            App(environment.app.services, [*routes, dataclasses.replace(other, template=template + "/x")])
     finally:
         c.close()
         environment.client.loop.run_until_complete(app.aclose())

@@ -155,7 +155,7 @@ def test_every_operation_at_every_tenant_combination(env: Env, tenancy: Tenancy,
             if not allowed("own", project):
                 continue
             response = send(env, call, orgs["own"], projects[project], values_for(project), token)
-            where = (call.route.operation_id, kind, project)
+            where = (call.route.operation_id, kind, "own", project)
             assert response.status_code < 500, (where, response.text)
             if call.route.permission not in ROLE_PERMISSIONS[role]:
                 assert response.status_code == 403, where

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from packyard.clock import Clock, SystemClock
 from packyard.config import Settings
-from packyard.http.app import App, Services
+from packyard.http.app import App
 from packyard.http.hcp_2021 import ancestry, buckets, builds, channels, iterations, registry, runtasks
-from packyard.http.platform import PUBLIC_ROUTES
+from packyard.http.public import PUBLIC_ROUTES
 from packyard.http.resource_manager import ROUTES as RESOURCE_MANAGER_ROUTES
 from packyard.http.routing import Route
+from packyard.pipeline.services import Services
 from packyard.storage.db import Database
 
 HCP_2021_ROUTES: list[Route] = [

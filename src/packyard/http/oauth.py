@@ -13,14 +13,13 @@ import binascii
 from urllib.parse import parse_qs, unquote
 
 import msgspec
-from sqlalchemy.engine import Connection
 
 from packyard.auth import credentials as creds
-from packyard.auth.service import Throttled, source_key
+from packyard.auth.service import Throttled
 from packyard.domain.errors import DomainError, Unauthenticated
 from packyard.http.request import Request
-from packyard.storage.sql import SqlUnitOfWork
-from packyard.storage.token_failures import SqlTokenFailures
+from packyard.pipeline import tokens
+from packyard.pipeline.services import Services
 
 _encoder = msgspec.json.Encoder()
 
@@ -59,10 +58,7 @@ def _basic_credentials(header: str) -> tuple[str, str] | None:
     return unquote(client_id.replace("+", " ")), unquote(secret.replace("+", " "))
 
 
-def issue_token(svc: object, request: Request) -> bytes:
-    from packyard.http.app import Services  # noqa: PLC0415 - avoids an import cycle
-
-    assert isinstance(svc, Services)
+def issue_token(svc: Services, request: Request) -> bytes:
     try:
         form = parse_qs(request.body.decode("utf-8"), keep_blank_values=True)
     except UnicodeDecodeError:
@@ -79,43 +75,19 @@ def issue_token(svc: object, request: Request) -> bytes:
     # Longer than anything this server issues: refused before anything is looked up, counted or kept.
     if not creds.plausible(client_id, client_secret) or "\x00" in client_id:  # PostgreSQL text can't hold NUL
         raise OAuthError(401, "invalid_client", "client authentication failed")
-    source = source_key(request.client_host)
-    throttle = svc.tokens.throttle
-    now = svc.clock.now()
-
-    def work(conn: Connection) -> tuple[bytes, bool] | None:
-        uow = SqlUnitOfWork(conn)
-        try:
-            found = svc.tokens.authenticate_client(uow, SqlTokenFailures(conn), client_id, client_secret, source, now)
-        except Unauthenticated:
-            return None
-        except Throttled as exc:
-            raise OAuthError(
-                429,
-                "invalid_client",
-                f"too many failed attempts; retry after {exc.retry_after} seconds",
-                [(b"retry-after", str(exc.retry_after).encode())],
-            ) from None
-        token = svc.tokens.issue(uow, found.principal, now)
-        return _encoder.encode(TokenResponse(token, "Bearer", svc.tokens.ttl_seconds)), found.clear_failures
-
-    def count_failure(conn: Connection) -> None:
-        throttle.failed(SqlTokenFailures(conn), client_id, source, now)
-
-    def clear_failures(conn: Connection) -> None:
-        throttle.succeeded(SqlTokenFailures(conn), client_id, source)
-
-    # The check and the lookup read; only a failure, or a success with failures to clear, writes (on
-    # SQLite a write takes the writer lock, which a plain token issue never waits for).
-    answer = svc.db.run(work, write=False)
-    if answer is None:
-        svc.db.run(count_failure, write=True)
-        raise OAuthError(401, "invalid_client", "client authentication failed")
-    body, clear = answer
-    if clear:
-        svc.db.run(clear_failures, write=True)
-    return body
+    try:
+        token = tokens.issue(svc, client_id, client_secret, request.client_host)
+    except Unauthenticated:
+        raise OAuthError(401, "invalid_client", "client authentication failed") from None
+    except Throttled as exc:
+        raise OAuthError(
+            429,
+            "invalid_client",
+            f"too many failed attempts; retry after {exc.retry_after} seconds",
+            [(b"retry-after", str(exc.retry_after).encode())],
+        ) from None
+    return _encoder.encode(TokenResponse(token, "Bearer", svc.tokens.ttl_seconds))
 
 
-def token_needs_post(svc: object, request: Request) -> bytes:
+def token_needs_post(svc: Services, request: Request) -> bytes:
     raise OAuthError(405, "invalid_request", "the token endpoint accepts only POST", [(b"allow", b"POST")])

@@ -3,6 +3,8 @@ organization and project: list and get organizations, list and get projects."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 from packyard.domain import tenants
@@ -11,6 +13,7 @@ from packyard.domain.models import Organization, Principal, Project
 from packyard.http.hcp_2021.wire import Pagination, ts
 from packyard.http.request import Request
 from packyard.http.routing import Access, Route
+from packyard.pipeline.operations import Operation, no_command
 
 RM = "/resource-manager/2019-12-10"
 
@@ -73,33 +76,55 @@ def _project(project: Project) -> ProjectWire:
 
 
 def _principal(ctx: Ctx) -> Principal:
-    assert ctx.actor is not None  # PRINCIPAL routes always run with one
+    assert ctx.actor is not None  # principal routes always run with one
     return ctx.actor
 
 
-def list_organizations(ctx: Ctx, request: Request) -> object:
-    orgs = tenants.visible_organizations(ctx, _principal(ctx))
-    return OrganizationList(organizations=[_org(o) for o in orgs], pagination=Pagination())
+def _path_id(request: Request) -> str:
+    return request.params["id"]
 
 
-def get_organization(ctx: Ctx, request: Request) -> object:
-    return OrganizationGet(organization=_org(tenants.organization(ctx, _principal(ctx), request.params["id"])))
+def _scope(request: Request) -> tuple[str, str]:
+    return request.query_str("scope.type"), request.query_str("scope.id")
 
 
-def list_projects(ctx: Ctx, request: Request) -> object:
-    projects = tenants.visible_projects(
-        ctx, _principal(ctx), request.query_str("scope.type"), request.query_str("scope.id")
-    )
-    return ProjectList(projects=[_project(p) for p in projects], pagination=Pagination())
+def _organizations(ctx: Ctx, command: None) -> list[Organization]:
+    return tenants.visible_organizations(ctx, _principal(ctx))
 
 
-def get_project(ctx: Ctx, request: Request) -> object:
-    return ProjectGet(project=_project(tenants.project(ctx, _principal(ctx), request.params["id"])))
+def _organization(ctx: Ctx, org_id: str) -> Organization:
+    return tenants.organization(ctx, _principal(ctx), org_id)
+
+
+def _projects(ctx: Ctx, scope: tuple[str, str]) -> list[Project]:
+    return tenants.visible_projects(ctx, _principal(ctx), *scope)
+
+
+def _project_of(ctx: Ctx, project_id: str) -> Project:
+    return tenants.project(ctx, _principal(ctx), project_id)
+
+
+LIST_ORGANIZATIONS = Operation(
+    no_command,
+    _organizations,
+    lambda place, orgs: OrganizationList(organizations=[_org(o) for o in orgs], pagination=Pagination()),
+)
+GET_ORGANIZATION = Operation(_path_id, _organization, lambda place, org: OrganizationGet(organization=_org(org)))
+LIST_PROJECTS = Operation(
+    _scope,
+    _projects,
+    lambda place, projects: ProjectList(projects=[_project(p) for p in projects], pagination=Pagination()),
+)
+GET_PROJECT = Operation(_path_id, _project_of, lambda place, project: ProjectGet(project=_project(project)))
+
+
+def _route(path: str, operation: Operation[Any, Any], name: str) -> Route:
+    return Route("GET", f"{RM}{path}", name, operation, access=Access.PRINCIPAL)
 
 
 ROUTES: list[Route] = [
-    Route("GET", f"{RM}/organizations", list_organizations, "OrganizationService_List", access=Access.PRINCIPAL),
-    Route("GET", f"{RM}/organizations/{{id}}", get_organization, "OrganizationService_Get", access=Access.PRINCIPAL),
-    Route("GET", f"{RM}/projects", list_projects, "ProjectService_List", access=Access.PRINCIPAL),
-    Route("GET", f"{RM}/projects/{{id}}", get_project, "ProjectService_Get", access=Access.PRINCIPAL),
+    _route("/organizations", LIST_ORGANIZATIONS, "OrganizationService_List"),
+    _route("/organizations/{id}", GET_ORGANIZATION, "OrganizationService_Get"),
+    _route("/projects", LIST_PROJECTS, "ProjectService_List"),
+    _route("/projects/{id}", GET_PROJECT, "ProjectService_Get"),
 ]

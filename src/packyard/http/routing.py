@@ -5,72 +5,45 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
 
-from packyard.domain.context import Ctx
 from packyard.domain.models import Permission
 from packyard.http.request import Request
 
+if TYPE_CHECKING:
+    from packyard.pipeline.operations import Operation
+    from packyard.pipeline.services import Services
+
 
 class Access(StrEnum):
-    PUBLIC = "public"  # no token: listed in one place, app.PUBLIC_ROUTES
+    PUBLIC = "public"  # no token: listed in one place, http/public.py
     PRINCIPAL = "principal"  # a valid bearer token
     PROJECT = "project"  # a valid token whose principal may act in the path's organization and project
 
 
 @dataclass(frozen=True, slots=True)
 class Route:
+    """One operation of one API tree at one method and path. Every route but the public ones names an
+    Operation (decode, call, answer: pipeline/operations.py); the runner decides where each step runs."""
+
     method: str
     template: str
-    handler: Callable[..., Any]
     operation_id: str  # HashiCorp's, the same in every API version (PackerService_GetChannel)
+    operation: Operation[Any, Any] | None = None
     access: Access = Access.PROJECT
     permission: Permission = Permission.READ
     write: bool | None = None  # the transaction kind; by default every method but GET writes
-    cache: bool = False  # answers may be served from the read cache (http/cache.py): pure reads only
-    # Turns the request's body into what the handler needs (request.prepared) before the transaction
-    # opens, so that a write's decoding and validation run outside the writer lock. What it refuses is
-    # reported after authentication, as if the handler had refused it.
-    prepare: Callable[[Request], Any] | None = None
-    # A write's refusals that reads alone decide (a bucket that exists already), run as a read-only
-    # transaction before the write, authenticated and authorized like it: a refusal is answered without
-    # taking SQLite's writer lock; returning lets the write decide as before.
-    refuse_early: Callable[..., None] | None = None
+    cache: bool = False  # answers may be served from the read cache (pipeline/cache.py): pure reads only
     # The API tree the route projects (packer/2021-04-30): part of the read cache's key, since the same
     # operation of two trees answers the same question with different bytes.
     api: str = ""
+    # Public routes only: answered from the services and the request, without a token.
+    public: Callable[[Services, Request], Any] | None = None
 
     @property
     def writes(self) -> bool:
         return self.method != "GET" if self.write is None else self.write
-
-
-class Deferred:
-    """A handler's answer that is projected to the wire after the transaction has committed: the
-    projection runs outside the writer lock (a write group's transaction holds it), from domain objects
-    that are complete when the transaction ends. Only for answers that need nothing but their arguments."""
-
-    __slots__ = ("_args", "_project")
-
-    def __init__(self, project: Callable[..., Any], *args: Any) -> None:
-        self._project = project
-        self._args = args
-
-    def __call__(self) -> Any:
-        return self._project(*self._args)
-
-
-class ReadAfter:
-    """A write's answer that needs reads of its own: read(ctx) makes it (a wire struct, bytes or a
-    Deferred). Where writes share SQLite's writer lock (the write queue), the read runs in a read-only
-    transaction of its own after the write committed, so it shows the data as of then, this write
-    included; elsewhere it runs at the end of the write's transaction."""
-
-    __slots__ = ("read",)
-
-    def __init__(self, read: Callable[[Ctx], Any]) -> None:
-        self.read = read
 
 
 @dataclass(slots=True)

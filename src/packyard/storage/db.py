@@ -227,6 +227,15 @@ class Database:
             with conn.begin():
                 yield conn
 
+    def ping(self) -> None:
+        """One trivial statement: raises DatabaseUnavailable (or the driver's error) when the database
+        can't answer (the readiness check)."""
+
+        def select_one(conn: Connection) -> None:
+            conn.exec_driver_sql("SELECT 1")
+
+        self.run(select_one, write=False)
+
     def run(self, work: Callable[[Connection], T], *, write: bool) -> T:
         """Run work in one transaction, committed at the end; retried on transient conflicts."""
         for attempt in range(1, MAX_ATTEMPTS + 1):

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from packyard.domain import ancestry as service
-from packyard.domain.ancestry import Relation
+from packyard.domain.ancestry import Relation, RelationPage
+from packyard.domain.commands import AncestryQuery
 from packyard.domain.context import Ctx
 from packyard.domain.models import Permission
 from packyard.http.hcp_2021 import wire
-from packyard.http.hcp_2021.common import route
+from packyard.http.hcp_2021.common import page, route
 from packyard.http.request import Request
 from packyard.http.routing import Route
+from packyard.pipeline.operations import Operation, Place
 
 
 def relation(r: Relation) -> wire.BucketAncestry:
@@ -37,26 +39,44 @@ def relation(r: Relation) -> wire.BucketAncestry:
     )
 
 
-def list_(ctx: Ctx, request: Request) -> object:
-    page = service.list_(
-        ctx,
+def _decode(request: Request) -> AncestryQuery:
+    return AncestryQuery(
         request.params["bucket_slug"],
         kind=request.query_str("type"),
         channel=request.query_str("channel"),
         iteration_id=request.query_str("iteration_id"),
         version=request.query_int("incremental_version", bits=32),
         fingerprint=request.query_str("fingerprint"),
-        page_size=request.query_int("pagination.page_size"),
-        next_token=request.query_str("pagination.next_page_token"),
-        previous_token=request.query_str("pagination.previous_page_token"),
-    )
-    return wire.ListBucketAncestryResponse(
-        relations=[relation(r) for r in page.relations],
-        total_count=page.total,
-        pagination=wire.pagination(page.next_token, page.previous_token),
+        page=page(request),
     )
 
+
+def _list(ctx: Ctx, query: AncestryQuery) -> RelationPage:
+    p = query.page
+    return service.list_(
+        ctx,
+        query.bucket_slug,
+        kind=query.kind,
+        channel=query.channel,
+        iteration_id=query.iteration_id,
+        version=query.version,
+        fingerprint=query.fingerprint,
+        page_size=p.size,
+        next_token=p.next_token,
+        previous_token=p.previous_token,
+    )
+
+
+def _response(place: Place, found: RelationPage) -> wire.ListBucketAncestryResponse:
+    return wire.ListBucketAncestryResponse(
+        relations=[relation(r) for r in found.relations],
+        total_count=found.total,
+        pagination=wire.pagination(found.next_token, found.previous_token),
+    )
+
+
+LIST = Operation(_decode, _list, _response)
 
 ROUTES: list[Route] = [
-    route("GET", "/images/{bucket_slug}/ancestry", list_, "ListBucketAncestry", Permission.READ, cache=True),
+    route("GET", "/images/{bucket_slug}/ancestry", LIST, "ListBucketAncestry", Permission.READ, cache=True),
 ]

@@ -2,91 +2,97 @@
 
 from __future__ import annotations
 
-import functools
-from typing import Any
-
 from packyard.domain import buckets as service
 from packyard.domain.buckets import BucketView
+from packyard.domain.commands import BucketChange, BucketListing, BucketName, NewBucket
 from packyard.domain.context import Ctx
-from packyard.domain.models import Bucket, Permission
+from packyard.domain.models import Permission
+from packyard.domain.pagination import Page
 from packyard.http.hcp_2021 import wire
 from packyard.http.hcp_2021.bodies import CreateBucketBody, UpdateBucketBody
-from packyard.http.hcp_2021.common import decoded, paging, route, sorting
+from packyard.http.hcp_2021.common import empty, page, route
 from packyard.http.request import Request
-from packyard.http.routing import Deferred, ReadAfter, Route
+from packyard.http.routing import Route
+from packyard.pipeline.operations import Operation, Place
 
 
 def _bucket(view: BucketView, organization_id: str) -> wire.Bucket:
     return wire.bucket(view.bucket, view.latest, organization_id, view.parents_status, view.children_status)
 
 
-def _response(view: BucketView, organization_id: str) -> wire.BucketResponse:
-    return wire.BucketResponse(bucket=_bucket(view, organization_id))
+def _response(place: Place, view: BucketView) -> wire.BucketResponse:
+    return wire.BucketResponse(bucket=_bucket(view, place.organization_id))
 
 
-def _prepare_create(request: Request) -> dict[str, Any]:
-    """CreateBucket's arguments, for its early refusal and for the write alike."""
+def _decode_create(request: Request) -> NewBucket:
     body = request.json(CreateBucketBody)
-    return {"slug": body.bucket_slug or "", "description": body.description or "", "labels": body.labels or {}}
+    return NewBucket(body.bucket_slug or "", body.description or "", body.labels or {})
 
 
-def refuse_create(ctx: Ctx, request: Request) -> None:
-    service.refuse_before_create(ctx, **request.prepared)
+def _refuse_create(ctx: Ctx, new: NewBucket) -> None:
+    service.refuse_before_create(ctx, slug=new.slug, description=new.description, labels=new.labels)
 
 
-def create(ctx: Ctx, request: Request) -> object:
-    return Deferred(_response, service.create(ctx, **request.prepared), ctx.organization_id)
+def _create(ctx: Ctx, new: NewBucket) -> BucketView:
+    return service.create(ctx, slug=new.slug, description=new.description, labels=new.labels)
 
 
-def get(ctx: Ctx, request: Request) -> object:
-    view = service.get(ctx, request.params["bucket_slug"], request.query_str("bucket_id"))
-    return _response(view, ctx.organization_id)
+def _decode_name(request: Request) -> BucketName:
+    return BucketName(request.params["bucket_slug"], request.query_str("bucket_id"))
 
 
-def list_(ctx: Ctx, request: Request) -> object:
-    page = service.list_(ctx, order_by=sorting(request), **paging(request))  # type: ignore[arg-type]
+def _get(ctx: Ctx, name: BucketName) -> BucketView:
+    return service.get(ctx, name.slug, name.bucket_id)
+
+
+def _decode_list(request: Request) -> BucketListing:
+    return BucketListing(page(request))
+
+
+def _list(ctx: Ctx, listing: BucketListing) -> Page[BucketView]:
+    p = listing.page
+    return service.list_(
+        ctx, page_size=p.size, next_token=p.next_token, previous_token=p.previous_token, order_by=p.order_by
+    )
+
+
+def _list_response(place: Place, views: Page[BucketView]) -> wire.ListBucketsResponse:
     return wire.ListBucketsResponse(
-        buckets=[_bucket(v, ctx.organization_id) for v in page.items],
-        pagination=wire.pagination(page.next_token, page.previous_token),
+        buckets=[_bucket(v, place.organization_id) for v in views.items],
+        pagination=wire.pagination(views.next_token, views.previous_token),
     )
 
 
-def update(ctx: Ctx, request: Request) -> object:
-    body: UpdateBucketBody = request.prepared
+def _decode_update(request: Request) -> BucketChange:
+    body = request.json(UpdateBucketBody)
+    return BucketChange(request.params["bucket_slug"], body.description, body.labels, body.platforms)
+
+
+def _update(ctx: Ctx, change: BucketChange) -> BucketView:
     bucket = service.update(
-        ctx,
-        request.params["bucket_slug"],
-        description=body.description,
-        labels=body.labels,
-        platforms=body.platforms,
+        ctx, change.slug, description=change.description, labels=change.labels, platforms=change.platforms
     )
-    return ReadAfter(functools.partial(_view, bucket))
+    return BucketView(bucket, None)  # its latest iteration is read after the commit (_view)
 
 
-def _view(bucket: Bucket, ctx: Ctx) -> Deferred:
-    """UpdateBucket's answer: the bucket with its latest iteration, read after the write (ReadAfter)."""
-    return Deferred(_response, service.view(ctx, bucket), ctx.organization_id)
+def _view(ctx: Ctx, written: BucketView) -> BucketView:
+    return service.view(ctx, written.bucket)
 
 
-def delete(ctx: Ctx, request: Request) -> object:
-    service.delete(ctx, request.params["bucket_slug"])
-    return wire.EMPTY
+def _delete(ctx: Ctx, name: BucketName) -> None:
+    service.delete(ctx, name.slug)
 
+
+CREATE = Operation(_decode_create, _create, _response, precheck=_refuse_create)
+GET = Operation(_decode_name, _get, _response)
+LIST = Operation(_decode_list, _list, _list_response)
+UPDATE = Operation(_decode_update, _update, _response, reread=_view)
+DELETE = Operation(_decode_name, _delete, empty)
 
 ROUTES: list[Route] = [
-    route(
-        "PUT",
-        "/images",
-        create,
-        "CreateBucket",
-        Permission.WRITE,
-        prepare=_prepare_create,
-        refuse_early=refuse_create,
-    ),
-    route("GET", "/images", list_, "ListBuckets", Permission.READ, cache=True),
-    route("GET", "/images/{bucket_slug}", get, "GetBucket", Permission.READ, cache=True),
-    route(
-        "PATCH", "/images/{bucket_slug}", update, "UpdateBucket", Permission.WRITE, prepare=decoded(UpdateBucketBody)
-    ),
-    route("DELETE", "/images/{bucket_slug}", delete, "DeleteBucket", Permission.WRITE),
+    route("PUT", "/images", CREATE, "CreateBucket", Permission.WRITE),
+    route("GET", "/images", LIST, "ListBuckets", Permission.READ, cache=True),
+    route("GET", "/images/{bucket_slug}", GET, "GetBucket", Permission.READ, cache=True),
+    route("PATCH", "/images/{bucket_slug}", UPDATE, "UpdateBucket", Permission.WRITE),
+    route("DELETE", "/images/{bucket_slug}", DELETE, "DeleteBucket", Permission.WRITE),
 ]

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from packyard.domain import builds as service
 from packyard.domain.builds import BuildChanges, ImageInput
+from packyard.domain.commands import BuildChange, BuildListing, BuildName, NewBuild
 from packyard.domain.context import Ctx
 from packyard.domain.models import Build, BuildStatus, Permission
+from packyard.domain.pagination import Page
 from packyard.http.hcp_2021 import wire
 from packyard.http.hcp_2021.bodies import BuildFields, CreateBuildBody, UpdateBuildBody
-from packyard.http.hcp_2021.common import paging, route, sorting
+from packyard.http.hcp_2021.common import empty, page, route
 from packyard.http.request import Request, enum_value
-from packyard.http.routing import Deferred, Route
+from packyard.http.routing import Route
+from packyard.pipeline.operations import Operation, Place
 
 
-def _changes(fields: BuildFields, prefix: str) -> BuildChanges:
+def changes(fields: BuildFields, prefix: str) -> BuildChanges:
     images = None
     if fields.images is not None:
         images = [ImageInput(image_id=i.image_id or "", region=i.region or "") for i in fields.images]
@@ -30,67 +33,75 @@ def _changes(fields: BuildFields, prefix: str) -> BuildChanges:
     )
 
 
-def _prepare_create(request: Request) -> BuildChanges:
-    return _changes(request.json(CreateBuildBody).build or BuildFields(), "build")
-
-
-def _prepare_update(request: Request) -> BuildChanges:
-    return _changes(request.json(UpdateBuildBody).updates or BuildFields(), "updates")
-
-
-def _build_response(b: Build) -> wire.BuildResponse:
+def _response(place: Place, b: Build) -> wire.BuildResponse:
     return wire.BuildResponse(build=wire.build(b))
 
 
-def create(ctx: Ctx, request: Request) -> object:
-    b = service.create(ctx, request.params["bucket_slug"], request.params["iteration_id"], request.prepared)
-    return Deferred(_build_response, b)
+def _decode_create(request: Request) -> NewBuild:
+    fields = request.json(CreateBuildBody).build or BuildFields()
+    return NewBuild(request.params["bucket_slug"], request.params["iteration_id"], changes(fields, "build"))
 
 
-def get(ctx: Ctx, request: Request) -> object:
-    return _build_response(service.get(ctx, request.params["build_id"]))
+def _create(ctx: Ctx, new: NewBuild) -> Build:
+    return service.create(ctx, new.bucket_slug, new.iteration_id, new.changes)
 
 
-def list_(ctx: Ctx, request: Request) -> object:
-    page = service.list_(
+def _decode_name(request: Request) -> BuildName:
+    return BuildName(request.params["build_id"])
+
+
+def _get(ctx: Ctx, name: BuildName) -> Build:
+    return service.get(ctx, name.build_id)
+
+
+def _decode_list(request: Request) -> BuildListing:
+    return BuildListing(request.params["bucket_slug"], request.params["iteration_id"], page(request))
+
+
+def _list(ctx: Ctx, listing: BuildListing) -> Page[Build]:
+    p = listing.page
+    return service.list_(
         ctx,
-        request.params["bucket_slug"],
-        request.params["iteration_id"],
-        order_by=sorting(request),
-        **paging(request),  # type: ignore[arg-type]
+        listing.bucket_slug,
+        listing.iteration_id,
+        page_size=p.size,
+        next_token=p.next_token,
+        previous_token=p.previous_token,
+        order_by=p.order_by,
     )
+
+
+def _list_response(place: Place, builds: Page[Build]) -> wire.ListBuildsResponse:
     return wire.ListBuildsResponse(
-        builds=wire.builds(page.items), pagination=wire.pagination(page.next_token, page.previous_token)
+        builds=wire.builds(builds.items), pagination=wire.pagination(builds.next_token, builds.previous_token)
     )
 
 
-def update(ctx: Ctx, request: Request) -> object:
-    return Deferred(_build_response, service.update(ctx, request.params["build_id"], request.prepared))
+def _decode_update(request: Request) -> BuildChange:
+    fields = request.json(UpdateBuildBody).updates or BuildFields()
+    return BuildChange(request.params["build_id"], changes(fields, "updates"))
 
 
-def delete(ctx: Ctx, request: Request) -> object:
-    service.delete(ctx, request.params["build_id"])
-    return wire.EMPTY
+def _update(ctx: Ctx, change: BuildChange) -> Build:
+    return service.update(ctx, change.build_id, change.changes)
 
+
+def _delete(ctx: Ctx, name: BuildName) -> None:
+    service.delete(ctx, name.build_id)
+
+
+CREATE = Operation(_decode_create, _create, _response)
+GET = Operation(_decode_name, _get, _response)
+LIST = Operation(_decode_list, _list, _list_response)
+UPDATE = Operation(_decode_update, _update, _response)
+DELETE = Operation(_decode_name, _delete, empty)
 
 ROUTES: list[Route] = [
+    route("POST", "/images/{bucket_slug}/iterations/{iteration_id}", CREATE, "CreateBuild", Permission.WRITE),
     route(
-        "POST",
-        "/images/{bucket_slug}/iterations/{iteration_id}",
-        create,
-        "CreateBuild",
-        Permission.WRITE,
-        prepare=_prepare_create,
+        "GET", "/images/{bucket_slug}/iterations/{iteration_id}/builds", LIST, "ListBuilds", Permission.READ, cache=True
     ),
-    route(
-        "GET",
-        "/images/{bucket_slug}/iterations/{iteration_id}/builds",
-        list_,
-        "ListBuilds",
-        Permission.READ,
-        cache=True,
-    ),
-    route("GET", "/builds/{build_id}", get, "GetBuild", Permission.READ, cache=True),
-    route("PATCH", "/builds/{build_id}", update, "UpdateBuild", Permission.WRITE, prepare=_prepare_update),
-    route("DELETE", "/builds/{build_id}", delete, "DeleteBuild", Permission.WRITE),
+    route("GET", "/builds/{build_id}", GET, "GetBuild", Permission.READ, cache=True),
+    route("PATCH", "/builds/{build_id}", UPDATE, "UpdateBuild", Permission.WRITE),
+    route("DELETE", "/builds/{build_id}", DELETE, "DeleteBuild", Permission.WRITE),
 ]

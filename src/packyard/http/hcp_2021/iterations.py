@@ -3,53 +3,76 @@
 from __future__ import annotations
 
 from packyard.domain import iterations as service
+from packyard.domain.commands import IterationChange, IterationDeletion, IterationListing, IterationQuery, NewIteration
 from packyard.domain.context import Ctx
+from packyard.domain.iterations import IterationChanges, ListedIteration, UpdateResult
 from packyard.domain.models import Iteration, Permission, TemplateType
+from packyard.domain.pagination import Page
 from packyard.http.hcp_2021 import wire
 from packyard.http.hcp_2021.bodies import CreateIterationBody, UpdateIterationBody
-from packyard.http.hcp_2021.common import paging, route, sorting
+from packyard.http.hcp_2021.common import empty, page, route
 from packyard.http.request import Request, enum_value, parse_time
-from packyard.http.routing import Deferred, Route
+from packyard.http.routing import Route
 from packyard.ids import new_ulid
+from packyard.pipeline.operations import Operation, Place
 
 
-def _prepare_create(request: Request) -> tuple[str, TemplateType]:
+def _response(place: Place, it: Iteration) -> wire.IterationResponse:
+    return wire.IterationResponse(iteration=wire.iteration(it, place.organization_id))
+
+
+def _decode_create(request: Request) -> NewIteration:
     body = request.json(CreateIterationBody)
-    return body.fingerprint or "", enum_value(TemplateType, body.template_type, "template_type") or TemplateType.UNSET
+    template = enum_value(TemplateType, body.template_type, "template_type") or TemplateType.UNSET
+    return NewIteration(request.params["bucket_slug"], body.fingerprint or "", template)
 
 
-def _response(it: Iteration, organization_id: str) -> wire.IterationResponse:
-    return wire.IterationResponse(iteration=wire.iteration(it, organization_id))
+def _create(ctx: Ctx, new: NewIteration) -> Iteration:
+    return service.create(ctx, new.bucket_slug, fingerprint=new.fingerprint, template_type=new.template_type)
 
 
-def create(ctx: Ctx, request: Request) -> object:
-    fingerprint, template = request.prepared
-    it = service.create(ctx, request.params["bucket_slug"], fingerprint=fingerprint, template_type=template)
-    return Deferred(_response, it, ctx.organization_id)
-
-
-def get(ctx: Ctx, request: Request) -> object:
-    it = service.get(
-        ctx,
+def _decode_get(request: Request) -> IterationQuery:
+    return IterationQuery(
         request.params["bucket_slug"],
         iteration_id=request.query_str("iteration_id"),
         fingerprint=request.query_str("fingerprint"),
         version=request.query_int("incremental_version", bits=32),
     )
-    return _response(it, ctx.organization_id)
 
 
-def list_(ctx: Ctx, request: Request) -> object:
-    page = service.list_(ctx, request.params["bucket_slug"], order_by=sorting(request), **paging(request))  # type: ignore[arg-type]
-    return wire.ListIterationsResponse(
-        iterations=[wire.iteration_for_list(i.iteration, i.build_statuses, ctx.organization_id) for i in page.items],
-        pagination=wire.pagination(page.next_token, page.previous_token),
+def _get(ctx: Ctx, query: IterationQuery) -> Iteration:
+    return service.get(
+        ctx, query.bucket_slug, iteration_id=query.iteration_id, fingerprint=query.fingerprint, version=query.version
     )
 
 
-def _prepare_update(request: Request) -> service.IterationChanges:
+def _decode_list(request: Request) -> IterationListing:
+    return IterationListing(request.params["bucket_slug"], page(request))
+
+
+def _list(ctx: Ctx, listing: IterationListing) -> Page[ListedIteration]:
+    p = listing.page
+    return service.list_(
+        ctx,
+        listing.bucket_slug,
+        page_size=p.size,
+        next_token=p.next_token,
+        previous_token=p.previous_token,
+        order_by=p.order_by,
+    )
+
+
+def _list_response(place: Place, listed: Page[ListedIteration]) -> wire.ListIterationsResponse:
+    org = place.organization_id
+    return wire.ListIterationsResponse(
+        iterations=[wire.iteration_for_list(i.iteration, i.build_statuses, org) for i in listed.items],
+        pagination=wire.pagination(listed.next_token, listed.previous_token),
+    )
+
+
+def _decode_update(request: Request) -> IterationChange:
     body = request.json(UpdateIterationBody)
-    return service.IterationChanges(
+    changes = IterationChanges(
         bucket_slug=body.bucket_slug or "",
         complete=bool(body.complete),
         revoke_at=parse_time(body.revoke_at or "", "revoke_at"),
@@ -59,41 +82,48 @@ def _prepare_update(request: Request) -> service.IterationChanges:
         skip_descendants_revocation=bool(body.skip_descendants_revocation),
         rollback_channels=bool(body.rollback_channels),
     )
+    return IterationChange(request.params["iteration_id"], changes)
 
 
-def update(ctx: Ctx, request: Request) -> object:
-    result = service.update(ctx, request.params["iteration_id"], request.prepared)
+def _update(ctx: Ctx, change: IterationChange) -> UpdateResult:
+    return service.update(ctx, change.iteration_id, change.changes)
+
+
+def _update_response(place: Place, result: UpdateResult) -> wire.UpdateIterationResponse:
     operation = None
     if result.cascaded:
         # Descendants are revoked in the same transaction (or when a scheduled revocation falls due).
-        operation = wire.operation(new_ulid(), ctx.organization_id, ctx.project_id, ctx.now)
+        operation = wire.operation(new_ulid(), place.organization_id, place.project_id, place.now)
         if result.scheduled:
             operation.state = "QUEUED"
-    return Deferred(_update_response, result.iteration, ctx.organization_id, operation)
+    iteration = wire.iteration(result.iteration, place.organization_id)
+    return wire.UpdateIterationResponse(iteration=iteration, operation=operation)
 
 
-def _update_response(
-    it: Iteration, organization_id: str, operation: wire.Operation | None
-) -> wire.UpdateIterationResponse:
-    return wire.UpdateIterationResponse(iteration=wire.iteration(it, organization_id), operation=operation)
-
-
-def delete(ctx: Ctx, request: Request) -> object:
-    service.delete(
-        ctx,
+def _decode_delete(request: Request) -> IterationDeletion:
+    return IterationDeletion(
         request.params["iteration_id"],
         bucket_slug=request.query_str("bucket_slug"),
         rollback_channels=request.query_bool("rollback_channels"),
     )
-    return wire.EMPTY
 
+
+def _delete(ctx: Ctx, deletion: IterationDeletion) -> None:
+    service.delete(
+        ctx, deletion.iteration_id, bucket_slug=deletion.bucket_slug, rollback_channels=deletion.rollback_channels
+    )
+
+
+CREATE = Operation(_decode_create, _create, _response)
+GET = Operation(_decode_get, _get, _response)
+LIST = Operation(_decode_list, _list, _list_response)
+UPDATE = Operation(_decode_update, _update, _update_response)
+DELETE = Operation(_decode_delete, _delete, empty)
 
 ROUTES: list[Route] = [
-    route(
-        "POST", "/images/{bucket_slug}/iterations", create, "CreateIteration", Permission.WRITE, prepare=_prepare_create
-    ),
-    route("GET", "/images/{bucket_slug}/iterations", list_, "ListIterations", Permission.READ, cache=True),
-    route("GET", "/images/{bucket_slug}/iteration", get, "GetIteration", Permission.READ, cache=True),
-    route("PATCH", "/iterations/{iteration_id}", update, "UpdateIteration", Permission.WRITE, prepare=_prepare_update),
-    route("DELETE", "/iterations/{iteration_id}", delete, "DeleteIteration", Permission.WRITE),
+    route("POST", "/images/{bucket_slug}/iterations", CREATE, "CreateIteration", Permission.WRITE),
+    route("GET", "/images/{bucket_slug}/iterations", LIST, "ListIterations", Permission.READ, cache=True),
+    route("GET", "/images/{bucket_slug}/iteration", GET, "GetIteration", Permission.READ, cache=True),
+    route("PATCH", "/iterations/{iteration_id}", UPDATE, "UpdateIteration", Permission.WRITE),
+    route("DELETE", "/iterations/{iteration_id}", DELETE, "DeleteIteration", Permission.WRITE),
 ]

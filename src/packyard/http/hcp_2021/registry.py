@@ -3,46 +3,68 @@
 from __future__ import annotations
 
 from packyard.domain import registry as service
+from packyard.domain.commands import RegistryChange, RegistryDeletion
 from packyard.domain.context import Ctx
-from packyard.domain.models import Permission, Tier
+from packyard.domain.models import Permission, Registry, Tier
 from packyard.http.hcp_2021 import wire
 from packyard.http.hcp_2021.bodies import CreateRegistryBody, UpdateRegistryBody
 from packyard.http.hcp_2021.common import route
 from packyard.http.request import Request, enum_value
 from packyard.http.routing import Route
 from packyard.ids import new_ulid
+from packyard.pipeline.operations import Operation, Place, no_command
 
 
-def _answer(ctx: Ctx, registry: wire.Registry | None) -> wire.RegistryOperationResponse:
+def _operation_response(place: Place, registry: Registry) -> wire.RegistryOperationResponse:
     return wire.RegistryOperationResponse(
-        registry=registry,
-        operation=wire.operation(new_ulid(), ctx.organization_id, ctx.project_id, ctx.now),
+        registry=wire.registry(registry),
+        operation=wire.operation(new_ulid(), place.organization_id, place.project_id, place.now),
     )
 
 
-def create(ctx: Ctx, request: Request) -> object:
+def _response(place: Place, registry: Registry) -> wire.RegistryResponse:
+    return wire.RegistryResponse(registry=wire.registry(registry))
+
+
+def _decode_create(request: Request) -> RegistryChange:
     body = request.json(CreateRegistryBody)
-    tier = enum_value(Tier, body.feature_tier, "feature_tier") or Tier.UNSET
-    return _answer(ctx, wire.registry(service.create(ctx, tier)))
+    return RegistryChange(enum_value(Tier, body.feature_tier, "feature_tier") or Tier.UNSET)
 
 
-def get(ctx: Ctx, request: Request) -> object:
-    return wire.RegistryResponse(registry=wire.registry(service.get(ctx)))
+def _create(ctx: Ctx, change: RegistryChange) -> Registry:
+    return service.create(ctx, change.tier)
 
 
-def update(ctx: Ctx, request: Request) -> object:
+def _get(ctx: Ctx, command: None) -> Registry:
+    return service.get(ctx)
+
+
+def _decode_update(request: Request) -> RegistryChange:
     body = request.json(UpdateRegistryBody)
     tier = enum_value(Tier, body.feature_tier, "feature_tier") or Tier.UNSET
-    return _answer(ctx, wire.registry(service.update(ctx, tier=tier, activate=bool(body.activate))))
+    return RegistryChange(tier, bool(body.activate))
 
 
-def delete(ctx: Ctx, request: Request) -> object:
-    return _answer(ctx, wire.registry(service.delete(ctx, hard=request.query_bool("hard_delete"))))
+def _update(ctx: Ctx, change: RegistryChange) -> Registry:
+    return service.update(ctx, tier=change.tier, activate=change.activate)
 
+
+def _decode_delete(request: Request) -> RegistryDeletion:
+    return RegistryDeletion(hard=request.query_bool("hard_delete"))
+
+
+def _delete(ctx: Ctx, deletion: RegistryDeletion) -> Registry:
+    return service.delete(ctx, hard=deletion.hard)
+
+
+CREATE = Operation(_decode_create, _create, _operation_response)
+GET = Operation(no_command, _get, _response)
+UPDATE = Operation(_decode_update, _update, _operation_response)
+DELETE = Operation(_decode_delete, _delete, _operation_response)
 
 ROUTES: list[Route] = [
-    route("PUT", "/registry", create, "CreateRegistry", Permission.ADMIN),
-    route("GET", "/registry", get, "GetRegistry", Permission.READ, cache=True),
-    route("PATCH", "/registry", update, "UpdateRegistry", Permission.ADMIN),
-    route("DELETE", "/registry", delete, "DeleteRegistry", Permission.ADMIN),
+    route("PUT", "/registry", CREATE, "CreateRegistry", Permission.ADMIN),
+    route("GET", "/registry", GET, "GetRegistry", Permission.READ, cache=True),
+    route("PATCH", "/registry", UPDATE, "UpdateRegistry", Permission.ADMIN),
+    route("DELETE", "/registry", DELETE, "DeleteRegistry", Permission.ADMIN),
 ]

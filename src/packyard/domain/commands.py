@@ -1,0 +1,186 @@
+"""Typed, wire-neutral inputs of the domain's operations: what an API tree's decode step makes of a
+request (path parameters, query and body), in the domain's words. No field name, enum text or route of
+any API version appears here; each tree maps its own onto these."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from packyard.domain.builds import BuildChanges
+from packyard.domain.channels import IterationRef
+from packyard.domain.iterations import IterationChanges
+from packyard.domain.models import Restriction, TemplateType, Tier
+
+
+@dataclass(frozen=True, slots=True)
+class PageQuery:
+    """One page of a listing: its size (0: the default), a token from the previous answer, an order."""
+
+    size: int = 0
+    next_token: str = ""
+    previous_token: str = ""
+    order_by: Sequence[str] = ()
+
+
+# ---- registry
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryChange:
+    tier: Tier = Tier.UNSET
+    activate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryDeletion:
+    hard: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RunTaskQuery:
+    task_type: str
+    base_url: str  # where clients reach this server, for the run task's URL
+
+
+# ---- buckets
+
+
+@dataclass(frozen=True, slots=True)
+class BucketName:
+    slug: str
+    bucket_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class NewBucket:
+    slug: str
+    description: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class BucketChange:
+    slug: str
+    description: str | None = None
+    labels: Mapping[str, str] | None = None
+    platforms: Sequence[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BucketListing:
+    page: PageQuery
+
+
+# ---- iterations (versions)
+
+
+@dataclass(frozen=True, slots=True)
+class NewIteration:
+    bucket_slug: str
+    fingerprint: str
+    template_type: TemplateType = TemplateType.UNSET
+
+
+@dataclass(frozen=True, slots=True)
+class IterationQuery:
+    """An iteration of a bucket, named by one of id, fingerprint or incremental version."""
+
+    bucket_slug: str
+    iteration_id: str = ""
+    fingerprint: str = ""
+    version: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class IterationListing:
+    bucket_slug: str
+    page: PageQuery
+
+
+@dataclass(frozen=True, slots=True)
+class IterationChange:
+    iteration_id: str
+    changes: IterationChanges
+
+
+@dataclass(frozen=True, slots=True)
+class IterationDeletion:
+    iteration_id: str
+    bucket_slug: str = ""
+    rollback_channels: bool = False
+
+
+# ---- builds
+
+
+@dataclass(frozen=True, slots=True)
+class NewBuild:
+    bucket_slug: str
+    iteration_id: str
+    changes: BuildChanges
+
+
+@dataclass(frozen=True, slots=True)
+class BuildName:
+    build_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class BuildListing:
+    bucket_slug: str
+    iteration_id: str
+    page: PageQuery
+
+
+@dataclass(frozen=True, slots=True)
+class BuildChange:
+    build_id: str
+    changes: BuildChanges
+
+
+# ---- channels
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelName:
+    bucket_slug: str
+    slug: str
+
+
+@dataclass(frozen=True, slots=True)
+class NewChannel:
+    bucket_slug: str
+    slug: str
+    ref: IterationRef
+    restriction: Restriction | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelChange:
+    bucket_slug: str
+    slug: str
+    ref: IterationRef
+    restriction: Restriction | None = None
+    mask: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelHistoryQuery:
+    bucket_slug: str
+    slug: str
+    page: PageQuery
+
+
+# ---- ancestry
+
+
+@dataclass(frozen=True, slots=True)
+class AncestryQuery:
+    bucket_slug: str
+    kind: str = ""
+    channel: str = ""
+    iteration_id: str = ""
+    version: int = 0
+    fingerprint: str = ""
+    page: PageQuery = PageQuery()

@@ -1,0 +1,29 @@
+"""The routes that answer without a bearer token, listed here and only here: token issue and health."""
+
+from __future__ import annotations
+
+from packyard.http.oauth import issue_token, token_needs_post
+from packyard.http.request import Request
+from packyard.http.routing import Access, Route
+from packyard.pipeline.services import Services
+
+
+def healthz(svc: Services, request: Request) -> bytes:
+    return b'{"status":"ok"}'
+
+
+def readyz(svc: Services, request: Request) -> bytes:
+    svc.db.ping()
+    return b'{"status":"ready"}'
+
+
+# Every route that answers without a bearer token is listed here, and only here.
+PUBLIC_ROUTES: list[Route] = [
+    Route("POST", "/oauth2/token", "OAuth2Token", access=Access.PUBLIC, public=issue_token),
+    Route("POST", "/oauth/token", "OAuthToken", access=Access.PUBLIC, public=issue_token),
+    # GET on the token paths is a client's mistake worth naming: 405 with Allow: POST, not "no such path".
+    Route("GET", "/oauth2/token", "OAuth2TokenGet", access=Access.PUBLIC, public=token_needs_post),
+    Route("GET", "/oauth/token", "OAuthTokenGet", access=Access.PUBLIC, public=token_needs_post),
+    Route("GET", "/healthz", "Health", access=Access.PUBLIC, public=healthz),
+    Route("GET", "/readyz", "Ready", access=Access.PUBLIC, public=readyz),
+]

@@ -1,0 +1,292 @@
+"""One request's trip, in one place: authenticate, authorize, run the operation's steps in a unit of
+work, answer after the commit. The only module where the speed machinery shows.
+
+For a project route (every HCP operation) the trip is:
+
+1. decode the request into the operation's command, before any transaction (a refusal is kept and
+   reported after authentication and authorization, so a bad body never tells an outsider anything);
+2. a read: answered from the read cache when it holds a fresh answer (after the same authentication
+   and authorization, by one statement that re-reads the token's principal and the project's stamp);
+   otherwise the operation's call in a read-only transaction, its answer encoded and kept;
+3. a write: the operation's precheck in a read-only transaction (refusals reads decide, without
+   SQLite's writer lock), then its call in a write unit (on SQLite one unit of a group that shares a
+   commit: storage/writes.py), then its reread in a read-only transaction after the commit, on both
+   databases alike;
+4. the answer, made from the result after the transaction ended, outside any lock.
+
+Every unit of work authenticates the token (its principal re-read), checks tenancy (the project is
+looked up inside the path's organization, domain.tenants.reach) and the role before it does anything
+else. Principal routes (the resource-manager reads) need a token but no project; public routes are
+listed in http/public.py and get the services and the request.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from sqlalchemy.engine import Connection
+
+from packyard.domain import tenants
+from packyard.domain.context import Ctx
+from packyard.domain.errors import DomainError, PermissionDenied, Unauthenticated
+from packyard.domain.models import Principal
+from packyard.domain.ports import UnitOfWork
+from packyard.http.request import Request
+from packyard.http.routing import Access, Route
+from packyard.pipeline.cache import CacheKey, CheckBatch, Entry, Question, ReadCache
+from packyard.pipeline.operations import Operation, Place
+from packyard.pipeline.services import Services
+from packyard.storage.db import DatabaseUnavailable
+from packyard.storage.sql import AsyncStampReader, SqlUnitOfWork, principal_and_stamp
+from packyard.storage.writes import WriteQueue
+
+_encoder = msgspec.json.Encoder()
+
+
+def bearer_token(request: Request) -> str:
+    header = request.header(b"authorization")
+    scheme, _, token = header.partition(" ")
+    if not header:
+        raise Unauthenticated("this operation needs an Authorization: Bearer token; get one from /oauth2/token")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("the Authorization header must be 'Bearer <token>'")
+    return token.strip()
+
+
+def authorize(principal: Principal, route: Route, org_id: str, project_id: str, uow: UnitOfWork | None) -> None:
+    """Tenancy (domain.tenants.reach: the project looked up inside the path's organization, which must be
+    the principal's), then the role. Without a unit of work (the read cache's hit path) the project's
+    organization was checked by the statement that read its stamp."""
+    if uow is not None:
+        tenants.reach(uow, principal, org_id, project_id)
+    elif principal.organization_id != org_id or (principal.project_id and principal.project_id != project_id):
+        raise PermissionDenied("the principal has no access to this organization or project")
+    if not principal.can(route.permission):
+        raise PermissionDenied(
+            f"the principal's role ({principal.role.value}) does not allow {route.operation_id.split('_')[-1]}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """What a unit of work leaves for the rest of the trip."""
+
+    result: Any
+    ctx: Ctx  # its unit of work has ended: for the place, the time and a reread's fresh unit
+    principal: Principal
+    stamp: int | None  # the project's change stamp, read before the answer's data (cached reads only)
+
+    @property
+    def place(self) -> Place:
+        return Place(self.ctx.organization_id, self.ctx.project_id, self.ctx.now)
+
+
+def encode(answer: Any) -> bytes:
+    return answer if isinstance(answer, bytes) else _encoder.encode(answer)
+
+
+class Runner:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        db = services.db
+        # PostgreSQL commits concurrent transactions side by side; SQLite has one writer at a time.
+        self.writes = WriteQueue(db) if db.is_sqlite else None
+        max_cache = services.settings.read_cache_bytes
+        self.cache = ReadCache(max_cache) if max_cache > 0 else None
+        # SQLite answers the cache's check in microseconds, in line; PostgreSQL is a round trip away, so
+        # the requests waiting for it share one (CheckBatch) while the event loop serves the others.
+        self._stamps: AsyncStampReader | None = None
+        self.batch: CheckBatch | None = None
+        if self.cache is not None and not db.is_sqlite:
+            self._stamps = AsyncStampReader(db)
+            self.batch = CheckBatch(self._stamps.fetch)
+
+    async def aclose(self) -> None:
+        if self._stamps is not None:
+            await self._stamps.close()
+
+    async def run(self, route: Route, request: Request) -> bytes:
+        if route.access is Access.PUBLIC:
+            assert route.public is not None
+            return encode(route.public(self.services, request))
+        op = route.operation
+        assert op is not None, route.template
+        if route.access is Access.PRINCIPAL:
+            return self._principal(route, op, request)
+        if route.writes:
+            return await self._write(route, op, request)
+        if route.cache and self.cache is not None:
+            hit = (
+                await self._from_cache_batched(self.batch, self.cache, route, request)
+                if self.batch is not None
+                else self._from_cache(self.cache, route, request)
+            )
+            if hit is not None:
+                return hit
+        return self._read(route, op, request)
+
+    # ---- the three kinds of trip
+
+    def _principal(self, route: Route, op: Operation[Any, Any], request: Request) -> bytes:
+        """Routes that need a valid token but no project in the path (resource-manager reads)."""
+        token = bearer_token(request)
+        svc = self.services
+        command = op.decode(request)
+
+        def work(conn: Connection) -> Done:
+            uow = SqlUnitOfWork(conn, svc.vault)
+            now = svc.clock.now()
+            principal = svc.tokens.principal_for(uow, token, now)
+            ctx = Ctx(uow, svc.rules, now, principal.organization_id, principal.project_id or "", principal)
+            return Done(op.call(ctx, command), ctx, principal, None)
+
+        done: Done = svc.db.run(work, write=route.writes)
+        return encode(op.answer(done.place, done.result))
+
+    def _read(self, route: Route, op: Operation[Any, Any], request: Request) -> bytes:
+        command, refusal = _decode(op, request)
+        cache = self.cache if route.cache else None
+        unit = self._unit(route, request, command, refusal, op.call, stamp=cache is not None)
+        done: Done = self.services.db.run(unit, write=False)
+        body = encode(op.answer(done.place, done.result))
+        if cache is not None and done.stamp is not None:
+            ctx = done.ctx
+            cache.put(_cache_key(route, request, done.principal), Entry(done.stamp, body, ctx.now, ctx.valid_until))
+        return body
+
+    async def _write(self, route: Route, op: Operation[Any, Any], request: Request) -> bytes:
+        svc = self.services
+        command, refusal = _decode(op, request)
+        if op.precheck is not None and refusal is None:
+            svc.db.run(self._unit(route, request, command, None, op.precheck), write=False)
+        if self.writes is not None:  # the group bumps the projects' stamps once, at its end
+            unit = self._unit(route, request, command, refusal, op.call, bump=False)
+            done: Done = await self.writes.run(unit, request.params.get("project", ""))
+        else:
+            done = svc.db.run(self._unit(route, request, command, refusal, op.call, bump=True), write=True)
+        result = done.result
+        if op.reread is not None:
+            result = self._reread(done, op.reread)
+        return encode(op.answer(done.place, result))
+
+    # ---- units of work
+
+    def _unit(
+        self,
+        route: Route,
+        request: Request,
+        command: Any,
+        refusal: DomainError | None,
+        step: Callable[[Ctx, Any], Any],
+        *,
+        stamp: bool = False,
+        bump: bool = False,
+    ) -> Callable[[Connection], Done]:
+        """The transaction of a project-scoped step: authenticate, authorize, then the step. With stamp,
+        the project's change stamp is read before the step's data (so an answer is never older than its
+        stamp); with bump, it is incremented last (PostgreSQL then holds the project row's lock only
+        while committing). A refusal from decode is raised once the caller is authenticated and
+        authorized."""
+        token = bearer_token(request)
+        org_id = request.params.get("org", "")
+        project_id = request.params.get("project", "")
+        svc = self.services
+
+        def work(conn: Connection) -> Done:
+            uow = SqlUnitOfWork(conn, svc.vault, project_id=project_id)
+            now = svc.clock.now()
+            principal = svc.tokens.principal_for(uow, token, now)
+            authorize(principal, route, org_id, project_id, uow)
+            if refusal is not None:
+                raise refusal
+            read = uow.tenants.change_stamp(project_id) if stamp else None
+            ctx = Ctx(uow, svc.rules, now, org_id, project_id, principal)
+            result = step(ctx, command)
+            if bump:
+                uow.tenants.bump_change_stamp(project_id)
+            return Done(result, ctx, principal, read)
+
+        return work
+
+    def _reread(self, done: Done, reread: Callable[[Ctx, Any], Any]) -> Any:
+        """A write's reread, in a read-only transaction of its own after the commit (outside SQLite's
+        writer lock), for the same caller, at the write's time: it sees the data as of then."""
+        svc = self.services
+        written = done.ctx
+
+        def work(conn: Connection) -> Any:
+            uow = SqlUnitOfWork(conn, svc.vault, project_id=written.project_id)
+            return reread(dataclasses.replace(written, uow=uow), done.result)
+
+        return svc.db.run(work, write=False)
+
+    # ---- the read cache's hit path
+
+    def _from_cache(self, cache: ReadCache, route: Route, request: Request) -> bytes | None:
+        """A cached answer, after the same authentication and authorization as the ordinary path (one
+        statement re-reads the token's principal and the project's stamp); None takes the ordinary path,
+        which also reports every refusal other than a principal's lack of access."""
+        if not cache.holds(_question(route, request)):
+            return None
+        svc = self.services
+        token = bearer_token(request)
+        claims = svc.tokens.cached_claims(token, svc.clock.now())
+        if claims is None:
+            return None
+        try:
+            project_id = request.params.get("project", "")
+            principal, stamp = principal_and_stamp(svc.db, claims.principal_id, project_id) or (None, None)
+        except DatabaseUnavailable:
+            return None
+        return self._cached_answer(cache, route, request, principal, stamp)
+
+    async def _from_cache_batched(
+        self, batch: CheckBatch, cache: ReadCache, route: Route, request: Request
+    ) -> bytes | None:
+        """_from_cache with the check shared by the requests waiting for the same round trip."""
+        if not cache.holds(_question(route, request)):
+            return None
+        svc = self.services
+        token = bearer_token(request)
+        claims = svc.tokens.cached_claims(token, svc.clock.now())
+        if claims is None:
+            return None
+        try:
+            principal, stamp = await batch.check(claims.principal_id, request.params.get("project", ""))
+        except DatabaseUnavailable:
+            return None
+        return self._cached_answer(cache, route, request, principal, stamp)
+
+    def _cached_answer(
+        self, cache: ReadCache, route: Route, request: Request, principal: Principal | None, stamp: int | None
+    ) -> bytes | None:
+        """The end of both checks: the principal's access is refused here as on the ordinary path; a gone
+        principal or project, or no fresh entry, goes the ordinary way."""
+        if principal is None:
+            return None
+        authorize(principal, route, request.params.get("org", ""), request.params.get("project", ""), None)
+        if stamp is None:
+            return None
+        return cache.get(_cache_key(route, request, principal), stamp, self.services.clock.now())
+
+
+def _decode(op: Operation[Any, Any], request: Request) -> tuple[Any, DomainError | None]:
+    try:
+        return op.decode(request), None
+    except DomainError as exc:
+        return None, exc
+
+
+def _question(route: Route, request: Request) -> Question:
+    # The path parameters, not the path: a percent-encoded slash makes two raw paths decode alike, and a
+    # tuple, not a joined string, for the same reason.
+    project_id = request.params.get("project", "")
+    return (project_id, route.api, route.operation_id, tuple(request.params.values()), request.query_string)
+
+
+def _cache_key(route: Route, request: Request, principal: Principal) -> CacheKey:
+    return (*_question(route, request), principal.role.value)

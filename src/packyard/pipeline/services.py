@@ -1,0 +1,21 @@
+"""What every request's trip is given besides the request: settings, database, clock, rules, tokens and
+the vault. One per app (per worker process)."""
+
+from __future__ import annotations
+
+from packyard.auth.service import TokenService
+from packyard.auth.vault import Vault, load_or_create_secret
+from packyard.clock import Clock
+from packyard.config import Settings
+from packyard.domain.rules import Rules
+from packyard.storage.db import Database
+
+
+class Services:
+    def __init__(self, settings: Settings, db: Database, clock: Clock) -> None:
+        self.settings = settings
+        self.db = db
+        self.clock = clock
+        self.rules = Rules(limits=settings.limits, heartbeat_grace_seconds=settings.heartbeat_grace_seconds)
+        self.vault = Vault(settings.secret_key or load_or_create_secret(settings.data_dir))
+        self.tokens = TokenService(settings.token_ttl_seconds, self.vault)

@@ -1,0 +1,102 @@
+"""SQLite's group commit: the write units that reach the event loop in the same turn share one
+transaction and its commit, behind `await WriteQueue.run(unit, project_id)`.
+
+SQLite has one writer at a time, and every worker process and replica on the file queues for it on a
+kernel lock (storage/db.py WriterLock). Sharing a commit among the writes of one turn takes that lock
+once for all of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from packyard.storage.db import Database, Outcome
+from packyard.storage.sql import SqlTenants
+
+log = logging.getLogger("packyard.storage")
+
+
+Pending = tuple[Callable[[Connection], Any], str, "asyncio.Future[Any]"]  # work, its project, its answer
+
+
+class WriteQueue:
+    """SQLite's group commit: the write requests that reach the event loop in the same turn run one
+    after another in one transaction, each in a savepoint, and share its commit (Database.run_many).
+
+    Each answer waits for the commit that makes it durable, as before; a request that fails rolls back
+    only its own savepoint. The first request of a turn schedules the group to run once the requests
+    already in that turn have joined it, so a lone request waits for nothing but its own turn."""
+
+    def __init__(self, db: Database, max_group: int = 64) -> None:
+        self.db = db
+        self.max_group = max_group
+        # Per event loop: a server has one, but an app driven from several threads has one per thread,
+        # and each groups only its own requests.
+        self._pending: dict[asyncio.AbstractEventLoop, list[Pending]] = {}
+        # Looks at a taken writer lock this often, on the loop's next turns (uvloop rounds a timer of
+        # 0.5 ms down to 0), before a helper thread waits for it to be let go.
+        self.lock_tries = 4
+        self.lock_retry_s = 0.0005
+        self.lock_waits = 0
+        self.groups = 0  # commits made, and the requests they carried (for tests and the benchmark)
+        self.requests = 0
+
+    async def run(self, work: Callable[[Connection], Any], project_id: str) -> Any:
+        """work's answer, committed; work changes project_id's data, whose change stamp the group then
+        bumps once (work must not)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        pending = self._pending.get(loop)
+        if pending is None:
+            pending = self._pending[loop] = []
+            loop.call_soon(self._flush, loop)
+        pending.append((work, project_id, future))
+        return await future
+
+    def _flush(self, loop: asyncio.AbstractEventLoop, tries: int = 0) -> None:
+        # Another process (a worker of the same server, a replica) holds the writer lock: go on
+        # serving, the group growing meanwhile, and look again shortly; after a few looks, a helper
+        # thread waits for the lock, takes it for this loop (Database.claim_writer) and calls this
+        # again, while the loop serves on.
+        if not self.db.start_writing(wait=False):
+            self.lock_waits += 1
+            if tries < self.lock_tries:
+                loop.call_later(self.lock_retry_s, self._flush, loop, tries + 1)
+            else:
+                waiting = loop.run_in_executor(None, self.db.claim_writer)
+                waiting.add_done_callback(lambda _: self._flush(loop))
+            return
+        try:
+            self._run(self._pending.pop(loop, []))  # run_many takes the lock again: it is reentrant
+        finally:
+            self.db.end_writing()
+
+    def _run(self, pending: list[Pending]) -> None:
+        for start in range(0, len(pending), self.max_group):
+            group = pending[start : start + self.max_group]
+            projects = sorted({project_id for _, project_id, _ in group})
+
+            def bump(conn: Connection, projects: list[str] = projects) -> None:
+                tenants = SqlTenants(conn)
+                for project_id in projects:
+                    tenants.bump_change_stamp(project_id)
+
+            try:
+                outcomes = self.db.run_many([work for work, _, _ in group], bump)
+            except Exception as exc:  # pragma: no cover - run_many answers every unit itself
+                log.exception("a group of writes failed")
+                outcomes = [Outcome(None, exc)] * len(group)
+            self.groups += 1
+            self.requests += len(group)
+            for (_, _, future), outcome in zip(group, outcomes, strict=True):
+                if future.cancelled():
+                    continue
+                if outcome.error is not None:
+                    future.set_exception(outcome.error)
+                else:
+                    future.set_result(outcome.value)
