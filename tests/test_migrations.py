@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from alembic.script import ScriptDirectory
 
 from packyard.bootstrap import initialize
 from packyard.storage import migrate
@@ -29,7 +30,7 @@ def tables(db: Database) -> set[str]:
 
 
 def revisions(db: Database) -> list[str]:
-    script = migrate.ScriptDirectory.from_config(migrate.alembic_config(db))
+    script = ScriptDirectory.from_config(migrate.alembic_config(db))
     return [rev.revision for rev in reversed(list(script.walk_revisions()))]
 
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
+
+import httpx
 
 from tests.conftest import Env
 from tests.support.client import error, ok
@@ -39,7 +42,7 @@ def test_packer_publish_sequence_step_by_step(env: Env) -> None:
     assert listed["builds"] == []
 
     # 5. concurrent CreateBuild, one per source; a repeat answers code 6.
-    async def create_all() -> list[object]:
+    async def create_all() -> list[httpx.Response]:
         import asyncio
 
         return list(
@@ -64,7 +67,7 @@ def test_packer_publish_sequence_step_by_step(env: Env) -> None:
         )
 
     responses = c.loop.run_until_complete(create_all())
-    builds = {ok(r)["build"]["component_type"]: r.json()["build"] for r in responses}  # type: ignore[attr-defined]
+    builds = {ok(r)["build"]["component_type"]: r.json()["build"] for r in responses}
     assert set(builds) == {"amazon-ebs.east", "amazon-ebs.west", "googlecompute.eu"}
     assert all(b["status"] == "UNSET" and b["images"] == [] for b in builds.values())
     dup = {"build": {"component_type": "amazon-ebs.east", "status": "UNSET"}}
@@ -89,7 +92,7 @@ def test_packer_publish_sequence_step_by_step(env: Env) -> None:
         )
 
     # 10. DONE with images; the iteration completes only when the last build is DONE.
-    def done(build_id: str, provider: str, region: str) -> dict[str, object]:
+    def done(build_id: str, provider: str, region: str) -> dict[str, Any]:
         body = {
             "updates": {
                 "packer_run_uuid": run,

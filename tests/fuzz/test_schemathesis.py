@@ -25,7 +25,7 @@ import traceback
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import requests
@@ -332,7 +332,7 @@ def harvest_tokens(env: Env, state: State, operation_id: str) -> None:
 # ------------------------------------------------------------------------------------- steering
 
 
-def steer(case: schemathesis.Case, rng: random.Random, state: State) -> None:
+def steer(case: schemathesis.Case[Any], rng: random.Random, state: State) -> None:
     """Most cases are pointed at existing things; some keep what schemathesis generated.
 
     The choices come from ``rng``, seeded by one Hypothesis draw: they depend on the state (which anchors
@@ -364,11 +364,11 @@ def steer(case: schemathesis.Case, rng: random.Random, state: State) -> None:
         payload = token_payload(query.get(key))
         if payload is not None and isinstance(payload.get("o"), str) and rng.random() < 0.5:
             query["sorting.order_by"] = [payload["o"]]  # the order the token was issued for
-    case.query = query or None
+    case.query = cast(Any, query or None)
     if isinstance(case.body, dict):
         for dotted in INSERT.get(operation_id, ()):
             *parents, key = dotted.split(".")
-            target = case.body
+            target: dict[str, Any] = case.body
             for parent in parents:
                 if not isinstance(target.get(parent), dict):
                     target[parent] = {}
@@ -431,7 +431,7 @@ def remember_tokens(operation: str, body: Any, state: State) -> None:
 
 
 def check(
-    case: schemathesis.Case,
+    case: schemathesis.Case[Any],
     response: schemathesis.Response,
     contract: SwaggerContract,
     tally: Tally,
@@ -565,7 +565,7 @@ def test_schemathesis_finds_no_server_errors_and_no_schema_violations(
     contract = contracts[0]
     schema = load_schema()
     schema.app = env.app
-    session = asgi.get_client(env.app)  # not entered: no lifespan, so no background job loop
+    session = asgi.get_client(cast(Any, env.app))  # not entered: no lifespan, so no background job loop
     fixed = {"location_organization_id": env.init.organization_id, "location_project_id": env.init.project_id}
     tally = Tally()
     log = ErrorLog()
@@ -573,7 +573,7 @@ def test_schemathesis_finds_no_server_errors_and_no_schema_violations(
     state = State()
     out_of_time = False
 
-    def send(case: schemathesis.Case, token: str | None) -> int:
+    def send(case: schemathesis.Case[Any], token: str | None) -> int:
         if token is None:
             case.headers.pop("Authorization", None)
         else:
@@ -634,7 +634,7 @@ def test_schemathesis_finds_no_server_errors_and_no_schema_violations(
                     case=operation.as_strategy(generation_mode=mode, path_parameters=fixed),
                     seed=st.integers(0, 2**64 - 1),
                 )
-                def run(case: schemathesis.Case, seed: int) -> None:
+                def run(case: schemathesis.Case[Any], seed: int) -> None:
                     if time.monotonic() - started > TIME_BUDGET_SECONDS:
                         return
                     rng = random.Random(seed)
