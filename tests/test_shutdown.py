@@ -3,14 +3,20 @@
 Every write either gets a complete 200 (and is there after a restart on the same database) or never
 reaches the server (the connection is refused or closed before any response, and the write is absent).
 No request gets a 5xx, and the server exits with code 0 well within its 30 s graceful timeout.
+
+Some writes are in flight at the SIGTERM by construction, whatever the machine's speed: HELD of them send
+their head and half their body, and the rest of the body only after the signal (on a fast machine every
+other write may well be answered before it arrives).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import subprocess
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +33,7 @@ ITERATIONS = 40  # CreateIteration in a bucket that already holds SEED iteration
 BIG_BUILDS = 30  # CreateBuild with IMAGES images and labels each, all on one iteration
 SMALL_BUILDS = 30  # CreateBuild on iterations of their own
 LATE = 20  # CreateIteration sent after the SIGTERM
+HELD = 10  # CreateIteration whose body is finished only after the SIGTERM
 SEED = 300
 IMAGES = 150
 GRACEFUL_TIMEOUT = 30.0  # what `packyard serve` gives uvicorn
@@ -41,6 +48,7 @@ class Write:
     iteration_id: str = ""
     body: Any = None
     late: bool = False
+    held: bool = False
     status: int | None = None
     text: str = ""
     error: BaseException | None = None
@@ -73,6 +81,19 @@ class Api:
             headers={"Authorization": f"Bearer {self.token}"},
         )
 
+    async def call_held(self, path: str, body: Any, started: asyncio.Event, release: asyncio.Event) -> httpx.Response:
+        """POST whose head and first half of the body go out at once, the rest once `release` is set."""
+        data = json.dumps(body).encode()
+
+        async def chunks() -> AsyncIterator[bytes]:
+            yield data[: len(data) // 2]
+            started.set()
+            await release.wait()
+            yield data[len(data) // 2 :]
+
+        headers = {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
+        return await self.http.post(self.prefix + path, content=chunks(), headers=headers)
+
     async def ok(self, method: str, path: str, body: Any = None, **params: Any) -> Any:
         r = await self.call(method, path, body, **params)
         assert r.status_code == 200, r.text
@@ -95,7 +116,9 @@ async def seed(api: Api) -> tuple[str, list[str]]:
 
 
 def planned_writes(target: str, small: list[str]) -> list[Write]:
-    writes = [Write("iteration", "big", f"sd-{n}", body={"fingerprint": f"sd-{n}"}) for n in range(ITERATIONS)]
+    writes = [
+        Write("iteration", "big", f"sd-{n}", body={"fingerprint": f"sd-{n}"}, held=n < HELD) for n in range(ITERATIONS)
+    ]
     for n in range(BIG_BUILDS):
         build = {
             "component_type": f"big-{n}",
@@ -117,12 +140,15 @@ def planned_writes(target: str, small: list[str]) -> list[Write]:
     return writes
 
 
-async def send(api: Api, write: Write) -> None:
+async def send(api: Api, write: Write, started: asyncio.Event, release: asyncio.Event) -> None:
     path = f"/images/{write.bucket}/iterations"
     if write.kind == "build":
         path += f"/{write.iteration_id}"
     try:
-        r = await api.call("POST", path, write.body)
+        if write.held:
+            r = await api.call_held(path, write.body, started, release)
+        else:
+            r = await api.call("POST", path, write.body)
     except httpx.HTTPError as exc:
         write.error = exc
     else:
@@ -131,15 +157,20 @@ async def send(api: Api, write: Write) -> None:
 
 
 async def in_flight_then_sigterm(server: ServerProcess, api: Api, writes: list[Write]) -> tuple[float, list[Write]]:
-    tasks = [asyncio.create_task(send(api, w)) for w in writes]
-    deadline = time.monotonic() + 20
-    while sum(w.answered_at > 0 for w in writes) < 5 and time.monotonic() < deadline:
-        await asyncio.sleep(0.005)  # until the server is well into the batch, bounded by the deadline
+    release = asyncio.Event()
+    started = {id(w): asyncio.Event() for w in writes}
+    tasks = [asyncio.create_task(send(api, w, started[id(w)], release)) for w in writes]
+    held = [started[id(w)] for w in writes if w.held]
+    await asyncio.wait_for(asyncio.gather(*[e.wait() for e in held]), timeout=20)
+    # One more round trip: the server's loop has read the held heads by the time it answers a later request.
+    assert (await api.call("GET", "/images/big")).status_code == 200
     sigterm_at = time.monotonic()
     server.process.send_signal(signal.SIGTERM)
     await asyncio.sleep(0.2)
+    release.set()  # the held writes' bodies are finished while the server shuts down
     late = [Write("iteration", "small", f"late-{n}", body={"fingerprint": f"late-{n}"}, late=True) for n in range(LATE)]
-    tasks += [asyncio.create_task(send(api, w)) for w in late]
+    unused = asyncio.Event()
+    tasks += [asyncio.create_task(send(api, w, unused, release)) for w in late]
     await asyncio.wait_for(asyncio.gather(*tasks), timeout=GRACEFUL_TIMEOUT + 10)
     return sigterm_at, late
 
@@ -195,7 +226,10 @@ def test_sigterm_finishes_in_flight_writes_and_exits_cleanly(tmp_path: Path, bac
         ]
         assert all(isinstance(w.error, NOT_REACHED) for w in not_reached), [repr(w.error) for w in not_reached]
         after_sigterm = [w for w in writes if w.error is None and w.answered_at > sigterm_at]
-        assert after_sigterm, "no request was still in flight when SIGTERM arrived"
+        held = [w for w in writes if w.held]
+        assert all(w.status == 200 and w.answered_at > sigterm_at for w in held), [
+            (w.key, w.status, repr(w.error)) for w in held
+        ]
 
         with serving(tmp_path / "after", url) as [again]:
 

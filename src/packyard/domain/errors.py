@@ -27,10 +27,6 @@ class PermissionDenied(DomainError):
     code = 7
 
 
-class ResourceExhausted(DomainError):
-    code = 8
-
-
 class FailedPrecondition(DomainError):
     code = 9
 

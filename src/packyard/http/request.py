@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import TypeVar
 from urllib.parse import parse_qs
 
 import msgspec
@@ -25,7 +24,6 @@ class Request:
         "method",
         "params",
         "path",
-        "prepared",
         "public_url",
         "query_string",
         "scheme",
@@ -49,7 +47,6 @@ class Request:
         self.scheme = "http"
         self.public_url = ""
         self._query: dict[str, list[str]] | None = None
-        self.prepared: Any = None  # what the route's prepare step made of the body (Route.prepare)
 
     def header(self, name: bytes) -> str:
         for key, value in self.headers:
@@ -136,10 +133,6 @@ def parse_time(value: str, field: str) -> datetime | None:
         return parsed.astimezone(UTC)
     except OverflowError:  # 9999-12-31T23:59:59-10:00 is past the last representable UTC time
         raise InvalidArgument(f"{field} {value[:40]!r} is out of range") from None
-
-
-def strings(values: Sequence[Any] | None) -> list[str] | None:
-    return None if values is None else [str(v) for v in values]
 
 
 def base_url(request: Request) -> str:

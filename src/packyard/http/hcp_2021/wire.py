@@ -12,7 +12,6 @@ from datetime import datetime
 import msgspec
 
 from packyard.domain import models as m
-from packyard.domain.builds import is_revoked  # noqa: F401 - re-exported for handlers
 
 _TEXTS: dict[datetime, str] = {}  # an answer shows the same few times many times over
 
