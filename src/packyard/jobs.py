@@ -34,11 +34,8 @@ def run_due_jobs(db: Database, clock: Clock, rules: Rules, *, limit: int = 100) 
                 None,
                 on_behalf_of=job.author_id,
             )
-            ran = revocation.run_job(ctx, job)
-            if ran:  # what readers of the project cached before is stale now (http/cache.py)
-                ctx.uow.tenants.bump_change_stamp(job.project_id)
-            return ran
+            return revocation.run_job(ctx, job)
 
-        if db.run(work, write=True):
+        if db.run_write(work, job.project_id):  # storage marks the project changed (the read cache sees it)
             ran += 1
     return ran

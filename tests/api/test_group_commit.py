@@ -28,11 +28,11 @@ def _buckets(env: Env) -> list[str]:
 
 
 def test_concurrent_writes_share_commits_and_a_refusal_changes_nothing(env: Env) -> None:
-    if env.app.runner.writes is None:
+    if env.db.writes is None:
         pytest.skip("PostgreSQL commits concurrent writes side by side; group commit is SQLite's")
     c = env.client
     ok(c.put(c.p("/images"), json={"bucket_slug": "taken"}))
-    before = (env.app.runner.writes.groups, env.app.runner.writes.requests)
+    before = (env.db.writes.groups, env.db.writes.requests)
     bodies = [
         {"bucket_slug": "a-1"},
         {"bucket_slug": "taken"},  # exists: code 6, decided by a read before the group (refuse_early)
@@ -52,7 +52,7 @@ def test_concurrent_writes_share_commits_and_a_refusal_changes_nothing(env: Env)
     assert error(responses[4], 6, 409) == "bucket 'a-2' already exists", "the group's refusal reads the same"
     error(responses[3], 3, 400)
     error(responses[5], 3, 400)
-    groups, requests = env.app.runner.writes.groups - before[0], env.app.runner.writes.requests - before[1]
+    groups, requests = env.db.writes.groups - before[0], env.db.writes.requests - before[1]
     assert requests == 4, "only the writes that reads could not refuse joined a group"
     assert groups < requests, "the four writes arrived together and should have shared commits"
     assert _buckets(env) == ["a-1", "a-2", "a-4", "taken"]
@@ -65,11 +65,11 @@ def test_concurrent_writes_share_commits_and_a_refusal_changes_nothing(env: Env)
 
 
 def test_a_lone_write_is_not_kept_waiting(env: Env) -> None:
-    if env.app.runner.writes is None:
+    if env.db.writes is None:
         pytest.skip("group commit is SQLite's")
-    before = env.app.runner.writes.groups
+    before = env.db.writes.groups
     ok(env.client.put(env.client.p("/images"), json={"bucket_slug": "alone"}))
-    assert env.app.runner.writes.groups == before + 1
+    assert env.db.writes.groups == before + 1
     assert _buckets(env) == ["alone"]
 
 
@@ -120,7 +120,7 @@ def test_a_database_error_undoes_the_group_and_each_unit_runs_alone(env: Env) ->
 def _writer_lock_held_elsewhere(env: Env) -> tuple[WriteQueue, WriterLock]:
     """The app's write queue, and the database's writer lock taken on a descriptor of its own, which
     flock treats like another process's."""
-    writes = env.app.runner.writes
+    writes = env.db.writes
     if writes is None:
         pytest.skip("the writer lock is SQLite's")
     path = sa.make_url(env.db.url).database
@@ -243,7 +243,7 @@ def test_finish_runs_once_per_group_and_after_each_unit_run_alone(env: Env) -> N
 
 
 def test_a_group_marks_the_project_changed_once_and_the_cache_sees_it(env: Env) -> None:
-    if env.app.runner.writes is None:
+    if env.db.writes is None:
         pytest.skip("group commit is SQLite's")
     c = env.client
     stamp = sa.select(t.project.c.change_stamp).where(t.project.c.id == c.project_id)
@@ -254,7 +254,7 @@ def test_a_group_marks_the_project_changed_once_and_the_cache_sees_it(env: Env) 
     ok(c.put(c.p("/images"), json={"bucket_slug": "seen"}))
     ok(c.get(c.p("/images/seen")))
     ok(c.get(c.p("/images/seen")))  # cached now
-    before, groups = current(), env.app.runner.writes.groups
+    before, groups = current(), env.db.writes.groups
 
     async def together() -> list[Any]:
         calls = [c.arequest("PATCH", c.p("/images/seen"), json={"description": f"d{n}"}) for n in range(4)]
@@ -262,17 +262,17 @@ def test_a_group_marks_the_project_changed_once_and_the_cache_sees_it(env: Env) 
 
     for r in c.loop.run_until_complete(together()):
         ok(r)
-    assert current() - before == env.app.runner.writes.groups - groups < 4
+    assert current() - before == env.db.writes.groups - groups < 4
     assert ok(c.get(c.p("/images/seen")))["bucket"]["description"] == "d3"
 
 
 def test_a_unit_sees_a_registry_change_made_earlier_in_its_group(env: Env) -> None:
     """A group reads the principal with its project's registry once for all its units; a unit that
     deactivates the registry makes the next ones read it again, so their writes are refused."""
-    if env.app.runner.writes is None:
+    if env.db.writes is None:
         pytest.skip("group commit is SQLite's")
     c = env.client
-    before = (env.app.runner.writes.groups, env.app.runner.writes.requests)
+    before = (env.db.writes.groups, env.db.writes.requests)
 
     async def together() -> list[Any]:
         return list(
@@ -284,8 +284,8 @@ def test_a_unit_sees_a_registry_change_made_earlier_in_its_group(env: Env) -> No
         )
 
     first, deactivate, last = c.loop.run_until_complete(together())
-    assert env.app.runner.writes.groups - before[0] == 1, "the three writes should have shared one group"
-    assert env.app.runner.writes.requests - before[1] == 3
+    assert env.db.writes.groups - before[0] == 1, "the three writes should have shared one group"
+    assert env.db.writes.requests - before[1] == 3
     ok(first)
     ok(deactivate)
     error(last, 9, 400)

@@ -55,7 +55,7 @@ def _iteration_with_a_build(c: ApiClient) -> tuple[dict[str, Any], dict[str, Any
 def test_a_builds_body_is_decoded_and_its_answer_projected_outside_the_writer_lock(
     env: Env, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if env.app.runner.writes is None:
+    if env.db.writes is None:
         pytest.skip("the writer lock is SQLite's")
     free = _lock_is_free(env)
     seen: dict[str, list[bool]] = {"decode": [], "domain": [], "project": []}
@@ -118,16 +118,16 @@ def test_creating_a_bucket_that_exists_is_refused_without_the_writer_lock(env: E
     first: a read decides it, answered even while another process holds the writer lock."""
     c = env.client
     upsert_bucket(c, "app")
-    if env.app.runner.writes is not None:
+    if env.db.writes is not None:
         other = _another_process(env)
         assert other.try_hold()
-        requests = env.app.runner.writes.requests
+        requests = env.db.writes.requests
         put = c.arequest("PUT", c.p("/images"), json={"bucket_slug": "app", "description": "again"})
         try:  # bounded: were the PUT to wait for the lock, it would wait until the release below
             refused = c.loop.run_until_complete(asyncio.wait_for(put, timeout=30))
         finally:
             other.release()
-        assert env.app.runner.writes.requests == requests, "the refused PUT never joined a write group"
+        assert env.db.writes.requests == requests, "the refused PUT never joined a write group"
     else:
         refused = c.put(c.p("/images"), json={"bucket_slug": "app", "description": "again"})
     assert error(refused, 6, 409) == "bucket 'app' already exists"
@@ -149,7 +149,7 @@ def test_update_bucket_reads_its_answer_after_the_commit_and_shows_the_latest_it
     write queue that is read after the commit, with the writer lock free; the answer is the same."""
     c = env.client
     publish(c, "app", "f1", ["amazon-ebs.a", "amazon-ebs.b"])
-    lock_free = _lock_is_free(env) if env.app.runner.writes is not None else None
+    lock_free = _lock_is_free(env) if env.db.writes is not None else None
     seen: list[bool] = []
     real_view = bucket_service.view
 

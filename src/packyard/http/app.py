@@ -91,7 +91,7 @@ class App:
         svc = self.services
         while True:
             try:
-                run_due_jobs(svc.db, svc.clock, svc.rules)
+                await svc.db.off_loop(run_due_jobs, svc.db, svc.clock, svc.rules)
             except Exception:
                 log.exception("background jobs failed; retrying")
             await asyncio.sleep(svc.settings.job_interval_seconds)

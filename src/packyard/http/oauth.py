@@ -58,7 +58,7 @@ def _basic_credentials(header: str) -> tuple[str, str] | None:
     return unquote(client_id.replace("+", " ")), unquote(secret.replace("+", " "))
 
 
-def issue_token(svc: Services, request: Request) -> bytes:
+async def issue_token(svc: Services, request: Request) -> bytes:
     try:
         form = parse_qs(request.body.decode("utf-8"), keep_blank_values=True)
     except UnicodeDecodeError:
@@ -76,7 +76,7 @@ def issue_token(svc: Services, request: Request) -> bytes:
     if not creds.plausible(client_id, client_secret) or "\x00" in client_id:  # PostgreSQL text can't hold NUL
         raise OAuthError(401, "invalid_client", "client authentication failed")
     try:
-        token = tokens.issue(svc, client_id, client_secret, request.client_host)
+        token = await tokens.issue(svc, client_id, client_secret, request.client_host)
     except Unauthenticated:
         raise OAuthError(401, "invalid_client", "client authentication failed") from None
     except Throttled as exc:

@@ -12,8 +12,8 @@ def healthz(svc: Services, request: Request) -> bytes:
     return b'{"status":"ok"}'
 
 
-def readyz(svc: Services, request: Request) -> bytes:
-    svc.db.ping()
+async def readyz(svc: Services, request: Request) -> bytes:
+    await svc.db.off_loop(svc.db.ping)
     return b'{"status":"ready"}'
 
 

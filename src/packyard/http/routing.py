@@ -38,7 +38,7 @@ class Route:
     # The API tree the route projects (packer/2021-04-30): part of the read cache's key, since the same
     # operation of two trees answers the same question with different bytes.
     api: str = ""
-    # Public routes only: answered from the services and the request, without a token.
+    # Public routes only: answered from the services and the request, without a token (may be async).
     public: Callable[[Services, Request], Any] | None = None
 
     @property

@@ -9,9 +9,9 @@ For a project route (every HCP operation) the trip is:
    and authorization, by one statement that re-reads the token's principal and the project's stamp);
    otherwise the operation's call in a read-only transaction, its answer encoded and kept;
 3. a write: the operation's precheck in a read-only transaction (refusals reads decide, without
-   SQLite's writer lock), then its call in a write unit (on SQLite one unit of a group that shares a
-   commit: storage/writes.py), then its reread in a read-only transaction after the commit, on both
-   databases alike;
+   SQLite's writer lock), then its call in a write unit (`await db.write(unit, project)`: storage
+   decides where it runs and marks the project changed), then its reread in a read-only transaction
+   after the commit, on both databases alike;
 4. the answer, made from the result after the transaction ended, outside any lock.
 
 Every unit of work authenticates the token (its principal re-read), checks tenancy (the project is
@@ -23,6 +23,7 @@ listed in http/public.py and get the services and the request.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -42,7 +43,6 @@ from packyard.pipeline.operations import Operation, Place
 from packyard.pipeline.services import Services
 from packyard.storage.db import DatabaseUnavailable
 from packyard.storage.sql import AsyncStampReader, SqlUnitOfWork, principal_and_stamp
-from packyard.storage.writes import WriteQueue
 
 _encoder = msgspec.json.Encoder()
 
@@ -93,8 +93,6 @@ class Runner:
     def __init__(self, services: Services) -> None:
         self.services = services
         db = services.db
-        # PostgreSQL commits concurrent transactions side by side; SQLite has one writer at a time.
-        self.writes = WriteQueue(db) if db.is_sqlite else None
         max_cache = services.settings.read_cache_bytes
         self.cache = ReadCache(max_cache) if max_cache > 0 else None
         # SQLite answers the cache's check in microseconds, in line; PostgreSQL is a round trip away, so
@@ -112,11 +110,12 @@ class Runner:
     async def run(self, route: Route, request: Request) -> bytes:
         if route.access is Access.PUBLIC:
             assert route.public is not None
-            return encode(route.public(self.services, request))
+            answer = route.public(self.services, request)
+            return encode(await answer if inspect.isawaitable(answer) else answer)
         op = route.operation
         assert op is not None, route.template
         if route.access is Access.PRINCIPAL:
-            return self._principal(route, op, request)
+            return await self._principal(route, op, request)
         if route.writes:
             return await self._write(route, op, request)
         if route.cache and self.cache is not None:
@@ -127,11 +126,11 @@ class Runner:
             )
             if hit is not None:
                 return hit
-        return self._read(route, op, request)
+        return await self._read(route, op, request)
 
     # ---- the three kinds of trip
 
-    def _principal(self, route: Route, op: Operation[Any, Any], request: Request) -> bytes:
+    async def _principal(self, route: Route, op: Operation[Any, Any], request: Request) -> bytes:
         """Routes that need a valid token but no project in the path (resource-manager reads)."""
         token = bearer_token(request)
         svc = self.services
@@ -144,14 +143,14 @@ class Runner:
             ctx = Ctx(uow, svc.rules, now, principal.organization_id, principal.project_id or "", principal)
             return Done(op.call(ctx, command), ctx, principal, None)
 
-        done: Done = svc.db.run(work, write=route.writes)
+        done: Done = await svc.db.read(work)
         return encode(op.answer(done.place, done.result))
 
-    def _read(self, route: Route, op: Operation[Any, Any], request: Request) -> bytes:
+    async def _read(self, route: Route, op: Operation[Any, Any], request: Request) -> bytes:
         command, refusal = _decode(op, request)
         cache = self.cache if route.cache else None
         unit = self._unit(route, request, command, refusal, op.call, stamp=cache is not None)
-        done: Done = self.services.db.run(unit, write=False)
+        done: Done = await self.services.db.read(unit)
         body = encode(op.answer(done.place, done.result))
         if cache is not None and done.stamp is not None:
             ctx = done.ctx
@@ -162,15 +161,12 @@ class Runner:
         svc = self.services
         command, refusal = _decode(op, request)
         if op.precheck is not None and refusal is None:
-            svc.db.run(self._unit(route, request, command, None, op.precheck), write=False)
-        if self.writes is not None:  # the group bumps the projects' stamps once, at its end
-            unit = self._unit(route, request, command, refusal, op.call, bump=False)
-            done: Done = await self.writes.run(unit, request.params.get("project", ""))
-        else:
-            done = svc.db.run(self._unit(route, request, command, refusal, op.call, bump=True), write=True)
+            await svc.db.read(self._unit(route, request, command, None, op.precheck))
+        unit = self._unit(route, request, command, refusal, op.call)
+        done: Done = await svc.db.write(unit, request.params.get("project", ""))
         result = done.result
         if op.reread is not None:
-            result = self._reread(done, op.reread)
+            result = await self._reread(done, op.reread)
         return encode(op.answer(done.place, result))
 
     # ---- units of work
@@ -184,13 +180,10 @@ class Runner:
         step: Callable[[Ctx, Any], Any],
         *,
         stamp: bool = False,
-        bump: bool = False,
     ) -> Callable[[Connection], Done]:
         """The transaction of a project-scoped step: authenticate, authorize, then the step. With stamp,
         the project's change stamp is read before the step's data (so an answer is never older than its
-        stamp); with bump, it is incremented last (PostgreSQL then holds the project row's lock only
-        while committing). A refusal from decode is raised once the caller is authenticated and
-        authorized."""
+        stamp). A refusal from decode is raised once the caller is authenticated and authorized."""
         token = bearer_token(request)
         org_id = request.params.get("org", "")
         project_id = request.params.get("project", "")
@@ -205,14 +198,11 @@ class Runner:
                 raise refusal
             read = uow.tenants.change_stamp(project_id) if stamp else None
             ctx = Ctx(uow, svc.rules, now, org_id, project_id, principal)
-            result = step(ctx, command)
-            if bump:
-                uow.tenants.bump_change_stamp(project_id)
-            return Done(result, ctx, principal, read)
+            return Done(step(ctx, command), ctx, principal, read)
 
         return work
 
-    def _reread(self, done: Done, reread: Callable[[Ctx, Any], Any]) -> Any:
+    async def _reread(self, done: Done, reread: Callable[[Ctx, Any], Any]) -> Any:
         """A write's reread, in a read-only transaction of its own after the commit (outside SQLite's
         writer lock), for the same caller, at the write's time: it sees the data as of then."""
         svc = self.services
@@ -222,7 +212,7 @@ class Runner:
             uow = SqlUnitOfWork(conn, svc.vault, project_id=written.project_id)
             return reread(dataclasses.replace(written, uow=uow), done.result)
 
-        return svc.db.run(work, write=False)
+        return await svc.db.read(work)
 
     # ---- the read cache's hit path
 

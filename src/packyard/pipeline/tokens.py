@@ -13,7 +13,7 @@ from packyard.storage.sql import SqlUnitOfWork
 from packyard.storage.token_failures import SqlTokenFailures
 
 
-def issue(svc: Services, client_id: str, client_secret: str, client_host: str) -> str:
+async def issue(svc: Services, client_id: str, client_secret: str, client_host: str) -> str:
     """A bearer token for the client; raises Unauthenticated for wrong credentials and
     auth.service.Throttled while the client id or the source address is locked out."""
     source = source_key(client_host)
@@ -36,11 +36,11 @@ def issue(svc: Services, client_id: str, client_secret: str, client_host: str) -
 
     # The check and the lookup read; only a failure, or a success with failures to clear, writes (on
     # SQLite a write takes the writer lock, which a plain token issue never waits for).
-    answer = svc.db.run(work, write=False)
+    answer = await svc.db.read(work)
     if answer is None:
-        svc.db.run(count_failure, write=True)
+        await svc.db.off_loop(svc.db.run, count_failure, write=True)
         raise Unauthenticated("invalid client credentials")
     token, clear = answer
     if clear:
-        svc.db.run(clear_failures, write=True)
+        await svc.db.off_loop(svc.db.run, clear_failures, write=True)
     return token

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
+import functools
 import logging
 import os
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any, ClassVar, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, ParamSpec, TypeVar
 
 import psycopg
 import sqlalchemy as sa
@@ -21,8 +24,15 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from packyard.files import FILE_MODE, private_sqlite_file
 
+if TYPE_CHECKING:
+    from packyard.storage.writes import WriteQueue
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+P = ParamSpec("P")
+# PostgreSQL units of work run on this many threads per process (the pool holds as many connections and
+# more): a slow statement stalls one of them, not the event loop and every other request with it.
+POSTGRES_THREADS = 8
 
 # How long one SQLite connection waits for another process's write lock before giving up.
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -133,7 +143,25 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
+def bump_stamps(conn: Connection, project_ids: Sequence[str]) -> None:
+    """Mark the projects' data changed: the read cache's freshness check (pipeline/cache.py) compares
+    these stamps. Storage does it once per write transaction, last (so that PostgreSQL holds the project
+    rows' locks only while committing); units of work and their callers never do."""
+    sql = "UPDATE project SET change_stamp = change_stamp + 1 WHERE id = ?"
+    if conn.dialect.name != "sqlite":
+        sql = sql.replace("?", "%s")
+    driver: Any = conn.connection.driver_connection
+    for project_id in project_ids:
+        driver.execute(sql, (project_id,))
+
+
 class Database:
+    """The database as packyard sees it. The request pipeline uses the async face, `await read(unit)` and
+    `await write(unit, project_id)`, which decides where a unit runs: in line on SQLite (it answers in
+    microseconds, and a thread hop costs more than the query), its writes grouped to share a commit
+    (storage/writes.py); on worker threads on PostgreSQL, so that one slow statement doesn't stall the
+    other requests of the process. `run()` is the synchronous core both use (and the CLI, jobs, tests)."""
+
     def __init__(self, url: str, *, engine: Engine | None = None) -> None:
         self.url = normalize_url(url)
         self.engine = engine or create_engine(self.url)
@@ -142,11 +170,61 @@ class Database:
         self._kept: Connection | None = None  # see _kept_connection
         self._kept_thread: int | None = None
         self._writer = WriterLock.for_url(self.url) if self.is_sqlite else None
+        self._queue: WriteQueue | None = None
+        self._threads: ThreadPoolExecutor | None = None
         database_file = sqlite_file(self.url)
         if database_file is not None:
             # Before SQLite first opens it: SQLite would create the file with the umask's mode (0644 as a
             # rule), and it gives its -wal and -shm files the mode of the database file.
             private_sqlite_file(database_file)
+
+    # ---- the async face (the request pipeline)
+
+    async def read(self, work: Callable[[Connection], T]) -> T:
+        """work's answer, from a read-only transaction."""
+        if self.is_sqlite:
+            return self.run(work, write=False)
+        return await self.off_loop(self.run, work, write=False)
+
+    async def write(self, work: Callable[[Connection], T], project_id: str) -> T:
+        """work's answer, committed; work changes project_id's data, whose change stamp storage bumps
+        once per commit. On SQLite a unit of the group of writes that reached the event loop in the same
+        turn (one commit for all); on PostgreSQL a transaction of its own on a worker thread."""
+        queue = self.writes
+        if queue is not None:
+            result: T = await queue.run(work, project_id)
+            return result
+        return await self.off_loop(self.run_write, work, project_id)
+
+    @property
+    def writes(self) -> WriteQueue | None:
+        """SQLite's group commit (None on PostgreSQL, which commits transactions side by side)."""
+        if self._queue is None and self.is_sqlite:
+            from packyard.storage.writes import WriteQueue  # noqa: PLC0415 - it builds on this module
+
+            self._queue = WriteQueue(self)
+        return self._queue
+
+    def run_write(self, work: Callable[[Connection], T], project_id: str) -> T:
+        """Synchronously: work in a write transaction of its own, project_id's change stamp bumped last."""
+
+        def unit(conn: Connection) -> T:
+            value = work(conn)
+            bump_stamps(conn, [project_id])
+            return value
+
+        return self.run(unit, write=True)
+
+    async def off_loop(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """fn(*args, **kwargs) on one of the database's worker threads on PostgreSQL; in line on SQLite."""
+        if self.is_sqlite:
+            return fn(*args, **kwargs)
+        if self._threads is None:
+            self._threads = ThreadPoolExecutor(POSTGRES_THREADS, thread_name_prefix="packyard-db")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._threads, functools.partial(fn, *args, **kwargs))
+
+    # ---- SQLite's writer lock
 
     def writing(self) -> contextlib.AbstractContextManager[None]:
         """Held around every write transaction on SQLite (see WriterLock); nothing on PostgreSQL."""
@@ -377,6 +455,9 @@ class Database:
         return value
 
     def dispose(self) -> None:
+        threads, self._threads = self._threads, None
+        if threads is not None:
+            threads.shutdown(wait=True)
         self._close_peek()
         kept, self._kept, self._kept_thread = self._kept, None, None
         if kept is not None:

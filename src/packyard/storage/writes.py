@@ -1,9 +1,9 @@
-"""SQLite's group commit: the write units that reach the event loop in the same turn share one
-transaction and its commit, behind `await WriteQueue.run(unit, project_id)`.
+"""SQLite's group commit.
 
-SQLite has one writer at a time, and every worker process and replica on the file queues for it on a
-kernel lock (storage/db.py WriterLock). Sharing a commit among the writes of one turn takes that lock
-once for all of them.
+On SQLite the write units that reach the event loop in the same turn share one transaction and its
+commit (`WriteQueue`, behind `await Database.write(unit, project_id)`). SQLite has one writer at a time,
+and every worker process and replica on the file queues for it on a kernel lock (storage/db.py
+WriterLock). Sharing a commit among the writes of one turn takes that lock once for all of them.
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from packyard.storage.db import Database, Outcome
-from packyard.storage.sql import SqlTenants
+from packyard.storage.db import GROUP_ROWS, Database, Outcome, bump_stamps
 
 log = logging.getLogger("packyard.storage")
 
@@ -82,9 +81,8 @@ class WriteQueue:
             projects = sorted({project_id for _, project_id, _ in group})
 
             def bump(conn: Connection, projects: list[str] = projects) -> None:
-                tenants = SqlTenants(conn)
-                for project_id in projects:
-                    tenants.bump_change_stamp(project_id)
+                bump_stamps(conn, projects)
+                conn.info.get(GROUP_ROWS, {}).clear()  # the stamps read with the principal are stale now
 
             try:
                 outcomes = self.db.run_many([work for work, _, _ in group], bump)
