@@ -6,17 +6,18 @@ calls UpdateIteration, so completion (and the bucket's next incremental version)
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from collections.abc import Sequence
 
+from packyard.domain import lookup
 from packyard.domain import registry as registries
 from packyard.domain import validation as check
+from packyard.domain.commands import BuildChanges, ImageInput, IterationRef
 from packyard.domain.context import Ctx
 from packyard.domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from packyard.domain.latest import refresh_latest
 from packyard.domain.models import Build, BuildStatus, Image, Iteration
 from packyard.domain.pagination import Kind, Page, SortField, attribute_key, make_page, page_request
+from packyard.domain.status import effective_status, is_revoked, refresh_statuses
 from packyard.ids import new_ulid
 
 SORTABLE = {
@@ -25,55 +26,6 @@ SORTABLE = {
     "component_type": Kind.STR,
 }
 DEFAULT_ORDER = (SortField("created_at"),)
-
-
-@dataclass(slots=True)
-class ImageInput:
-    image_id: str
-    region: str
-
-
-@dataclass(slots=True)
-class BuildChanges:
-    """A partial update: None (or an empty string) means unchanged, as HCP's clients send it."""
-
-    status: BuildStatus | None = None
-    cloud_provider: str = ""
-    packer_run_uuid: str = ""
-    images: Sequence[ImageInput] | None = None
-    labels: Mapping[str, str] | None = None
-    source_image_id: str = ""
-    source_iteration_id: str = ""
-    source_channel_id: str = ""
-    component_type: str = ""
-
-
-_TICK = timedelta(microseconds=1)
-
-
-def is_revoked(ctx: Ctx, iteration: Iteration) -> bool:
-    if iteration.revoke_at is None:
-        return False
-    if iteration.revoke_at <= ctx.now:
-        return True
-    ctx.changes_at(iteration.revoke_at)  # scheduled: revoked from that instant on
-    return False
-
-
-def effective_status(ctx: Ctx, status: BuildStatus, heartbeat_at: datetime) -> BuildStatus:
-    """A RUNNING build whose heartbeats stopped for longer than the grace period has FAILED."""
-    if status is BuildStatus.RUNNING:
-        deadline = heartbeat_at + timedelta(seconds=ctx.rules.heartbeat_grace_seconds)
-        if deadline < ctx.now:
-            return BuildStatus.FAILED
-        ctx.changes_at(deadline + _TICK)  # FAILED from the first instant past the deadline
-    return status
-
-
-def refresh_statuses(ctx: Ctx, builds: list[Build]) -> list[Build]:
-    for build in builds:
-        build.status = effective_status(ctx, build.status, build.heartbeat_at)
-    return builds
 
 
 def _writable_iteration(ctx: Ctx, iteration: Iteration) -> None:
@@ -143,9 +95,9 @@ def complete_if_done(ctx: Ctx, iteration: Iteration, written: Build | None = Non
 
 
 def _iteration_of_bucket(ctx: Ctx, bucket_slug: str, iteration_id: str, *, for_update: bool) -> Iteration:
-    from packyard.domain.buckets import iteration_in_bucket  # noqa: PLC0415 - buckets imports this module
-
-    iteration, _ = iteration_in_bucket(ctx, bucket_slug, iteration_id=iteration_id, for_update=for_update)
+    iteration = lookup.iteration_in_bucket(
+        ctx, bucket_slug, IterationRef(iteration_id=iteration_id), for_update=for_update
+    )
     if iteration is None:
         raise NotFound(f"iteration {iteration_id} does not exist in bucket {bucket_slug!r}")
     return iteration

@@ -5,26 +5,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from packyard.domain import lookup, revocation
 from packyard.domain import registry as registries
-from packyard.domain import revocation
 from packyard.domain import validation as check
-from packyard.domain.buckets import find as find_bucket
-from packyard.domain.buckets import lookup_iteration
-from packyard.domain.builds import effective_status, is_revoked, refresh_statuses
+from packyard.domain.commands import IDENTIFIERS, IterationRef
 from packyard.domain.context import Ctx
-from packyard.domain.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from packyard.domain.errors import AlreadyExists, FailedPrecondition, InvalidArgument
 from packyard.domain.latest import LATEST, record_assignment
 from packyard.domain.models import (
     Bucket,
-    BuildStatus,
     Channel,
     ChannelAssignment,
     Iteration,
-    IterationStatus,
-    Permission,
     Restriction,
 )
 from packyard.domain.pagination import Kind, Page, SortField, attribute_key, make_page, page_request
+from packyard.domain.status import effective_status, is_revoked, iteration_status, refresh_statuses
 from packyard.ids import new_ulid
 
 HISTORY_ORDER = (SortField("created_at", descending=True),)
@@ -36,22 +32,6 @@ MASK_PATHS = {
     "incremental_version": "incremental_version",
     "restriction": "restriction",
 }
-IDENTIFIERS = ("iteration_id", "fingerprint", "incremental_version")
-
-
-@dataclass(slots=True)
-class IterationRef:
-    """The three ways to name an iteration; empty string or 0 means not given."""
-
-    iteration_id: str = ""
-    fingerprint: str = ""
-    incremental_version: int = 0
-
-    def given(self, name: str) -> bool:
-        return bool(getattr(self, name))
-
-    def any(self) -> bool:
-        return any(self.given(n) for n in IDENTIFIERS)
 
 
 @dataclass(slots=True)
@@ -62,30 +42,12 @@ class HistoryPage:
     previous_token: str
 
 
-def visible(ctx: Ctx, channel: Channel) -> bool:
-    """Restricted channels exist only for principals that may write (contributors and admins)."""
-    return not channel.restricted or ctx.actor is None or ctx.actor.can(Permission.WRITE)
-
-
-def _find(ctx: Ctx, bucket: Bucket, slug: str, *, for_update: bool = False) -> Channel:
-    check.slug(slug, "channel slug")
-    channel = ctx.uow.channels.get(bucket.id, slug, for_update=for_update)
-    if channel is None or not visible(ctx, channel):
-        raise NotFound(f"channel {slug!r} does not exist in bucket {bucket.slug!r}")
-    return channel
-
-
 def _lookup(ctx: Ctx, bucket: Bucket, ref: IterationRef, name: str) -> Iteration:
     """The iteration named by one of the reference's identifiers (code 5 when there is none)."""
-    iteration, what = lookup_iteration(
-        ctx,
-        bucket,
-        iteration_id=ref.iteration_id if name == "iteration_id" else "",
-        fingerprint=ref.fingerprint if name == "fingerprint" else "",
-        version=ref.incremental_version if name == "incremental_version" else 0,
-    )
+    one = ref.only(name)
+    iteration = lookup.iteration(ctx, bucket, one)
     if iteration is None:
-        raise NotFound(f"bucket {bucket.slug!r} has no iteration with {what}")
+        raise lookup.missing(bucket.slug, one)
     return iteration
 
 
@@ -122,7 +84,7 @@ def _restriction(value: Restriction | None) -> bool | None:
 def create(ctx: Ctx, bucket_slug: str, *, slug: str, ref: IterationRef, restriction: Restriction | None) -> Channel:
     check.slug(slug, "channel slug")
     registries.require_active(ctx)
-    bucket = find_bucket(ctx, bucket_slug)
+    bucket = lookup.bucket(ctx, bucket_slug)
     if slug == LATEST:
         raise AlreadyExists(f"channel {LATEST!r} is managed by packyard and exists in every bucket")
     iteration = None
@@ -148,14 +110,14 @@ def create(ctx: Ctx, bucket_slug: str, *, slug: str, ref: IterationRef, restrict
 
 def get(ctx: Ctx, bucket_slug: str, slug: str) -> Channel:
     registries.get(ctx)
-    bucket = find_bucket(ctx, bucket_slug)
-    return _with_iteration(ctx, [_find(ctx, bucket, slug)])[0]
+    bucket = lookup.bucket(ctx, bucket_slug)
+    return _with_iteration(ctx, [lookup.channel(ctx, bucket, slug)])[0]
 
 
 def list_(ctx: Ctx, bucket_slug: str) -> list[Channel]:
     registries.get(ctx)
-    bucket = find_bucket(ctx, bucket_slug)
-    return _with_iteration(ctx, [c for c in ctx.uow.channels.for_bucket(bucket.id) if visible(ctx, c)])
+    bucket = lookup.bucket(ctx, bucket_slug)
+    return _with_iteration(ctx, [c for c in ctx.uow.channels.for_bucket(bucket.id) if lookup.visible(ctx, c)])
 
 
 def parse_mask(mask: str) -> list[str]:
@@ -178,8 +140,8 @@ def update(
     ctx: Ctx, bucket_slug: str, slug: str, *, ref: IterationRef, restriction: Restriction | None, mask: str
 ) -> Channel:
     registries.require_active(ctx)
-    bucket = find_bucket(ctx, bucket_slug)
-    channel = _find(ctx, bucket, slug, for_update=True)
+    bucket = lookup.bucket(ctx, bucket_slug)
+    channel = lookup.channel(ctx, bucket, slug, for_update=True)
     paths = parse_mask(mask)
     restricted = _restriction(restriction)
 
@@ -224,33 +186,19 @@ def update(
 
 def delete(ctx: Ctx, bucket_slug: str, slug: str) -> None:
     registries.require_active(ctx)
-    bucket = find_bucket(ctx, bucket_slug)
-    channel = _find(ctx, bucket, slug, for_update=True)
+    bucket = lookup.bucket(ctx, bucket_slug)
+    channel = lookup.channel(ctx, bucket, slug, for_update=True)
     if channel.managed:
         raise FailedPrecondition(f"channel {channel.slug!r} is managed by packyard and can't be deleted")
     ctx.uow.channels.delete(channel.id)
-
-
-def iteration_status(ctx: Ctx, iteration: Iteration, build_statuses: Sequence[BuildStatus]) -> IterationStatus:
-    if iteration.revoke_at is not None:
-        return IterationStatus.REVOKED if is_revoked(ctx, iteration) else IterationStatus.REVOCATION_SCHEDULED
-    if iteration.complete:
-        return IterationStatus.ACTIVE
-    if BuildStatus.FAILED in build_statuses:
-        return IterationStatus.FAILED
-    if BuildStatus.CANCELLED in build_statuses:
-        return IterationStatus.CANCELLED
-    if BuildStatus.RUNNING in build_statuses:
-        return IterationStatus.RUNNING
-    return IterationStatus.UNSET
 
 
 def history(
     ctx: Ctx, bucket_slug: str, slug: str, *, page_size: int, next_token: str, previous_token: str
 ) -> HistoryPage:
     registries.get(ctx)
-    bucket = find_bucket(ctx, bucket_slug)
-    channel = _find(ctx, bucket, slug)
+    bucket = lookup.bucket(ctx, bucket_slug)
+    channel = lookup.channel(ctx, bucket, slug)
     limits = ctx.rules.limits
     request = page_request(
         size=page_size,

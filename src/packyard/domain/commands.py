@@ -6,11 +6,34 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
-from packyard.domain.builds import BuildChanges
-from packyard.domain.channels import IterationRef
-from packyard.domain.iterations import IterationChanges
-from packyard.domain.models import Restriction, TemplateType, Tier
+from packyard.domain.models import BuildStatus, Restriction, TemplateType, Tier
+
+IDENTIFIERS = ("iteration_id", "fingerprint", "incremental_version")
+
+
+@dataclass(slots=True)
+class IterationRef:
+    """The three ways to name an iteration of a bucket; empty string or 0 means not given."""
+
+    iteration_id: str = ""
+    fingerprint: str = ""
+    incremental_version: int = 0
+
+    def given(self, name: str) -> bool:
+        return bool(getattr(self, name))
+
+    def any(self) -> bool:
+        return any(self.given(n) for n in IDENTIFIERS)
+
+    def only(self, name: str) -> IterationRef:
+        """This reference reduced to one of its identifiers."""
+        return IterationRef(**{name: getattr(self, name)})
+
+    def first(self) -> IterationRef:
+        """The first identifier given (id, then fingerprint, then version): the one a lookup uses."""
+        return next((self.only(n) for n in IDENTIFIERS if self.given(n)), IterationRef())
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +44,39 @@ class PageQuery:
     next_token: str = ""
     previous_token: str = ""
     order_by: Sequence[str] = ()
+
+
+@dataclass(slots=True)
+class ImageInput:
+    image_id: str
+    region: str
+
+
+@dataclass(slots=True)
+class BuildChanges:
+    """A partial update: None (or an empty string) means unchanged, as HCP's clients send it."""
+
+    status: BuildStatus | None = None
+    cloud_provider: str = ""
+    packer_run_uuid: str = ""
+    images: Sequence[ImageInput] | None = None
+    labels: Mapping[str, str] | None = None
+    source_image_id: str = ""
+    source_iteration_id: str = ""
+    source_channel_id: str = ""
+    component_type: str = ""
+
+
+@dataclass(slots=True)
+class IterationChanges:
+    bucket_slug: str = ""
+    complete: bool = False
+    revoke_at: datetime | None = None
+    revoke_in: str = ""
+    revocation_message: str = ""
+    restore: bool = False
+    skip_descendants_revocation: bool = False
+    rollback_channels: bool = False
 
 
 # ---- registry

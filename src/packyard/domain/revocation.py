@@ -12,12 +12,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from packyard.domain.builds import is_revoked
 from packyard.domain.context import Ctx
 from packyard.domain.errors import FailedPrecondition
 from packyard.domain.latest import record_assignment, refresh_latest
 from packyard.domain.models import Iteration, Job, RevocationType
 from packyard.domain.pagination import PageRequest, SortField
+from packyard.domain.status import is_revoked
 from packyard.ids import new_ulid
 
 JOB_KIND = "revocation_due"

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from packyard.domain import builds as service
-from packyard.domain.builds import BuildChanges, ImageInput
-from packyard.domain.commands import BuildChange, BuildListing, BuildName, NewBuild
+from packyard.domain.commands import BuildChange, BuildChanges, BuildListing, BuildName, ImageInput, NewBuild
 from packyard.domain.context import Ctx
 from packyard.domain.models import Build, BuildStatus, Permission
 from packyard.domain.pagination import Page

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from packyard.domain import channels as service
-from packyard.domain.channels import HistoryPage, IterationRef
-from packyard.domain.commands import ChannelChange, ChannelHistoryQuery, ChannelName, NewChannel
+from packyard.domain.channels import HistoryPage
+from packyard.domain.commands import ChannelChange, ChannelHistoryQuery, ChannelName, IterationRef, NewChannel
 from packyard.domain.context import Ctx
 from packyard.domain.models import Channel, Permission, Restriction
 from packyard.http.hcp_2021 import wire

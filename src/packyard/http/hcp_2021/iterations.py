@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 from packyard.domain import iterations as service
-from packyard.domain.commands import IterationChange, IterationDeletion, IterationListing, IterationQuery, NewIteration
+from packyard.domain.commands import (
+    IterationChange,
+    IterationChanges,
+    IterationDeletion,
+    IterationListing,
+    IterationQuery,
+    NewIteration,
+)
 from packyard.domain.context import Ctx
-from packyard.domain.iterations import IterationChanges, ListedIteration, UpdateResult
+from packyard.domain.iterations import ListedIteration, UpdateResult
 from packyard.domain.models import Iteration, Permission, TemplateType
 from packyard.domain.pagination import Page
 from packyard.http.hcp_2021 import wire
