@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from packyard.domain import lookup, revocation
 from packyard.domain import registry as registries
 from packyard.domain import validation as check
-from packyard.domain.commands import IDENTIFIERS, IterationRef
+from packyard.domain.commands import IDENTIFIERS, ChannelField, IterationRef
 from packyard.domain.context import Ctx
 from packyard.domain.errors import AlreadyExists, FailedPrecondition, InvalidArgument
 from packyard.domain.latest import LATEST, record_assignment
@@ -17,21 +17,12 @@ from packyard.domain.models import (
     Channel,
     ChannelAssignment,
     Iteration,
-    Restriction,
 )
 from packyard.domain.pagination import Kind, Page, SortField, attribute_key, make_page, page_request
 from packyard.domain.status import effective_status, is_revoked, iteration_status, refresh_statuses
 from packyard.ids import new_ulid
 
 HISTORY_ORDER = (SortField("created_at", descending=True),)
-MASK_PATHS = {
-    "iterationid": "iteration_id",
-    "iteration_id": "iteration_id",
-    "fingerprint": "fingerprint",
-    "incrementalversion": "incremental_version",
-    "incremental_version": "incremental_version",
-    "restriction": "restriction",
-}
 
 
 @dataclass(slots=True)
@@ -42,9 +33,9 @@ class HistoryPage:
     previous_token: str
 
 
-def _lookup(ctx: Ctx, bucket: Bucket, ref: IterationRef, name: str) -> Iteration:
+def _lookup(ctx: Ctx, bucket: Bucket, ref: IterationRef, name: str = "") -> Iteration:
     """The iteration named by one of the reference's identifiers (code 5 when there is none)."""
-    one = ref.only(name)
+    one = ref.only(name) if name else ref
     iteration = lookup.iteration(ctx, bucket, one)
     if iteration is None:
         raise lookup.missing(bucket.slug, one)
@@ -75,13 +66,7 @@ def _with_iteration(ctx: Ctx, channels: Sequence[Channel]) -> list[Channel]:
     return list(channels)
 
 
-def _restriction(value: Restriction | None) -> bool | None:
-    if value is None or value is Restriction.UNSET:
-        return None
-    return value is Restriction.RESTRICTED
-
-
-def create(ctx: Ctx, bucket_slug: str, *, slug: str, ref: IterationRef, restriction: Restriction | None) -> Channel:
+def create(ctx: Ctx, bucket_slug: str, *, slug: str, ref: IterationRef, restricted: bool | None) -> Channel:
     check.slug(slug, "channel slug")
     registries.require_active(ctx)
     bucket = lookup.bucket(ctx, bucket_slug)
@@ -89,15 +74,14 @@ def create(ctx: Ctx, bucket_slug: str, *, slug: str, ref: IterationRef, restrict
         raise AlreadyExists(f"channel {LATEST!r} is managed by packyard and exists in every bucket")
     iteration = None
     if ref.any():
-        name = next(n for n in IDENTIFIERS if ref.given(n))
-        iteration = _assignable(ctx, _lookup(ctx, bucket, ref, name))
+        iteration = _assignable(ctx, _lookup(ctx, bucket, ref.first()))
     channel = Channel(
         id=new_ulid(),
         bucket_id=bucket.id,
         bucket_slug=bucket.slug,
         project_id=ctx.project_id,
         slug=slug,
-        restricted=bool(_restriction(restriction)),
+        restricted=bool(restricted),
         author_id=ctx.author_id,
         created_at=ctx.now,
         updated_at=ctx.now,
@@ -120,53 +104,37 @@ def list_(ctx: Ctx, bucket_slug: str) -> list[Channel]:
     return _with_iteration(ctx, [c for c in ctx.uow.channels.for_bucket(bucket.id) if lookup.visible(ctx, c)])
 
 
-def parse_mask(mask: str) -> list[str]:
-    paths: list[str] = []
-    for raw in mask.split(","):
-        name = raw.strip()
-        if not name:
-            continue
-        key = MASK_PATHS.get(name.lower())
-        if key is None:
-            raise InvalidArgument(
-                f"mask path {name[:40]!r} is not one of: iterationId, fingerprint, incrementalVersion, restriction"
-            )
-        if key not in paths:
-            paths.append(key)
-    return paths
-
-
 def update(
-    ctx: Ctx, bucket_slug: str, slug: str, *, ref: IterationRef, restriction: Restriction | None, mask: str
+    ctx: Ctx,
+    bucket_slug: str,
+    slug: str,
+    *,
+    ref: IterationRef,
+    restricted: bool | None,
+    fields: frozenset[ChannelField] | None,
 ) -> Channel:
+    """Change what `fields` lists (see commands.ChannelChange); without a list, what is given."""
     registries.require_active(ctx)
     bucket = lookup.bucket(ctx, bucket_slug)
     channel = lookup.channel(ctx, bucket, slug, for_update=True)
-    paths = parse_mask(mask)
-    restricted = _restriction(restriction)
-
-    if paths:
-        if "restriction" in paths and restricted is None:
-            raise InvalidArgument("the mask lists restriction, so restriction must be RESTRICTED or UNRESTRICTED")
-        named = [p for p in paths if p in IDENTIFIERS]
-        target: Iteration | None = None
-        assign = bool(named)
-        if named:
-            given = [p for p in named if ref.given(p)]
-            if given and len(given) != len(named):
-                missing = ", ".join(p for p in named if p not in given)
-                raise InvalidArgument(f"the mask lists {missing} without a value; give every listed identifier")
-            if given:
-                found = [_lookup(ctx, bucket, ref, p) for p in given]
-                if len({i.id for i in found}) > 1:
-                    raise InvalidArgument("the identifiers listed in the mask name different iterations")
-                target = _assignable(ctx, found[0])
+    target: Iteration | None = None
+    if fields is not None:
+        if ChannelField.RESTRICTION in fields and restricted is None:
+            raise InvalidArgument("the restriction is to change, but no restriction is given")
+        assign = ChannelField.ITERATION in fields
+        restrict = ChannelField.RESTRICTION in fields
+        if assign and ref.any():
+            found = [_lookup(ctx, bucket, ref, n) for n in IDENTIFIERS if ref.given(n)]
+            if len({i.id for i in found}) > 1:
+                raise InvalidArgument("the identifiers listed in the mask name different iterations")
+            target = _assignable(ctx, found[0])
     else:
-        named = [n for n in IDENTIFIERS if ref.given(n)]
-        # Without a mask the first identifier given wins; none at all clears the channel.
-        assign = not channel.managed or bool(named)
-        target = _assignable(ctx, _lookup(ctx, bucket, ref, named[0])) if named else None
-        if channel.managed and not named and restricted is None:
+        # Without a list the first identifier given wins; none at all clears the channel.
+        assign = not channel.managed or ref.any()
+        restrict = restricted is not None
+        if ref.any():
+            target = _assignable(ctx, _lookup(ctx, bucket, ref.first()))
+        elif channel.managed and not restrict:
             raise FailedPrecondition(f"channel {LATEST!r} is managed by packyard and can't be cleared")
 
     if assign and channel.managed:
@@ -174,7 +142,7 @@ def update(
             f"channel {channel.slug!r} is managed by packyard: it follows the newest complete iteration "
             "and only its restriction can change"
         )
-    if restricted is not None and (not paths or "restriction" in paths):
+    if restrict and restricted is not None:
         channel.restricted = restricted
         channel.author_id = ctx.author_id
         channel.updated_at = ctx.now

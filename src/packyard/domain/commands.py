@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+from enum import StrEnum
 
-from packyard.domain.models import BuildStatus, Restriction, TemplateType, Tier
+from packyard.domain.models import BuildStatus, TemplateType, Tier
 
 IDENTIFIERS = ("iteration_id", "fingerprint", "incremental_version")
 
@@ -69,10 +70,12 @@ class BuildChanges:
 
 @dataclass(slots=True)
 class IterationChanges:
-    bucket_slug: str = ""
+    """What an update asks of an iteration. A revocation is at a time (revoke_at) or after a delay from
+    the request's clock (revoke_after), not both; restore combines with neither."""
+
     complete: bool = False
     revoke_at: datetime | None = None
-    revoke_in: str = ""
+    revoke_after: timedelta | None = None
     revocation_message: str = ""
     restore: bool = False
     skip_descendants_revocation: bool = False
@@ -158,6 +161,7 @@ class IterationListing:
 class IterationChange:
     iteration_id: str
     changes: IterationChanges
+    bucket_slug: str = ""  # when given, the iteration must be of this bucket
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,16 +213,29 @@ class NewChannel:
     bucket_slug: str
     slug: str
     ref: IterationRef
-    restriction: Restriction | None = None
+    restricted: bool | None = None  # None: not given (unrestricted)
+
+
+class ChannelField(StrEnum):
+    """What of a channel an update may change."""
+
+    ITERATION = "iteration"
+    RESTRICTION = "restriction"
 
 
 @dataclass(frozen=True, slots=True)
 class ChannelChange:
+    """An update of a channel. `fields` lists what changes: the iteration (to the one every identifier
+    of `ref` names, or to none when `ref` names none) and the restriction (`restricted` then says
+    which). Without a list (None), what the request gives changes: the iteration its first identifier
+    names, or none at all (a managed channel is then left as it is, so it must change its
+    restriction), and the restriction when `restricted` is given."""
+
     bucket_slug: str
     slug: str
     ref: IterationRef
-    restriction: Restriction | None = None
-    mask: str = ""
+    restricted: bool | None = None
+    fields: frozenset[ChannelField] | None = None
 
 
 @dataclass(frozen=True, slots=True)

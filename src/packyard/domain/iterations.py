@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -28,31 +27,12 @@ SORTABLE = {
     "fingerprint": Kind.STR,
 }
 DEFAULT_ORDER = (SortField("created_at", descending=True),)
-_DURATION_RE = re.compile(r"^(?:(\d+(?:\.\d+)?)([smhd]))+$")
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-MAX_REVOKE_IN = timedelta(days=366 * 100)
 
 
 @dataclass(slots=True)
 class ListedIteration:
     iteration: Iteration
     build_statuses: dict[str, BuildStatus] = field(default_factory=dict)
-
-
-def parse_duration(value: str) -> timedelta:
-    """'30d', '2h45m', '0s': units s, m, h and d, as HCP documents revoke_in."""
-    text = value.strip()
-    if not _DURATION_RE.match(text):
-        raise InvalidArgument(f"revoke_in {value[:40]!r} is not a duration such as '30d', '2h45m' or '0s'")
-    seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
-    try:
-        duration = timedelta(seconds=seconds)
-    except OverflowError:  # '99999999999999999999d' would otherwise be a 500
-        raise InvalidArgument("revoke_in is more than a hundred years away") from None
-    if duration > MAX_REVOKE_IN:
-        raise InvalidArgument("revoke_in is more than a hundred years away")
-    return duration
 
 
 def _with_builds(ctx: Ctx, iteration: Iteration) -> Iteration:
@@ -133,18 +113,18 @@ class UpdateResult:
     scheduled: bool = False
 
 
-def update(ctx: Ctx, iteration_id: str, changes: IterationChanges) -> UpdateResult:
+def update(ctx: Ctx, iteration_id: str, changes: IterationChanges, *, bucket_slug: str = "") -> UpdateResult:
     registries.require_active(ctx)
-    if changes.revoke_at is not None and changes.revoke_in:
-        raise InvalidArgument("set revoke_at or revoke_in, not both")
-    revoking = changes.revoke_at is not None or bool(changes.revoke_in)
+    if changes.revoke_at is not None and changes.revoke_after is not None:
+        raise InvalidArgument("a revocation takes a time or a delay, not both")
+    revoking = changes.revoke_at is not None or changes.revoke_after is not None
     if changes.restore and revoking:
-        raise InvalidArgument("restore can't be combined with revoke_at or revoke_in")
+        raise InvalidArgument("a restore can't be combined with a revocation")
     when = None
     if revoking:
-        when = changes.revoke_at if changes.revoke_at is not None else ctx.now + parse_duration(changes.revoke_in)
+        when = changes.revoke_at if changes.revoke_at is not None else ctx.now + (changes.revoke_after or timedelta())
         check.text(changes.revocation_message, "revocation_message", ctx.rules.limits.max_description_length)
-    iteration = lookup.iteration_by_id(ctx, iteration_id, bucket_slug=changes.bucket_slug, for_update=True)
+    iteration = lookup.iteration_by_id(ctx, iteration_id, bucket_slug=bucket_slug, for_update=True)
     result = UpdateResult(iteration)
     if changes.restore:
         revocation.restore(ctx, iteration)

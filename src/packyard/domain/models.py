@@ -181,12 +181,6 @@ class IterationStatus(StrEnum):
     ACTIVE = "ITERATION_ACTIVE"
 
 
-class Restriction(StrEnum):
-    UNSET = "RESTRICTION_UNSET"
-    RESTRICTED = "RESTRICTED"
-    UNRESTRICTED = "UNRESTRICTED"
-
-
 @dataclass(slots=True)
 class Channel:
     id: str

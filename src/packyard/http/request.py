@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TypeVar
@@ -13,6 +14,7 @@ from packyard.domain.errors import InvalidArgument
 
 S = TypeVar("S")
 E = TypeVar("E", bound=StrEnum)
+T = TypeVar("T")
 
 
 class Request:
@@ -115,6 +117,20 @@ def enum_value(kind: type[E], value: str | int | None, field: str) -> E | None:
                 return member
     names = ", ".join(m.value for m in members)
     raise InvalidArgument(f"{field} {str(value)[:40]!r} is not one of: {names}")
+
+
+def wire_choice(table: Mapping[str, T], value: str | int | None, field: str) -> T | None:
+    """A value of a wire enum, through the API tree's table (its names, in the enum's order, to the
+    domain's values): by name, or by number as grpc-gateway also accepts. None means not given."""
+    if value is None:
+        return None
+    names = list(table)
+    if isinstance(value, int):
+        if 0 <= value < len(names):
+            return table[names[value]]
+    elif value in table:
+        return table[value]
+    raise InvalidArgument(f"{field} {str(value)[:40]!r} is not one of: {', '.join(names)}")
 
 
 def parse_time(value: str, field: str) -> datetime | None:

@@ -316,6 +316,13 @@ class Empty(Base, kw_only=True):
 EMPTY = Empty()
 
 
+# ---- enums: the 2021 texts of the domain's values, in the order of HashiCorp's enums (the index is
+# the enum's number, which grpc-gateway accepts too)
+
+# Restriction: a channel's restricted flag; RESTRICTION_UNSET leaves it as it is.
+RESTRICTION: dict[str, bool | None] = {"RESTRICTION_UNSET": None, "RESTRICTED": True, "UNRESTRICTED": False}
+
+
 # ---- projections -----------------------------------------------------------------------------
 
 
