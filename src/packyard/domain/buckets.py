@@ -24,8 +24,8 @@ DEFAULT_ORDER = (SortField("created_at", descending=True),)
 class BucketView:
     bucket: Bucket
     latest: Iteration | None
-    parents_status: str | None = None
-    children_status: str | None = None
+    parents_status: ancestry.AncestryStatus | None = None
+    children_status: ancestry.AncestryStatus | None = None
 
 
 def _views(ctx: Ctx, buckets: Sequence[Bucket], *, with_ancestry: bool = False) -> list[BucketView]:

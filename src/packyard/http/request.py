@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import TypeVar
 from urllib.parse import parse_qs
 
@@ -13,7 +12,6 @@ import msgspec
 from packyard.domain.errors import InvalidArgument
 
 S = TypeVar("S")
-E = TypeVar("E", bound=StrEnum)
 T = TypeVar("T")
 
 
@@ -101,22 +99,6 @@ class Request:
             raise InvalidArgument("request body is not valid UTF-8") from None
         except RecursionError:
             raise InvalidArgument("request body is nested too deeply") from None
-
-
-def enum_value(kind: type[E], value: str | int | None, field: str) -> E | None:
-    """HCP enums arrive as names; grpc-gateway also accepts their numbers. None means not given."""
-    if value is None:
-        return None
-    members = list(kind)
-    if isinstance(value, int):
-        if 0 <= value < len(members):
-            return members[value]
-    else:
-        for member in members:
-            if member.value == value:
-                return member
-    names = ", ".join(m.value for m in members)
-    raise InvalidArgument(f"{field} {str(value)[:40]!r} is not one of: {names}")
 
 
 def wire_choice(table: Mapping[str, T], value: str | int | None, field: str) -> T | None:

@@ -22,7 +22,7 @@ from packyard.domain.pagination import Page
 from packyard.http.hcp_2021 import wire
 from packyard.http.hcp_2021.bodies import CreateIterationBody, UpdateIterationBody
 from packyard.http.hcp_2021.common import empty, page, route
-from packyard.http.request import Request, enum_value, parse_time
+from packyard.http.request import Request, parse_time, wire_choice
 from packyard.http.routing import Route
 from packyard.ids import new_ulid
 from packyard.pipeline.operations import Operation, Place
@@ -54,7 +54,7 @@ def _response(place: Place, it: Iteration) -> wire.IterationResponse:
 
 def _decode_create(request: Request) -> NewIteration:
     body = request.json(CreateIterationBody)
-    template = enum_value(TemplateType, body.template_type, "template_type") or TemplateType.UNSET
+    template = wire_choice(wire.TEMPLATE_TYPE, body.template_type, "template_type") or TemplateType.UNSET
     return NewIteration(request.params["bucket_slug"], body.fingerprint or "", template)
 
 
