@@ -10,7 +10,7 @@ from packyard.domain import registry as registries
 from packyard.domain import validation as check
 from packyard.domain.commands import IDENTIFIERS, ChannelField, IterationRef
 from packyard.domain.context import Ctx
-from packyard.domain.errors import AlreadyExists, FailedPrecondition, InvalidArgument
+from packyard.domain.errors import AlreadyExists, FailedPrecondition, InvalidArgument, Term
 from packyard.domain.latest import LATEST, record_assignment
 from packyard.domain.models import (
     Bucket,
@@ -45,10 +45,14 @@ def _lookup(ctx: Ctx, bucket: Bucket, ref: IterationRef, name: str = "") -> Iter
 def _assignable(ctx: Ctx, iteration: Iteration) -> Iteration:
     if not iteration.complete:
         raise FailedPrecondition(
-            f"iteration {iteration.id} is not complete (every build must be DONE) and can't be assigned to a channel"
+            "{iteration} {id} is not complete (every build must be DONE) and can't be assigned to a channel",
+            subject=Term.ITERATION,
+            id=iteration.id,
         )
     if is_revoked(ctx, iteration):
-        raise FailedPrecondition(f"iteration {iteration.id} is revoked and can't be assigned to a channel")
+        raise FailedPrecondition(
+            "{iteration} {id} is revoked and can't be assigned to a channel", subject=Term.ITERATION, id=iteration.id
+        )
     return iteration
 
 
@@ -126,7 +130,9 @@ def update(
         if assign and ref.any():
             found = [_lookup(ctx, bucket, ref, n) for n in IDENTIFIERS if ref.given(n)]
             if len({i.id for i in found}) > 1:
-                raise InvalidArgument("the identifiers listed in the mask name different iterations")
+                raise InvalidArgument(
+                    "the identifiers listed in the mask name different {iterations}", subject=Term.ITERATION
+                )
             target = _assignable(ctx, found[0])
     else:
         # Without a list the first identifier given wins; none at all clears the channel.
@@ -139,8 +145,10 @@ def update(
 
     if assign and channel.managed:
         raise FailedPrecondition(
-            f"channel {channel.slug!r} is managed by packyard: it follows the newest complete iteration "
-            "and only its restriction can change"
+            "channel {slug!r} is managed by packyard: it follows the newest complete {iteration} "
+            "and only its restriction can change",
+            subject=Term.ITERATION,
+            slug=channel.slug,
         )
     if restrict and restricted is not None:
         channel.restricted = restricted

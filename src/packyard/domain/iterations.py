@@ -13,7 +13,7 @@ from packyard.domain.builds import complete_if_done
 from packyard.domain.channels import unassign_deleted
 from packyard.domain.commands import IterationChanges, IterationRef
 from packyard.domain.context import Ctx
-from packyard.domain.errors import Aborted, FailedPrecondition, InvalidArgument
+from packyard.domain.errors import Aborted, FailedPrecondition, InvalidArgument, Term
 from packyard.domain.latest import refresh_latest
 from packyard.domain.models import BuildStatus, Iteration, TemplateType
 from packyard.domain.pagination import Kind, Page, SortField, attribute_key, make_page, page_request
@@ -129,7 +129,9 @@ def update(ctx: Ctx, iteration_id: str, changes: IterationChanges, *, bucket_slu
     if changes.restore:
         revocation.restore(ctx, iteration)
     elif is_revoked(ctx, iteration):
-        raise FailedPrecondition(f"iteration {iteration.id} is revoked; restore it before changing it")
+        raise FailedPrecondition(
+            "{iteration} {id} is revoked; restore it before changing it", subject=Term.ITERATION, id=iteration.id
+        )
     if when is not None:
         revocation.revoke(
             ctx,
@@ -145,7 +147,9 @@ def update(ctx: Ctx, iteration_id: str, changes: IterationChanges, *, bucket_slu
         complete_if_done(ctx, iteration)
         if not iteration.complete:
             raise FailedPrecondition(
-                f"iteration {iteration.id} can't be completed: it needs at least one build and every build DONE"
+                "{iteration} {id} can't be completed: it needs at least one build and every build DONE",
+                subject=Term.ITERATION,
+                id=iteration.id,
             )
     _with_builds(ctx, iteration)
     return result

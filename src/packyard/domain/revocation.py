@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from packyard.domain.context import Ctx
-from packyard.domain.errors import FailedPrecondition
+from packyard.domain.errors import FailedPrecondition, Term
 from packyard.domain.latest import record_assignment, refresh_latest
 from packyard.domain.models import Iteration, Job, RevocationType
 from packyard.domain.pagination import PageRequest, SortField
@@ -120,7 +120,9 @@ def revoke(
 def restore(ctx: Ctx, iteration: Iteration) -> list[Iteration]:
     """Clear a revocation (or cancel a scheduled one) and what its descendants inherited from it."""
     if iteration.revoke_at is None:
-        raise FailedPrecondition(f"iteration {iteration.id} is not revoked, so there is nothing to restore")
+        raise FailedPrecondition(
+            "{iteration} {id} is not revoked, so there is nothing to restore", subject=Term.ITERATION, id=iteration.id
+        )
     restored = [iteration, *ctx.uow.iterations.inherited_from(ctx.project_id, iteration.id)]
     for n, it in enumerate(restored):
         if n > 0 and it.own_revoke_at is not None:
