@@ -7,11 +7,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from packyard.domain import lookup
 from packyard.domain import registry as registries
 from packyard.domain import validation as check
-from packyard.domain.buckets import find as find_bucket
-from packyard.domain.buckets import lookup_iteration
-from packyard.domain.channels import visible
+from packyard.domain.commands import IterationRef
 from packyard.domain.context import Ctx
 from packyard.domain.errors import InvalidArgument, NotFound
 from packyard.domain.models import Bucket, Build, Channel, Iteration
@@ -75,7 +74,7 @@ def _relations(ctx: Ctx, kind: str, child: Iteration, builds: Sequence[Build]) -
         channel = (
             ctx.uow.channels.get_by_id(ctx.project_id, build.source_channel_id) if build.source_channel_id else None
         )
-        if channel is not None and (channel.bucket_id != parent.bucket_id or not visible(ctx, channel)):
+        if channel is not None and (channel.bucket_id != parent.bucket_id or not lookup.visible(ctx, channel)):
             channel = None  # a restricted channel is not shown to viewers, not even through ancestry
         current = None
         if channel is None:
@@ -96,9 +95,10 @@ def _target(ctx: Ctx, bucket: Bucket, iteration_id: str, version: int, fingerpri
     if not (iteration_id or fingerprint or version):
         latest = bucket.latest_iteration_id
         return ctx.uow.iterations.get(bucket.id, iteration_id=latest) if latest else None
-    it, what = lookup_iteration(ctx, bucket, iteration_id=iteration_id, fingerprint=fingerprint, version=version)
+    ref = IterationRef(iteration_id, fingerprint, version)
+    it = lookup.iteration(ctx, bucket, ref)
     if it is None:
-        raise NotFound(f"bucket {bucket.slug!r} has no iteration with {what}")
+        raise lookup.missing(bucket.slug, ref)
     return it
 
 
@@ -154,11 +154,11 @@ def list_(
         raise InvalidArgument("pagination.page_size must not be negative")
     if next_token and previous_token:
         raise InvalidArgument("set pagination.next_page_token or pagination.previous_page_token, not both")
-    bucket = find_bucket(ctx, bucket_slug)
+    bucket = lookup.bucket(ctx, bucket_slug)
     if channel:
         check.slug(channel, "channel")
         named = ctx.uow.channels.get(bucket.id, channel)
-        if named is None or not visible(ctx, named):  # a restricted channel doesn't exist for viewers
+        if named is None or not lookup.visible(ctx, named):  # a restricted channel doesn't exist for viewers
             raise NotFound(f"channel {channel!r} does not exist in bucket {bucket.slug!r}")
     relations: list[Relation] = []
     if kind in ("", "parents"):

@@ -5,14 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from packyard.domain import ancestry, lookup
 from packyard.domain import registry as registries
 from packyard.domain import validation as check
-from packyard.domain.builds import refresh_statuses
 from packyard.domain.context import Ctx
 from packyard.domain.errors import AlreadyExists, InvalidArgument, NotFound
 from packyard.domain.latest import create_managed_channel
 from packyard.domain.models import Bucket, Iteration
 from packyard.domain.pagination import Kind, Page, PageRequest, SortField, attribute_key, make_page, page_request
+from packyard.domain.status import refresh_statuses
 from packyard.ids import new_ulid
 
 SORTABLE = {"slug": Kind.STR, "created_at": Kind.TIME, "updated_at": Kind.TIME}
@@ -23,16 +24,8 @@ DEFAULT_ORDER = (SortField("created_at", descending=True),)
 class BucketView:
     bucket: Bucket
     latest: Iteration | None
-    parents_status: str | None = None
-    children_status: str | None = None
-
-
-def find(ctx: Ctx, slug: str, *, for_update: bool = False) -> Bucket:
-    check.slug(slug)
-    bucket = ctx.uow.buckets.get(ctx.project_id, slug, for_update=for_update)
-    if bucket is None:
-        raise NotFound(f"bucket {slug!r} does not exist in project {ctx.project_id}")
-    return bucket
+    parents_status: ancestry.AncestryStatus | None = None
+    children_status: ancestry.AncestryStatus | None = None
 
 
 def _views(ctx: Ctx, buckets: Sequence[Bucket], *, with_ancestry: bool = False) -> list[BucketView]:
@@ -46,8 +39,6 @@ def _views(ctx: Ctx, buckets: Sequence[Bucket], *, with_ancestry: bool = False) 
             iteration.builds = refresh_statuses(ctx, builds.get(iteration.id, []))
         view = BucketView(bucket, iteration)
         if with_ancestry:
-            from packyard.domain import ancestry  # noqa: PLC0415 - ancestry builds on this module
-
             view.parents_status = ancestry.summarize(ancestry.parents(ctx, bucket, iteration))
             view.children_status = ancestry.summarize(ancestry.children(ctx, bucket))
         views.append(view)
@@ -89,7 +80,7 @@ def create(ctx: Ctx, *, slug: str, description: str, labels: Mapping[str, str]) 
 
 def get(ctx: Ctx, slug: str, bucket_id: str = "") -> BucketView:
     registries.get(ctx)
-    bucket = find(ctx, slug)
+    bucket = lookup.bucket(ctx, slug)
     if bucket_id and check.ulid(bucket_id, "bucket_id") != bucket.id:
         raise NotFound(f"bucket {slug!r} does not have id {bucket_id}")
     return _views(ctx, [bucket], with_ancestry=True)[0]
@@ -123,7 +114,7 @@ def update(
 ) -> Bucket:
     """Change the bucket; its answer's view (view()) may be read after the commit, outside the write."""
     registries.require_active(ctx)
-    bucket = find(ctx, slug, for_update=True)
+    bucket = lookup.bucket(ctx, slug, for_update=True)
     if description is not None:
         bucket.description = check.text(description, "description", ctx.rules.limits.max_description_length)
     if labels is not None:
@@ -146,51 +137,5 @@ def view(ctx: Ctx, bucket: Bucket) -> BucketView:
 
 def delete(ctx: Ctx, slug: str) -> None:
     registries.require_active(ctx)
-    bucket = find(ctx, slug, for_update=True)
+    bucket = lookup.bucket(ctx, slug, for_update=True)
     ctx.uow.buckets.delete(bucket.id)
-
-
-def iteration_in_bucket(
-    ctx: Ctx, slug: str, *, iteration_id: str = "", fingerprint: str = "", for_update: bool = False
-) -> tuple[Iteration | None, str]:
-    """lookup_iteration(ctx, find(ctx, slug), ...) for an id or else a fingerprint, in one query when
-    both exist; the same refusals, a missing bucket first."""
-    check.slug(slug)
-    try:
-        if iteration_id:
-            found = ctx.uow.iterations.in_bucket(
-                ctx.project_id, slug, iteration_id=check.ulid(iteration_id, "iteration_id"), for_update=for_update
-            )
-            what = f"id {iteration_id}"
-        else:
-            found = ctx.uow.iterations.in_bucket(
-                ctx.project_id, slug, fingerprint=check.fingerprint(fingerprint), for_update=for_update
-            )
-            what = f"fingerprint {fingerprint!r}"
-    except InvalidArgument:
-        find(ctx, slug)
-        raise
-    if found is None:
-        find(ctx, slug)
-    return found, what
-
-
-def lookup_iteration(
-    ctx: Ctx, bucket: Bucket, *, iteration_id: str = "", fingerprint: str = "", version: int = 0
-) -> tuple[Iteration | None, str]:
-    """Find an iteration of the bucket by the first identifier given (id, fingerprint, then version).
-
-    Returns the iteration (None when nothing matches) and how it was named, for the caller's error,
-    since GetIteration answers a miss with code 10 where channels and ancestry answer 5.
-    """
-    if iteration_id:
-        found = ctx.uow.iterations.get(bucket.id, iteration_id=check.ulid(iteration_id, "iteration_id"))
-        return found, f"id {iteration_id}"
-    if fingerprint:
-        found = ctx.uow.iterations.get(bucket.id, fingerprint=check.fingerprint(fingerprint))
-        return found, f"fingerprint {fingerprint!r}"
-    if version:
-        if not 0 < version < 2**31:
-            raise InvalidArgument("incremental_version must be a positive int32")
-        return ctx.uow.iterations.get(bucket.id, version=version), f"incremental version {version}"
-    raise InvalidArgument("give one of iteration_id, fingerprint or incremental_version")

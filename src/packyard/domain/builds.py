@@ -6,17 +6,18 @@ calls UpdateIteration, so completion (and the bucket's next incremental version)
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from collections.abc import Sequence
 
+from packyard.domain import lookup
 from packyard.domain import registry as registries
 from packyard.domain import validation as check
+from packyard.domain.commands import BuildChanges, ImageInput, IterationRef
 from packyard.domain.context import Ctx
-from packyard.domain.errors import FailedPrecondition, InvalidArgument, NotFound
+from packyard.domain.errors import FailedPrecondition, InvalidArgument, NotFound, Term
 from packyard.domain.latest import refresh_latest
 from packyard.domain.models import Build, BuildStatus, Image, Iteration
 from packyard.domain.pagination import Kind, Page, SortField, attribute_key, make_page, page_request
+from packyard.domain.status import effective_status, is_revoked, refresh_statuses
 from packyard.ids import new_ulid
 
 SORTABLE = {
@@ -25,84 +26,46 @@ SORTABLE = {
     "component_type": Kind.STR,
 }
 DEFAULT_ORDER = (SortField("created_at"),)
-
-
-@dataclass(slots=True)
-class ImageInput:
-    image_id: str
-    region: str
-
-
-@dataclass(slots=True)
-class BuildChanges:
-    """A partial update: None (or an empty string) means unchanged, as HCP's clients send it."""
-
-    status: BuildStatus | None = None
-    cloud_provider: str = ""
-    packer_run_uuid: str = ""
-    images: Sequence[ImageInput] | None = None
-    labels: Mapping[str, str] | None = None
-    source_image_id: str = ""
-    source_iteration_id: str = ""
-    source_channel_id: str = ""
-    component_type: str = ""
-
-
-_TICK = timedelta(microseconds=1)
-
-
-def is_revoked(ctx: Ctx, iteration: Iteration) -> bool:
-    if iteration.revoke_at is None:
-        return False
-    if iteration.revoke_at <= ctx.now:
-        return True
-    ctx.changes_at(iteration.revoke_at)  # scheduled: revoked from that instant on
-    return False
-
-
-def effective_status(ctx: Ctx, status: BuildStatus, heartbeat_at: datetime) -> BuildStatus:
-    """A RUNNING build whose heartbeats stopped for longer than the grace period has FAILED."""
-    if status is BuildStatus.RUNNING:
-        deadline = heartbeat_at + timedelta(seconds=ctx.rules.heartbeat_grace_seconds)
-        if deadline < ctx.now:
-            return BuildStatus.FAILED
-        ctx.changes_at(deadline + _TICK)  # FAILED from the first instant past the deadline
-    return status
-
-
-def refresh_statuses(ctx: Ctx, builds: list[Build]) -> list[Build]:
-    for build in builds:
-        build.status = effective_status(ctx, build.status, build.heartbeat_at)
-    return builds
+# The build's text fields a change may set, and how a message names each.
+_TEXT_FIELDS = (
+    ("cloud_provider", "{cloud_provider}"),
+    ("packer_run_uuid", "packer_run_uuid"),
+    ("source_image_id", "source_image_id"),
+    ("source_channel_id", "source_channel_id"),
+)
 
 
 def _writable_iteration(ctx: Ctx, iteration: Iteration) -> None:
     if is_revoked(ctx, iteration):
         raise FailedPrecondition(
-            f"iteration {iteration.id} is revoked; its builds can't be changed until it is restored"
+            "{iteration} {id} is revoked; its builds can't be changed until it is restored",
+            subject=Term.ITERATION,
+            id=iteration.id,
         )
 
 
 def _validate_images(ctx: Ctx, images: Sequence[ImageInput]) -> None:
     limit = ctx.rules.limits.max_images_per_build
     if len(images) > limit:
-        raise InvalidArgument(f"a build can have at most {limit} images; got {len(images)}")
+        raise InvalidArgument(
+            "a build can have at most {limit} {images}; got {count}", subject=Term.IMAGE, limit=limit, count=len(images)
+        )
     for n, image in enumerate(images):
         if not image.image_id:
-            raise InvalidArgument(f"images[{n}].image_id is required")
-        check.text(image.image_id, f"images[{n}].image_id", ctx.rules.limits.max_field_length)
-        check.text(image.region, f"images[{n}].region", ctx.rules.limits.max_field_length)
+            raise InvalidArgument("{images_field}[{n}].{image_id} is required", subject=Term.IMAGE, n=n)
+        check.text(image.image_id, "{images_field}[{n}].{image_id}", ctx.rules.limits.max_field_length, n=n)
+        check.text(image.region, "{images_field}[{n}].region", ctx.rules.limits.max_field_length, n=n)
 
 
 def _apply(ctx: Ctx, build: Build, changes: BuildChanges) -> bool:
     """Apply a partial update to a build in memory; returns whether its images changed."""
     limits = ctx.rules.limits
-    for name in ("cloud_provider", "packer_run_uuid", "source_image_id", "source_channel_id"):
+    for name, what in _TEXT_FIELDS:
         value = getattr(changes, name)
         if value:
-            setattr(build, name, check.text(value, name, limits.max_field_length))
+            setattr(build, name, check.text(value, what, limits.max_field_length))
     if changes.source_iteration_id:
-        build.source_iteration_id = check.ulid(changes.source_iteration_id, "source_iteration_id")
+        build.source_iteration_id = check.ulid(changes.source_iteration_id, "{source_iteration_id}")
     if changes.labels is not None:
         build.labels = check.labels(changes.labels, "labels", limits)
     images_changed = False
@@ -116,10 +79,18 @@ def _apply(ctx: Ctx, build: Build, changes: BuildChanges) -> bool:
     if changes.status is not None and changes.status is not BuildStatus.UNSET:
         build.status = changes.status
     if build.status is BuildStatus.DONE and not build.images:
-        raise FailedPrecondition(f"build {build.component_type!r} can't be DONE without at least one image")
+        raise FailedPrecondition(
+            "build {component!r} can't be DONE without at least one {image}",
+            subject=Term.IMAGE,
+            component=build.component_type,
+        )
     if build.images and not build.cloud_provider:
         # Packer refuses to load a build whose images have no provider, so such a build can't be stored.
-        raise InvalidArgument(f"build {build.component_type!r} needs a cloud_provider to have images")
+        raise InvalidArgument(
+            "build {component!r} needs a {cloud_provider} to have {images}",
+            subject=Term.IMAGE,
+            component=build.component_type,
+        )
     build.updated_at = ctx.now
     build.heartbeat_at = ctx.now
     return images_changed
@@ -143,23 +114,30 @@ def complete_if_done(ctx: Ctx, iteration: Iteration, written: Build | None = Non
 
 
 def _iteration_of_bucket(ctx: Ctx, bucket_slug: str, iteration_id: str, *, for_update: bool) -> Iteration:
-    from packyard.domain.buckets import iteration_in_bucket  # noqa: PLC0415 - buckets imports this module
-
-    iteration, _ = iteration_in_bucket(ctx, bucket_slug, iteration_id=iteration_id, for_update=for_update)
+    iteration = lookup.iteration_in_bucket(
+        ctx, bucket_slug, IterationRef(iteration_id=iteration_id), for_update=for_update
+    )
     if iteration is None:
-        raise NotFound(f"iteration {iteration_id} does not exist in bucket {bucket_slug!r}")
+        raise NotFound(
+            "{iteration} {id} does not exist in bucket {bucket!r}",
+            subject=Term.ITERATION,
+            id=iteration_id,
+            bucket=bucket_slug,
+        )
     return iteration
 
 
 def create(ctx: Ctx, bucket_slug: str, iteration_id: str, changes: BuildChanges) -> Build:
     if not changes.component_type:
-        raise InvalidArgument("build.component_type is required")
-    check.text(changes.component_type, "build.component_type", ctx.rules.limits.max_field_length)
+        raise InvalidArgument("{component_type} is required", subject=Term.COMPONENT_TYPE)
+    check.text(changes.component_type, "{component_type}", ctx.rules.limits.max_field_length)
     registries.require_active(ctx)
     iteration = _iteration_of_bucket(ctx, bucket_slug, iteration_id, for_update=True)
     _writable_iteration(ctx, iteration)
     if iteration.complete:
-        raise FailedPrecondition(f"iteration {iteration.id} is complete; builds can't be added to it")
+        raise FailedPrecondition(
+            "{iteration} {id} is complete; builds can't be added to it", subject=Term.ITERATION, id=iteration.id
+        )
     build = Build(
         id=new_ulid(),
         iteration_id=iteration.id,
@@ -244,8 +222,10 @@ def delete(ctx: Ctx, build_id: str) -> None:
     _writable_iteration(ctx, iteration)
     if iteration.complete:
         raise FailedPrecondition(
-            f"build {build_id} belongs to complete iteration v{iteration.incremental_version}; "
-            "delete the iteration instead"
+            "build {id} belongs to complete {iteration} v{number}; delete the {iteration} instead",
+            subject=Term.ITERATION,
+            id=build_id,
+            number=iteration.incremental_version,
         )
     ctx.uow.builds.delete(build_id)
     complete_if_done(ctx, iteration)

@@ -5,53 +5,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from packyard.domain import lookup, revocation
 from packyard.domain import registry as registries
-from packyard.domain import revocation
 from packyard.domain import validation as check
-from packyard.domain.buckets import find as find_bucket
-from packyard.domain.buckets import lookup_iteration
-from packyard.domain.builds import effective_status, is_revoked, refresh_statuses
+from packyard.domain.commands import IDENTIFIERS, ChannelField, IterationRef
 from packyard.domain.context import Ctx
-from packyard.domain.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from packyard.domain.errors import AlreadyExists, FailedPrecondition, InvalidArgument, Term
 from packyard.domain.latest import LATEST, record_assignment
 from packyard.domain.models import (
     Bucket,
-    BuildStatus,
     Channel,
     ChannelAssignment,
     Iteration,
-    IterationStatus,
-    Permission,
-    Restriction,
 )
 from packyard.domain.pagination import Kind, Page, SortField, attribute_key, make_page, page_request
+from packyard.domain.status import effective_status, is_revoked, iteration_status, refresh_statuses
 from packyard.ids import new_ulid
 
 HISTORY_ORDER = (SortField("created_at", descending=True),)
-MASK_PATHS = {
-    "iterationid": "iteration_id",
-    "iteration_id": "iteration_id",
-    "fingerprint": "fingerprint",
-    "incrementalversion": "incremental_version",
-    "incremental_version": "incremental_version",
-    "restriction": "restriction",
-}
-IDENTIFIERS = ("iteration_id", "fingerprint", "incremental_version")
-
-
-@dataclass(slots=True)
-class IterationRef:
-    """The three ways to name an iteration; empty string or 0 means not given."""
-
-    iteration_id: str = ""
-    fingerprint: str = ""
-    incremental_version: int = 0
-
-    def given(self, name: str) -> bool:
-        return bool(getattr(self, name))
-
-    def any(self) -> bool:
-        return any(self.given(n) for n in IDENTIFIERS)
 
 
 @dataclass(slots=True)
@@ -62,40 +33,26 @@ class HistoryPage:
     previous_token: str
 
 
-def visible(ctx: Ctx, channel: Channel) -> bool:
-    """Restricted channels exist only for principals that may write (contributors and admins)."""
-    return not channel.restricted or ctx.actor is None or ctx.actor.can(Permission.WRITE)
-
-
-def _find(ctx: Ctx, bucket: Bucket, slug: str, *, for_update: bool = False) -> Channel:
-    check.slug(slug, "channel slug")
-    channel = ctx.uow.channels.get(bucket.id, slug, for_update=for_update)
-    if channel is None or not visible(ctx, channel):
-        raise NotFound(f"channel {slug!r} does not exist in bucket {bucket.slug!r}")
-    return channel
-
-
-def _lookup(ctx: Ctx, bucket: Bucket, ref: IterationRef, name: str) -> Iteration:
+def _lookup(ctx: Ctx, bucket: Bucket, ref: IterationRef, name: str = "") -> Iteration:
     """The iteration named by one of the reference's identifiers (code 5 when there is none)."""
-    iteration, what = lookup_iteration(
-        ctx,
-        bucket,
-        iteration_id=ref.iteration_id if name == "iteration_id" else "",
-        fingerprint=ref.fingerprint if name == "fingerprint" else "",
-        version=ref.incremental_version if name == "incremental_version" else 0,
-    )
+    one = ref.only(name) if name else ref
+    iteration = lookup.iteration(ctx, bucket, one)
     if iteration is None:
-        raise NotFound(f"bucket {bucket.slug!r} has no iteration with {what}")
+        raise lookup.missing(bucket.slug, one)
     return iteration
 
 
 def _assignable(ctx: Ctx, iteration: Iteration) -> Iteration:
     if not iteration.complete:
         raise FailedPrecondition(
-            f"iteration {iteration.id} is not complete (every build must be DONE) and can't be assigned to a channel"
+            "{iteration} {id} is not complete (every build must be DONE) and can't be assigned to a channel",
+            subject=Term.ITERATION,
+            id=iteration.id,
         )
     if is_revoked(ctx, iteration):
-        raise FailedPrecondition(f"iteration {iteration.id} is revoked and can't be assigned to a channel")
+        raise FailedPrecondition(
+            "{iteration} {id} is revoked and can't be assigned to a channel", subject=Term.ITERATION, id=iteration.id
+        )
     return iteration
 
 
@@ -113,29 +70,22 @@ def _with_iteration(ctx: Ctx, channels: Sequence[Channel]) -> list[Channel]:
     return list(channels)
 
 
-def _restriction(value: Restriction | None) -> bool | None:
-    if value is None or value is Restriction.UNSET:
-        return None
-    return value is Restriction.RESTRICTED
-
-
-def create(ctx: Ctx, bucket_slug: str, *, slug: str, ref: IterationRef, restriction: Restriction | None) -> Channel:
+def create(ctx: Ctx, bucket_slug: str, *, slug: str, ref: IterationRef, restricted: bool | None) -> Channel:
     check.slug(slug, "channel slug")
     registries.require_active(ctx)
-    bucket = find_bucket(ctx, bucket_slug)
+    bucket = lookup.bucket(ctx, bucket_slug)
     if slug == LATEST:
         raise AlreadyExists(f"channel {LATEST!r} is managed by packyard and exists in every bucket")
     iteration = None
     if ref.any():
-        name = next(n for n in IDENTIFIERS if ref.given(n))
-        iteration = _assignable(ctx, _lookup(ctx, bucket, ref, name))
+        iteration = _assignable(ctx, _lookup(ctx, bucket, ref.first()))
     channel = Channel(
         id=new_ulid(),
         bucket_id=bucket.id,
         bucket_slug=bucket.slug,
         project_id=ctx.project_id,
         slug=slug,
-        restricted=bool(_restriction(restriction)),
+        restricted=bool(restricted),
         author_id=ctx.author_id,
         created_at=ctx.now,
         updated_at=ctx.now,
@@ -148,71 +98,59 @@ def create(ctx: Ctx, bucket_slug: str, *, slug: str, ref: IterationRef, restrict
 
 def get(ctx: Ctx, bucket_slug: str, slug: str) -> Channel:
     registries.get(ctx)
-    bucket = find_bucket(ctx, bucket_slug)
-    return _with_iteration(ctx, [_find(ctx, bucket, slug)])[0]
+    bucket = lookup.bucket(ctx, bucket_slug)
+    return _with_iteration(ctx, [lookup.channel(ctx, bucket, slug)])[0]
 
 
 def list_(ctx: Ctx, bucket_slug: str) -> list[Channel]:
     registries.get(ctx)
-    bucket = find_bucket(ctx, bucket_slug)
-    return _with_iteration(ctx, [c for c in ctx.uow.channels.for_bucket(bucket.id) if visible(ctx, c)])
-
-
-def parse_mask(mask: str) -> list[str]:
-    paths: list[str] = []
-    for raw in mask.split(","):
-        name = raw.strip()
-        if not name:
-            continue
-        key = MASK_PATHS.get(name.lower())
-        if key is None:
-            raise InvalidArgument(
-                f"mask path {name[:40]!r} is not one of: iterationId, fingerprint, incrementalVersion, restriction"
-            )
-        if key not in paths:
-            paths.append(key)
-    return paths
+    bucket = lookup.bucket(ctx, bucket_slug)
+    return _with_iteration(ctx, [c for c in ctx.uow.channels.for_bucket(bucket.id) if lookup.visible(ctx, c)])
 
 
 def update(
-    ctx: Ctx, bucket_slug: str, slug: str, *, ref: IterationRef, restriction: Restriction | None, mask: str
+    ctx: Ctx,
+    bucket_slug: str,
+    slug: str,
+    *,
+    ref: IterationRef,
+    restricted: bool | None,
+    fields: frozenset[ChannelField] | None,
 ) -> Channel:
+    """Change what `fields` lists (see commands.ChannelChange); without a list, what is given."""
     registries.require_active(ctx)
-    bucket = find_bucket(ctx, bucket_slug)
-    channel = _find(ctx, bucket, slug, for_update=True)
-    paths = parse_mask(mask)
-    restricted = _restriction(restriction)
-
-    if paths:
-        if "restriction" in paths and restricted is None:
-            raise InvalidArgument("the mask lists restriction, so restriction must be RESTRICTED or UNRESTRICTED")
-        named = [p for p in paths if p in IDENTIFIERS]
-        target: Iteration | None = None
-        assign = bool(named)
-        if named:
-            given = [p for p in named if ref.given(p)]
-            if given and len(given) != len(named):
-                missing = ", ".join(p for p in named if p not in given)
-                raise InvalidArgument(f"the mask lists {missing} without a value; give every listed identifier")
-            if given:
-                found = [_lookup(ctx, bucket, ref, p) for p in given]
-                if len({i.id for i in found}) > 1:
-                    raise InvalidArgument("the identifiers listed in the mask name different iterations")
-                target = _assignable(ctx, found[0])
+    bucket = lookup.bucket(ctx, bucket_slug)
+    channel = lookup.channel(ctx, bucket, slug, for_update=True)
+    target: Iteration | None = None
+    if fields is not None:
+        if ChannelField.RESTRICTION in fields and restricted is None:
+            raise InvalidArgument("the restriction is to change, but no restriction is given")
+        assign = ChannelField.ITERATION in fields
+        restrict = ChannelField.RESTRICTION in fields
+        if assign and ref.any():
+            found = [_lookup(ctx, bucket, ref, n) for n in IDENTIFIERS if ref.given(n)]
+            if len({i.id for i in found}) > 1:
+                raise InvalidArgument(
+                    "the identifiers listed in the mask name different {iterations}", subject=Term.ITERATION
+                )
+            target = _assignable(ctx, found[0])
     else:
-        named = [n for n in IDENTIFIERS if ref.given(n)]
-        # Without a mask the first identifier given wins; none at all clears the channel.
-        assign = not channel.managed or bool(named)
-        target = _assignable(ctx, _lookup(ctx, bucket, ref, named[0])) if named else None
-        if channel.managed and not named and restricted is None:
+        # Without a list the first identifier given wins; none at all clears the channel.
+        assign = not channel.managed or ref.any()
+        restrict = restricted is not None
+        if ref.any():
+            target = _assignable(ctx, _lookup(ctx, bucket, ref.first()))
+        elif channel.managed and not restrict:
             raise FailedPrecondition(f"channel {LATEST!r} is managed by packyard and can't be cleared")
 
     if assign and channel.managed:
         raise FailedPrecondition(
-            f"channel {channel.slug!r} is managed by packyard: it follows the newest complete iteration "
-            "and only its restriction can change"
+            "channel {slug!r} is managed by packyard: it follows the newest complete {iteration} "
+            "and only its restriction can change",
+            subject=Term.ITERATION,
+            slug=channel.slug,
         )
-    if restricted is not None and (not paths or "restriction" in paths):
+    if restrict and restricted is not None:
         channel.restricted = restricted
         channel.author_id = ctx.author_id
         channel.updated_at = ctx.now
@@ -224,33 +162,19 @@ def update(
 
 def delete(ctx: Ctx, bucket_slug: str, slug: str) -> None:
     registries.require_active(ctx)
-    bucket = find_bucket(ctx, bucket_slug)
-    channel = _find(ctx, bucket, slug, for_update=True)
+    bucket = lookup.bucket(ctx, bucket_slug)
+    channel = lookup.channel(ctx, bucket, slug, for_update=True)
     if channel.managed:
         raise FailedPrecondition(f"channel {channel.slug!r} is managed by packyard and can't be deleted")
     ctx.uow.channels.delete(channel.id)
-
-
-def iteration_status(ctx: Ctx, iteration: Iteration, build_statuses: Sequence[BuildStatus]) -> IterationStatus:
-    if iteration.revoke_at is not None:
-        return IterationStatus.REVOKED if is_revoked(ctx, iteration) else IterationStatus.REVOCATION_SCHEDULED
-    if iteration.complete:
-        return IterationStatus.ACTIVE
-    if BuildStatus.FAILED in build_statuses:
-        return IterationStatus.FAILED
-    if BuildStatus.CANCELLED in build_statuses:
-        return IterationStatus.CANCELLED
-    if BuildStatus.RUNNING in build_statuses:
-        return IterationStatus.RUNNING
-    return IterationStatus.UNSET
 
 
 def history(
     ctx: Ctx, bucket_slug: str, slug: str, *, page_size: int, next_token: str, previous_token: str
 ) -> HistoryPage:
     registries.get(ctx)
-    bucket = find_bucket(ctx, bucket_slug)
-    channel = _find(ctx, bucket, slug)
+    bucket = lookup.bucket(ctx, bucket_slug)
+    channel = lookup.channel(ctx, bucket, slug)
     limits = ctx.rules.limits
     request = page_request(
         size=page_size,

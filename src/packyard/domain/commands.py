@@ -6,11 +6,35 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
 
-from packyard.domain.builds import BuildChanges
-from packyard.domain.channels import IterationRef
-from packyard.domain.iterations import IterationChanges
-from packyard.domain.models import Restriction, TemplateType, Tier
+from packyard.domain.models import BuildStatus, TemplateType, Tier
+
+IDENTIFIERS = ("iteration_id", "fingerprint", "incremental_version")
+
+
+@dataclass(slots=True)
+class IterationRef:
+    """The three ways to name an iteration of a bucket; empty string or 0 means not given."""
+
+    iteration_id: str = ""
+    fingerprint: str = ""
+    incremental_version: int = 0
+
+    def given(self, name: str) -> bool:
+        return bool(getattr(self, name))
+
+    def any(self) -> bool:
+        return any(self.given(n) for n in IDENTIFIERS)
+
+    def only(self, name: str) -> IterationRef:
+        """This reference reduced to one of its identifiers."""
+        return IterationRef(**{name: getattr(self, name)})
+
+    def first(self) -> IterationRef:
+        """The first identifier given (id, then fingerprint, then version): the one a lookup uses."""
+        return next((self.only(n) for n in IDENTIFIERS if self.given(n)), IterationRef())
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +45,41 @@ class PageQuery:
     next_token: str = ""
     previous_token: str = ""
     order_by: Sequence[str] = ()
+
+
+@dataclass(slots=True)
+class ImageInput:
+    image_id: str
+    region: str
+
+
+@dataclass(slots=True)
+class BuildChanges:
+    """A partial update: None (or an empty string) means unchanged, as HCP's clients send it."""
+
+    status: BuildStatus | None = None
+    cloud_provider: str = ""
+    packer_run_uuid: str = ""
+    images: Sequence[ImageInput] | None = None
+    labels: Mapping[str, str] | None = None
+    source_image_id: str = ""
+    source_iteration_id: str = ""
+    source_channel_id: str = ""
+    component_type: str = ""
+
+
+@dataclass(slots=True)
+class IterationChanges:
+    """What an update asks of an iteration. A revocation is at a time (revoke_at) or after a delay from
+    the request's clock (revoke_after), not both; restore combines with neither."""
+
+    complete: bool = False
+    revoke_at: datetime | None = None
+    revoke_after: timedelta | None = None
+    revocation_message: str = ""
+    restore: bool = False
+    skip_descendants_revocation: bool = False
+    rollback_channels: bool = False
 
 
 # ---- registry
@@ -102,6 +161,7 @@ class IterationListing:
 class IterationChange:
     iteration_id: str
     changes: IterationChanges
+    bucket_slug: str = ""  # when given, the iteration must be of this bucket
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,16 +213,29 @@ class NewChannel:
     bucket_slug: str
     slug: str
     ref: IterationRef
-    restriction: Restriction | None = None
+    restricted: bool | None = None  # None: not given (unrestricted)
+
+
+class ChannelField(StrEnum):
+    """What of a channel an update may change."""
+
+    ITERATION = "iteration"
+    RESTRICTION = "restriction"
 
 
 @dataclass(frozen=True, slots=True)
 class ChannelChange:
+    """An update of a channel. `fields` lists what changes: the iteration (to the one every identifier
+    of `ref` names, or to none when `ref` names none) and the restriction (`restricted` then says
+    which). Without a list (None), what the request gives changes: the iteration its first identifier
+    names, or none at all (a managed channel is then left as it is, so it must change its
+    restriction), and the restriction when `restricted` is given."""
+
     bucket_slug: str
     slug: str
     ref: IterationRef
-    restriction: Restriction | None = None
-    mask: str = ""
+    restricted: bool | None = None
+    fields: frozenset[ChannelField] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 
+from packyard.domain import lookup, revocation
 from packyard.domain import registry as registries
-from packyard.domain import revocation
 from packyard.domain import validation as check
-from packyard.domain.buckets import find as find_bucket
-from packyard.domain.buckets import iteration_in_bucket, lookup_iteration
-from packyard.domain.builds import complete_if_done, effective_status, is_revoked, refresh_statuses
+from packyard.domain.builds import complete_if_done
 from packyard.domain.channels import unassign_deleted
+from packyard.domain.commands import IterationChanges, IterationRef
 from packyard.domain.context import Ctx
-from packyard.domain.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound
+from packyard.domain.errors import Aborted, FailedPrecondition, InvalidArgument, Term
 from packyard.domain.latest import refresh_latest
 from packyard.domain.models import BuildStatus, Iteration, TemplateType
 from packyard.domain.pagination import Kind, Page, SortField, attribute_key, make_page, page_request
+from packyard.domain.status import effective_status, is_revoked, refresh_statuses
 from packyard.ids import new_ulid
 
 SORTABLE = {
@@ -28,43 +27,12 @@ SORTABLE = {
     "fingerprint": Kind.STR,
 }
 DEFAULT_ORDER = (SortField("created_at", descending=True),)
-_DURATION_RE = re.compile(r"^(?:(\d+(?:\.\d+)?)([smhd]))+$")
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-MAX_REVOKE_IN = timedelta(days=366 * 100)
 
 
 @dataclass(slots=True)
 class ListedIteration:
     iteration: Iteration
     build_statuses: dict[str, BuildStatus] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
-class IterationChanges:
-    bucket_slug: str = ""
-    complete: bool = False
-    revoke_at: datetime | None = None
-    revoke_in: str = ""
-    revocation_message: str = ""
-    restore: bool = False
-    skip_descendants_revocation: bool = False
-    rollback_channels: bool = False
-
-
-def parse_duration(value: str) -> timedelta:
-    """'30d', '2h45m', '0s': units s, m, h and d, as HCP documents revoke_in."""
-    text = value.strip()
-    if not _DURATION_RE.match(text):
-        raise InvalidArgument(f"revoke_in {value[:40]!r} is not a duration such as '30d', '2h45m' or '0s'")
-    seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
-    try:
-        duration = timedelta(seconds=seconds)
-    except OverflowError:  # '99999999999999999999d' would otherwise be a 500
-        raise InvalidArgument("revoke_in is more than a hundred years away") from None
-    if duration > MAX_REVOKE_IN:
-        raise InvalidArgument("revoke_in is more than a hundred years away")
-    return duration
 
 
 def _with_builds(ctx: Ctx, iteration: Iteration) -> Iteration:
@@ -76,7 +44,7 @@ def _with_builds(ctx: Ctx, iteration: Iteration) -> Iteration:
 def create(ctx: Ctx, bucket_slug: str, *, fingerprint: str, template_type: TemplateType) -> Iteration:
     check.fingerprint(fingerprint)
     registries.require_active(ctx)
-    bucket = find_bucket(ctx, bucket_slug)
+    bucket = lookup.bucket(ctx, bucket_slug)
     iteration = Iteration(
         id=new_ulid(),
         bucket_id=bucket.id,
@@ -95,14 +63,11 @@ def create(ctx: Ctx, bucket_slug: str, *, fingerprint: str, template_type: Templ
 
 def get(ctx: Ctx, bucket_slug: str, *, iteration_id: str, fingerprint: str, version: int) -> Iteration:
     registries.get(ctx)
-    if iteration_id or fingerprint:
-        iteration, what = iteration_in_bucket(ctx, bucket_slug, iteration_id=iteration_id, fingerprint=fingerprint)
-    else:
-        bucket = find_bucket(ctx, bucket_slug)
-        iteration, what = lookup_iteration(ctx, bucket, version=version)
+    ref = IterationRef(iteration_id, fingerprint, version)
+    iteration = lookup.iteration_in_bucket(ctx, bucket_slug, ref)
     if iteration is None:
         # Code 10 (ABORTED), not 5: Packer creates the iteration only after this answer.
-        raise Aborted(f"bucket {bucket_slug!r} has no iteration with {what}")
+        raise lookup.missing(bucket_slug, ref, Aborted)
     return _with_builds(ctx, iteration)
 
 
@@ -116,7 +81,7 @@ def list_(
     order_by: Sequence[str],
 ) -> Page[ListedIteration]:
     registries.get(ctx)
-    bucket = find_bucket(ctx, bucket_slug)
+    bucket = lookup.bucket(ctx, bucket_slug)
     limits = ctx.rules.limits
     request = page_request(
         size=page_size,
@@ -141,16 +106,6 @@ def list_(
     return Page(listed, page.next_token, page.previous_token)
 
 
-def _find_in_project(ctx: Ctx, iteration_id: str, bucket_slug: str, *, for_update: bool) -> Iteration:
-    iteration = ctx.uow.iterations.get_in_project(
-        ctx.project_id, check.ulid(iteration_id, "iteration_id"), for_update=for_update
-    )
-    if iteration is None or (bucket_slug and iteration.bucket_slug != bucket_slug):
-        where = f"bucket {bucket_slug!r}" if bucket_slug else f"project {ctx.project_id}"
-        raise NotFound(f"iteration {iteration_id} does not exist in {where}")
-    return iteration
-
-
 @dataclass(slots=True)
 class UpdateResult:
     iteration: Iteration
@@ -158,23 +113,25 @@ class UpdateResult:
     scheduled: bool = False
 
 
-def update(ctx: Ctx, iteration_id: str, changes: IterationChanges) -> UpdateResult:
+def update(ctx: Ctx, iteration_id: str, changes: IterationChanges, *, bucket_slug: str = "") -> UpdateResult:
     registries.require_active(ctx)
-    if changes.revoke_at is not None and changes.revoke_in:
-        raise InvalidArgument("set revoke_at or revoke_in, not both")
-    revoking = changes.revoke_at is not None or bool(changes.revoke_in)
+    if changes.revoke_at is not None and changes.revoke_after is not None:
+        raise InvalidArgument("a revocation takes a time or a delay, not both")
+    revoking = changes.revoke_at is not None or changes.revoke_after is not None
     if changes.restore and revoking:
-        raise InvalidArgument("restore can't be combined with revoke_at or revoke_in")
+        raise InvalidArgument("a restore can't be combined with a revocation")
     when = None
     if revoking:
-        when = changes.revoke_at if changes.revoke_at is not None else ctx.now + parse_duration(changes.revoke_in)
+        when = changes.revoke_at if changes.revoke_at is not None else ctx.now + (changes.revoke_after or timedelta())
         check.text(changes.revocation_message, "revocation_message", ctx.rules.limits.max_description_length)
-    iteration = _find_in_project(ctx, iteration_id, changes.bucket_slug, for_update=True)
+    iteration = lookup.iteration_by_id(ctx, iteration_id, bucket_slug=bucket_slug, for_update=True)
     result = UpdateResult(iteration)
     if changes.restore:
         revocation.restore(ctx, iteration)
     elif is_revoked(ctx, iteration):
-        raise FailedPrecondition(f"iteration {iteration.id} is revoked; restore it before changing it")
+        raise FailedPrecondition(
+            "{iteration} {id} is revoked; restore it before changing it", subject=Term.ITERATION, id=iteration.id
+        )
     if when is not None:
         revocation.revoke(
             ctx,
@@ -190,7 +147,9 @@ def update(ctx: Ctx, iteration_id: str, changes: IterationChanges) -> UpdateResu
         complete_if_done(ctx, iteration)
         if not iteration.complete:
             raise FailedPrecondition(
-                f"iteration {iteration.id} can't be completed: it needs at least one build and every build DONE"
+                "{iteration} {id} can't be completed: it needs at least one build and every build DONE",
+                subject=Term.ITERATION,
+                id=iteration.id,
             )
     _with_builds(ctx, iteration)
     return result
@@ -200,7 +159,7 @@ def delete(ctx: Ctx, iteration_id: str, *, bucket_slug: str, rollback_channels: 
     registries.require_active(ctx)
     if bucket_slug:
         check.slug(bucket_slug)
-    iteration = _find_in_project(ctx, iteration_id, bucket_slug, for_update=True)
+    iteration = lookup.iteration_by_id(ctx, iteration_id, bucket_slug=bucket_slug, for_update=True)
     if rollback_channels:
         revocation.roll_back(ctx, [iteration.id])
     unassign_deleted(ctx, iteration)

@@ -1,4 +1,8 @@
-"""Domain objects. Neither wire format lives here: the API modules project these to HCP's shapes."""
+"""Domain objects. Neither wire format lives here: the API modules project these to HCP's shapes.
+
+The values of the stored enums (BuildStatus, TemplateType, RevocationType, Tier) are the text in the
+database, so they stay as they are; no API shows them as they are: each tree's wire module maps every
+enum to its own text with an explicit table."""
 
 from __future__ import annotations
 
@@ -170,21 +174,16 @@ class Iteration:
 
 
 class IterationStatus(StrEnum):
-    """IterationExternalStatus: how an iteration looks from a channel's history."""
+    """How an iteration looks from a channel's history (domain/status.py). Computed, never stored; each
+    API tree's wire module words it (2021-04-30: ITERATION_REVOKED, ...)."""
 
-    UNSET = "ITERATION_UNSET"
-    RUNNING = "ITERATION_RUNNING"
-    CANCELLED = "ITERATION_CANCELLED"
-    FAILED = "ITERATION_FAILED"
-    REVOKED = "ITERATION_REVOKED"
-    REVOCATION_SCHEDULED = "ITERATION_REVOCATION_SCHEDULED"
-    ACTIVE = "ITERATION_ACTIVE"
-
-
-class Restriction(StrEnum):
-    UNSET = "RESTRICTION_UNSET"
-    RESTRICTED = "RESTRICTED"
-    UNRESTRICTED = "UNRESTRICTED"
+    UNSET = "unset"
+    RUNNING = "running"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+    REVOKED = "revoked"
+    REVOCATION_SCHEDULED = "revocation_scheduled"
+    ACTIVE = "active"
 
 
 @dataclass(slots=True)

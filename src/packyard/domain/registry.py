@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 
 from packyard.domain.context import Ctx
-from packyard.domain.errors import AlreadyExists, FailedPrecondition, NotFound
+from packyard.domain.errors import AlreadyExists, FailedPrecondition, NotFound, Term
 from packyard.domain.models import Registry, Tier
 from packyard.ids import new_ulid
 
@@ -27,7 +27,11 @@ def get(ctx: Ctx) -> Registry:
     registry = ctx.uow.registries.get(ctx.project_id)
     if registry is None:
         _require_project(ctx)
-        raise NotFound(f"project {ctx.project_id} has no registry; create it with PUT .../registry")
+        raise NotFound(
+            "project {project} has no registry; create it with {create_registry}",
+            subject=Term.REGISTRY,
+            project=ctx.project_id,
+        )
     return registry
 
 
@@ -35,8 +39,10 @@ def require_active(ctx: Ctx) -> Registry:
     registry = get(ctx)
     if not registry.activated:
         raise FailedPrecondition(
-            f"the registry of project {ctx.project_id} is deactivated and refuses writes; "
-            "reactivate it with UpdateRegistry (activate: true)"
+            "the registry of project {project} is deactivated and refuses writes; "
+            "reactivate it with {activate_registry}",
+            subject=Term.REGISTRY,
+            project=ctx.project_id,
         )
     return registry
 

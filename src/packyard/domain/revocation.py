@@ -12,12 +12,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from packyard.domain.builds import is_revoked
 from packyard.domain.context import Ctx
-from packyard.domain.errors import FailedPrecondition
+from packyard.domain.errors import FailedPrecondition, Term
 from packyard.domain.latest import record_assignment, refresh_latest
 from packyard.domain.models import Iteration, Job, RevocationType
 from packyard.domain.pagination import PageRequest, SortField
+from packyard.domain.status import is_revoked
 from packyard.ids import new_ulid
 
 JOB_KIND = "revocation_due"
@@ -120,7 +120,9 @@ def revoke(
 def restore(ctx: Ctx, iteration: Iteration) -> list[Iteration]:
     """Clear a revocation (or cancel a scheduled one) and what its descendants inherited from it."""
     if iteration.revoke_at is None:
-        raise FailedPrecondition(f"iteration {iteration.id} is not revoked, so there is nothing to restore")
+        raise FailedPrecondition(
+            "{iteration} {id} is not revoked, so there is nothing to restore", subject=Term.ITERATION, id=iteration.id
+        )
     restored = [iteration, *ctx.uow.iterations.inherited_from(ctx.project_id, iteration.id)]
     for n, it in enumerate(restored):
         if n > 0 and it.own_revoke_at is not None:

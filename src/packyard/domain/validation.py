@@ -1,9 +1,14 @@
-"""Input rules shared by the services. Every failure is a code 3 error that names the field."""
+"""Input rules shared by the services. Every failure is a code 3 error that names the field.
+
+A field is named by a template fragment (domain/errors.py): a plain name ("labels"), a Term
+("{iteration_id}", worded by each API tree), or both with values given as keywords
+("{images_field}[{n}].{image_id}", n=3)."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Any
 
 from packyard.domain.errors import InvalidArgument
 from packyard.domain.rules import Limits
@@ -14,11 +19,16 @@ FINGERPRINT_RE = re.compile(r"^[A-Za-z0-9._'\"-]{1,40}$")
 SLUG_RULE = "1 to 36 letters, digits, hyphens or underscores, starting and ending with a letter or digit"
 
 
-def slug(value: str, what: str = "bucket_slug") -> str:
+def _refuse(what: str, rest: str, parts: Mapping[str, object], **values: object) -> InvalidArgument:
+    merged: dict[str, Any] = {**parts, **values}
+    return InvalidArgument(what + rest, template=True, **merged)
+
+
+def slug(value: str, what: str = "{bucket_slug}", **parts: object) -> str:
     if not value:
-        raise InvalidArgument(f"{what} is required")
+        raise _refuse(what, " is required", parts)
     if not SLUG_RE.match(value):
-        raise InvalidArgument(f"{what} {value[:80]!r} is not valid: use {SLUG_RULE}")
+        raise _refuse(what, " {value!r} is not valid: use {rule}", parts, value=value[:80], rule=SLUG_RULE)
     return value
 
 
@@ -27,36 +37,45 @@ def fingerprint(value: str) -> str:
         raise InvalidArgument("fingerprint is required")
     if not FINGERPRINT_RE.match(value):
         raise InvalidArgument(
-            f"fingerprint {value[:80]!r} is not valid: use 1 to 40 ASCII letters, digits, "
-            "hyphens, dots, quotes or underscores"
+            "fingerprint {value!r} is not valid: use 1 to 40 ASCII letters, digits, "
+            "hyphens, dots, quotes or underscores",
+            value=value[:80],
         )
     return value
 
 
-def ulid(value: str, what: str) -> str:
+def ulid(value: str, what: str, **parts: object) -> str:
     if not is_ulid(value):
-        raise InvalidArgument(f"{what} {value[:80]!r} is not a valid ULID")
+        raise _refuse(what, " {value!r} is not a valid ULID", parts, value=value[:80])
     return normalize_ulid(value)
 
 
-def text(value: str, what: str, limit: int) -> str:
+def text(value: str, what: str, limit: int, **parts: object) -> str:
     if len(value) > limit:
-        raise InvalidArgument(f"{what} is longer than {limit} characters")
+        raise _refuse(what, " is longer than {limit} characters", parts, limit=limit)
     if "\x00" in value:  # PostgreSQL text can't store NUL; refuse it on every database alike
-        raise InvalidArgument(f"{what} contains a NUL character")
+        raise _refuse(what, " contains a NUL character", parts)
     return value
 
 
 def labels(value: Mapping[str, str], what: str, limits: Limits) -> dict[str, str]:
     if len(value) > limits.max_labels:
-        raise InvalidArgument(f"{what} has {len(value)} entries; at most {limits.max_labels} are allowed")
+        raise _refuse(what, " has {n} entries; at most {max} are allowed", {}, n=len(value), max=limits.max_labels)
     for key, val in value.items():
         if not key:
-            raise InvalidArgument(f"{what} has an empty key")
+            raise _refuse(what, " has an empty key", {})
         if len(key) > limits.max_label_key_length:
-            raise InvalidArgument(f"{what} key {key[:40]!r}... is longer than {limits.max_label_key_length} characters")
+            raise _refuse(
+                what,
+                " key {key!r}... is longer than {max} characters",
+                {},
+                key=key[:40],
+                max=limits.max_label_key_length,
+            )
         if len(val) > limits.max_label_value_length:
-            raise InvalidArgument(f"{what}[{key[:40]!r}] is longer than {limits.max_label_value_length} characters")
+            raise _refuse(
+                what, "[{key!r}] is longer than {max} characters", {}, key=key[:40], max=limits.max_label_value_length
+            )
         if "\x00" in key or "\x00" in val:
-            raise InvalidArgument(f"{what} key {key[:40]!r} or its value contains a NUL character")
+            raise _refuse(what, " key {key!r} or its value contains a NUL character", {}, key=key[:40])
     return dict(value)

@@ -141,7 +141,8 @@ class App:
         except OAuthError as exc:
             return exc.status, exc.body(), exc.headers
         except DomainError as exc:
-            return http_status(exc.code), status_body(exc.code, exc.message), []
+            # Worded in the route's API tree's vocabulary (domain/errors.py).
+            return http_status(exc.code), status_body(exc.code, exc.render(route.words)), []
         except Exception:
             log.exception("unhandled error in %s %s", method, path)
             return 500, status_body(13, "internal error; the server log has the details"), []

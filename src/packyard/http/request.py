@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import TypeVar
 from urllib.parse import parse_qs
 
@@ -12,7 +12,7 @@ import msgspec
 from packyard.domain.errors import InvalidArgument
 
 S = TypeVar("S")
-E = TypeVar("E", bound=StrEnum)
+T = TypeVar("T")
 
 
 class Request:
@@ -101,20 +101,18 @@ class Request:
             raise InvalidArgument("request body is nested too deeply") from None
 
 
-def enum_value(kind: type[E], value: str | int | None, field: str) -> E | None:
-    """HCP enums arrive as names; grpc-gateway also accepts their numbers. None means not given."""
+def wire_choice(table: Mapping[str, T], value: str | int | None, field: str) -> T | None:
+    """A value of a wire enum, through the API tree's table (its names, in the enum's order, to the
+    domain's values): by name, or by number as grpc-gateway also accepts. None means not given."""
     if value is None:
         return None
-    members = list(kind)
+    names = list(table)
     if isinstance(value, int):
-        if 0 <= value < len(members):
-            return members[value]
-    else:
-        for member in members:
-            if member.value == value:
-                return member
-    names = ", ".join(m.value for m in members)
-    raise InvalidArgument(f"{field} {str(value)[:40]!r} is not one of: {names}")
+        if 0 <= value < len(names):
+            return table[names[value]]
+    elif value in table:
+        return table[value]
+    raise InvalidArgument(f"{field} {str(value)[:40]!r} is not one of: {', '.join(names)}")
 
 
 def parse_time(value: str, field: str) -> datetime | None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
 
+from packyard.domain.errors import Term
 from packyard.domain.models import Permission
 from packyard.http.request import Request
 
@@ -38,6 +39,8 @@ class Route:
     # The API tree the route projects (packer/2021-04-30): part of the read cache's key, since the same
     # operation of two trees answers the same question with different bytes.
     api: str = ""
+    # How the tree words the domain's terms in error messages (domain/errors.py); None: the domain's own.
+    words: Mapping[Term, str] | None = None
     # Public routes only: answered from the services and the request, without a token (may be async).
     public: Callable[[Services, Request], Any] | None = None
 

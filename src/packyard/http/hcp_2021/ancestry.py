@@ -17,7 +17,7 @@ from packyard.pipeline.operations import Operation, Place
 def relation(r: Relation) -> wire.BucketAncestry:
     current = r.channel_iteration
     return wire.BucketAncestry(
-        status=r.status.value,
+        status=wire.ANCESTRY_STATUS_TEXT[r.status],
         parent=wire.RelationParent(
             bucket_slug=r.parent.bucket_slug,
             iteration_id=r.parent.id,

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from packyard.domain import builds as service
-from packyard.domain.builds import BuildChanges, ImageInput
-from packyard.domain.commands import BuildChange, BuildListing, BuildName, NewBuild
+from packyard.domain.commands import BuildChange, BuildChanges, BuildListing, BuildName, ImageInput, NewBuild
 from packyard.domain.context import Ctx
-from packyard.domain.models import Build, BuildStatus, Permission
+from packyard.domain.models import Build, Permission
 from packyard.domain.pagination import Page
 from packyard.http.hcp_2021 import wire
 from packyard.http.hcp_2021.bodies import BuildFields, CreateBuildBody, UpdateBuildBody
 from packyard.http.hcp_2021.common import empty, page, route
-from packyard.http.request import Request, enum_value
+from packyard.http.request import Request, wire_choice
 from packyard.http.routing import Route
 from packyard.pipeline.operations import Operation, Place
 
@@ -21,7 +20,7 @@ def changes(fields: BuildFields, prefix: str) -> BuildChanges:
     if fields.images is not None:
         images = [ImageInput(image_id=i.image_id or "", region=i.region or "") for i in fields.images]
     return BuildChanges(
-        status=enum_value(BuildStatus, fields.status, f"{prefix}.status"),
+        status=wire_choice(wire.BUILD_STATUS, fields.status, f"{prefix}.status"),
         cloud_provider=fields.cloud_provider or "",
         packer_run_uuid=fields.packer_run_uuid or "",
         images=images,

@@ -3,16 +3,73 @@
 from __future__ import annotations
 
 from packyard.domain import channels as service
-from packyard.domain.channels import HistoryPage, IterationRef
-from packyard.domain.commands import ChannelChange, ChannelHistoryQuery, ChannelName, NewChannel
+from packyard.domain.channels import HistoryPage
+from packyard.domain.commands import (
+    IDENTIFIERS,
+    ChannelChange,
+    ChannelField,
+    ChannelHistoryQuery,
+    ChannelName,
+    IterationRef,
+    NewChannel,
+)
 from packyard.domain.context import Ctx
-from packyard.domain.models import Channel, Permission, Restriction
+from packyard.domain.errors import InvalidArgument
+from packyard.domain.models import Channel, Permission
 from packyard.http.hcp_2021 import wire
 from packyard.http.hcp_2021.bodies import CreateChannelBody, UpdateChannelBody
 from packyard.http.hcp_2021.common import empty, page, route
-from packyard.http.request import Request, enum_value
+from packyard.http.request import Request, wire_choice
 from packyard.http.routing import Route
 from packyard.pipeline.operations import Operation, Place
+
+# UpdateChannel's field mask: its paths (either spelling) and the identifier each names.
+MASK_PATHS = {
+    "iterationid": "iteration_id",
+    "iteration_id": "iteration_id",
+    "fingerprint": "fingerprint",
+    "incrementalversion": "incremental_version",
+    "incremental_version": "incremental_version",
+    "restriction": "restriction",
+}
+
+
+def parse_mask(mask: str) -> list[str]:
+    paths: list[str] = []
+    for raw in mask.split(","):
+        name = raw.strip()
+        if not name:
+            continue
+        key = MASK_PATHS.get(name.lower())
+        if key is None:
+            raise InvalidArgument(
+                f"mask path {name[:40]!r} is not one of: iterationId, fingerprint, incrementalVersion, restriction"
+            )
+        if key not in paths:
+            paths.append(key)
+    return paths
+
+
+def _masked(
+    mask: str, ref: IterationRef, restricted: bool | None
+) -> tuple[IterationRef, frozenset[ChannelField] | None]:
+    """The mask as the domain takes it: which fields change, and the listed identifiers' values.
+    Without a mask (None) the domain changes what the body gives."""
+    paths = parse_mask(mask)
+    if not paths:
+        return ref, None
+    if "restriction" in paths and restricted is None:
+        raise InvalidArgument("the mask lists restriction, so restriction must be RESTRICTED or UNRESTRICTED")
+    named = [p for p in paths if p in IDENTIFIERS]
+    given = [p for p in named if ref.given(p)]
+    if given and len(given) != len(named):
+        missing = ", ".join(p for p in named if p not in given)
+        raise InvalidArgument(f"the mask lists {missing} without a value; give every listed identifier")
+    fields = {ChannelField.ITERATION} if named else set()
+    if "restriction" in paths:
+        fields.add(ChannelField.RESTRICTION)
+    listed = IterationRef(**{p: getattr(ref, p) for p in given})
+    return listed, frozenset(fields)
 
 
 def _ref(body: CreateChannelBody | UpdateChannelBody) -> IterationRef:
@@ -29,12 +86,12 @@ def _response(place: Place, channel: Channel) -> wire.ChannelResponse:
 
 def _decode_create(request: Request) -> NewChannel:
     body = request.json(CreateChannelBody)
-    restriction = enum_value(Restriction, body.restriction, "restriction")
-    return NewChannel(request.params["bucket_slug"], body.slug or "", _ref(body), restriction)
+    restricted = wire_choice(wire.RESTRICTION, body.restriction, "restriction")
+    return NewChannel(request.params["bucket_slug"], body.slug or "", _ref(body), restricted)
 
 
 def _create(ctx: Ctx, new: NewChannel) -> Channel:
-    return service.create(ctx, new.bucket_slug, slug=new.slug, ref=new.ref, restriction=new.restriction)
+    return service.create(ctx, new.bucket_slug, slug=new.slug, ref=new.ref, restricted=new.restricted)
 
 
 def _decode_name(request: Request) -> ChannelName:
@@ -59,15 +116,14 @@ def _list_response(place: Place, channels: list[Channel]) -> wire.ListChannelsRe
 
 def _decode_update(request: Request) -> ChannelChange:
     body = request.json(UpdateChannelBody)
-    restriction = enum_value(Restriction, body.restriction, "restriction")
-    return ChannelChange(
-        request.params["bucket_slug"], request.params["slug"], _ref(body), restriction, body.mask or ""
-    )
+    restricted = wire_choice(wire.RESTRICTION, body.restriction, "restriction")
+    ref, fields = _masked(body.mask or "", _ref(body), restricted)
+    return ChannelChange(request.params["bucket_slug"], request.params["slug"], ref, restricted, fields)
 
 
 def _update(ctx: Ctx, change: ChannelChange) -> Channel:
     return service.update(
-        ctx, change.bucket_slug, change.slug, ref=change.ref, restriction=change.restriction, mask=change.mask
+        ctx, change.bucket_slug, change.slug, ref=change.ref, restricted=change.restricted, fields=change.fields
     )
 
 

@@ -7,6 +7,7 @@ from typing import Any
 from packyard.domain.commands import PageQuery
 from packyard.domain.models import Permission
 from packyard.http.hcp_2021 import wire
+from packyard.http.hcp_2021.words import WORDS
 from packyard.http.request import Request
 from packyard.http.routing import Route
 from packyard.pipeline.operations import Operation, Place
@@ -36,6 +37,7 @@ def route(
         write=write,
         cache=cache,
         api=API,
+        words=WORDS,
     )
 
 

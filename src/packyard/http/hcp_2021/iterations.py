@@ -2,19 +2,50 @@
 
 from __future__ import annotations
 
+import re
+from datetime import timedelta
+
 from packyard.domain import iterations as service
-from packyard.domain.commands import IterationChange, IterationDeletion, IterationListing, IterationQuery, NewIteration
+from packyard.domain.commands import (
+    IterationChange,
+    IterationChanges,
+    IterationDeletion,
+    IterationListing,
+    IterationQuery,
+    NewIteration,
+)
 from packyard.domain.context import Ctx
-from packyard.domain.iterations import IterationChanges, ListedIteration, UpdateResult
+from packyard.domain.errors import InvalidArgument
+from packyard.domain.iterations import ListedIteration, UpdateResult
 from packyard.domain.models import Iteration, Permission, TemplateType
 from packyard.domain.pagination import Page
 from packyard.http.hcp_2021 import wire
 from packyard.http.hcp_2021.bodies import CreateIterationBody, UpdateIterationBody
 from packyard.http.hcp_2021.common import empty, page, route
-from packyard.http.request import Request, enum_value, parse_time
+from packyard.http.request import Request, parse_time, wire_choice
 from packyard.http.routing import Route
 from packyard.ids import new_ulid
 from packyard.pipeline.operations import Operation, Place
+
+_DURATION_RE = re.compile(r"^(?:(\d+(?:\.\d+)?)([smhd]))+$")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_REVOKE_IN = timedelta(days=366 * 100)
+
+
+def parse_duration(value: str) -> timedelta:
+    """'30d', '2h45m', '0s': units s, m, h and d, as HCP documents revoke_in."""
+    text = value.strip()
+    if not _DURATION_RE.match(text):
+        raise InvalidArgument(f"revoke_in {value[:40]!r} is not a duration such as '30d', '2h45m' or '0s'")
+    seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
+    try:
+        duration = timedelta(seconds=seconds)
+    except OverflowError:  # '99999999999999999999d' would otherwise be a 500
+        raise InvalidArgument("revoke_in is more than a hundred years away") from None
+    if duration > MAX_REVOKE_IN:
+        raise InvalidArgument("revoke_in is more than a hundred years away")
+    return duration
 
 
 def _response(place: Place, it: Iteration) -> wire.IterationResponse:
@@ -23,7 +54,7 @@ def _response(place: Place, it: Iteration) -> wire.IterationResponse:
 
 def _decode_create(request: Request) -> NewIteration:
     body = request.json(CreateIterationBody)
-    template = enum_value(TemplateType, body.template_type, "template_type") or TemplateType.UNSET
+    template = wire_choice(wire.TEMPLATE_TYPE, body.template_type, "template_type") or TemplateType.UNSET
     return NewIteration(request.params["bucket_slug"], body.fingerprint or "", template)
 
 
@@ -72,21 +103,25 @@ def _list_response(place: Place, listed: Page[ListedIteration]) -> wire.ListIter
 
 def _decode_update(request: Request) -> IterationChange:
     body = request.json(UpdateIterationBody)
+    revoke_at = parse_time(body.revoke_at or "", "revoke_at")
+    if revoke_at is not None and body.revoke_in:
+        raise InvalidArgument("set revoke_at or revoke_in, not both")
+    if body.restore and (revoke_at is not None or body.revoke_in):
+        raise InvalidArgument("restore can't be combined with revoke_at or revoke_in")
     changes = IterationChanges(
-        bucket_slug=body.bucket_slug or "",
         complete=bool(body.complete),
-        revoke_at=parse_time(body.revoke_at or "", "revoke_at"),
-        revoke_in=body.revoke_in or "",
+        revoke_at=revoke_at,
+        revoke_after=parse_duration(body.revoke_in) if body.revoke_in else None,
         revocation_message=body.revocation_message or "",
         restore=bool(body.restore),
         skip_descendants_revocation=bool(body.skip_descendants_revocation),
         rollback_channels=bool(body.rollback_channels),
     )
-    return IterationChange(request.params["iteration_id"], changes)
+    return IterationChange(request.params["iteration_id"], changes, body.bucket_slug or "")
 
 
 def _update(ctx: Ctx, change: IterationChange) -> UpdateResult:
-    return service.update(ctx, change.iteration_id, change.changes)
+    return service.update(ctx, change.iteration_id, change.changes, bucket_slug=change.bucket_slug)
 
 
 def _update_response(place: Place, result: UpdateResult) -> wire.UpdateIterationResponse:

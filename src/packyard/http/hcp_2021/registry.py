@@ -9,7 +9,7 @@ from packyard.domain.models import Permission, Registry, Tier
 from packyard.http.hcp_2021 import wire
 from packyard.http.hcp_2021.bodies import CreateRegistryBody, UpdateRegistryBody
 from packyard.http.hcp_2021.common import route
-from packyard.http.request import Request, enum_value
+from packyard.http.request import Request, wire_choice
 from packyard.http.routing import Route
 from packyard.ids import new_ulid
 from packyard.pipeline.operations import Operation, Place, no_command
@@ -28,7 +28,7 @@ def _response(place: Place, registry: Registry) -> wire.RegistryResponse:
 
 def _decode_create(request: Request) -> RegistryChange:
     body = request.json(CreateRegistryBody)
-    return RegistryChange(enum_value(Tier, body.feature_tier, "feature_tier") or Tier.UNSET)
+    return RegistryChange(wire_choice(wire.TIER, body.feature_tier, "feature_tier") or Tier.UNSET)
 
 
 def _create(ctx: Ctx, change: RegistryChange) -> Registry:
@@ -41,7 +41,7 @@ def _get(ctx: Ctx, command: None) -> Registry:
 
 def _decode_update(request: Request) -> RegistryChange:
     body = request.json(UpdateRegistryBody)
-    tier = enum_value(Tier, body.feature_tier, "feature_tier") or Tier.UNSET
+    tier = wire_choice(wire.TIER, body.feature_tier, "feature_tier") or Tier.UNSET
     return RegistryChange(tier, bool(body.activate))
 
 

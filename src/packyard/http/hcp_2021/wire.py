@@ -12,6 +12,7 @@ from datetime import datetime
 import msgspec
 
 from packyard.domain import models as m
+from packyard.domain.ancestry import AncestryStatus
 
 _TEXTS: dict[datetime, str] = {}  # an answer shows the same few times many times over
 
@@ -316,6 +317,58 @@ class Empty(Base, kw_only=True):
 EMPTY = Empty()
 
 
+# ---- enums: the 2021 texts of the domain's values, in the order of HashiCorp's enums (the index is
+# the enum's number, which grpc-gateway accepts too)
+
+# Restriction: a channel's restricted flag; RESTRICTION_UNSET leaves it as it is.
+RESTRICTION: dict[str, bool | None] = {"RESTRICTION_UNSET": None, "RESTRICTED": True, "UNRESTRICTED": False}
+
+BUILD_STATUS: dict[str, m.BuildStatus] = {
+    "UNSET": m.BuildStatus.UNSET,
+    "RUNNING": m.BuildStatus.RUNNING,
+    "DONE": m.BuildStatus.DONE,
+    "CANCELLED": m.BuildStatus.CANCELLED,
+    "FAILED": m.BuildStatus.FAILED,
+}
+TEMPLATE_TYPE: dict[str, m.TemplateType] = {
+    "TEMPLATE_TYPE_UNSET": m.TemplateType.UNSET,
+    "HCL2": m.TemplateType.HCL2,
+    "JSON": m.TemplateType.JSON,
+}
+TIER: dict[str, m.Tier] = {
+    "UNSET": m.Tier.UNSET,
+    "PRIVATE_BETA": m.Tier.PRIVATE_BETA,
+    "STANDARD": m.Tier.STANDARD,
+    "PLUS": m.Tier.PLUS,
+}
+REVOCATION_TYPE: dict[str, m.RevocationType] = {
+    "UNSET": m.RevocationType.UNSET,
+    "MANUAL": m.RevocationType.MANUAL,
+    "INHERITED": m.RevocationType.INHERITED,
+}
+ITERATION_STATUS: dict[str, m.IterationStatus] = {
+    "ITERATION_UNSET": m.IterationStatus.UNSET,
+    "ITERATION_RUNNING": m.IterationStatus.RUNNING,
+    "ITERATION_CANCELLED": m.IterationStatus.CANCELLED,
+    "ITERATION_FAILED": m.IterationStatus.FAILED,
+    "ITERATION_REVOKED": m.IterationStatus.REVOKED,
+    "ITERATION_REVOCATION_SCHEDULED": m.IterationStatus.REVOCATION_SCHEDULED,
+    "ITERATION_ACTIVE": m.IterationStatus.ACTIVE,
+}
+ANCESTRY_STATUS: dict[str, AncestryStatus] = {
+    "UNDETERMINED": AncestryStatus.UNDETERMINED,
+    "UP_TO_DATE": AncestryStatus.UP_TO_DATE,
+    "OUT_OF_DATE": AncestryStatus.OUT_OF_DATE,
+}
+# The other way: what an answer shows for each value. An enum's UNSET is left out of answers.
+BUILD_STATUS_TEXT = {v: k for k, v in BUILD_STATUS.items()}
+TEMPLATE_TYPE_TEXT = {v: k for k, v in TEMPLATE_TYPE.items()} | {m.TemplateType.UNSET: ""}
+TIER_TEXT = {v: k for k, v in TIER.items()} | {m.Tier.UNSET: ""}
+REVOCATION_TYPE_TEXT = {v: k for k, v in REVOCATION_TYPE.items()} | {m.RevocationType.UNSET: ""}
+ITERATION_STATUS_TEXT = {v: k for k, v in ITERATION_STATUS.items()} | {m.IterationStatus.UNSET: ""}
+ANCESTRY_STATUS_TEXT = {v: k for k, v in ANCESTRY_STATUS.items()}
+
+
 # ---- projections -----------------------------------------------------------------------------
 
 
@@ -331,7 +384,7 @@ def build(b: m.Build) -> Build:
         packer_run_uuid=b.packer_run_uuid,
         images=[image(i) for i in b.images],
         cloud_provider=b.cloud_provider,
-        status=b.status.value,
+        status=BUILD_STATUS_TEXT[b.status],
         created_at=ts(b.created_at),
         updated_at=ts(b.updated_at),
         source_image_id=b.source_image_id,
@@ -347,7 +400,7 @@ def _revocation(it: m.Iteration) -> dict[str, object]:
         "revoke_at": ts(it.revoke_at),
         "revocation_message": it.revocation_message,
         "revocation_author": it.revocation_author,
-        "revocation_type": "" if it.revocation_type is m.RevocationType.UNSET else it.revocation_type.value,
+        "revocation_type": REVOCATION_TYPE_TEXT[it.revocation_type],
     }
 
 
@@ -382,7 +435,7 @@ def iteration(it: m.Iteration, org_id: str = "") -> Iteration:
         builds=[build(b) for b in it.builds],
         has_descendants=it.has_descendants,
         revocation_inherited_from=revoked_ancestor(it, org_id),
-        template_type="" if it.template_type is m.TemplateType.UNSET else it.template_type.value,
+        template_type=TEMPLATE_TYPE_TEXT[it.template_type],
         **_revocation(it),  # type: ignore[arg-type]
     )
 
@@ -397,7 +450,7 @@ def iteration_for_list(it: m.Iteration, statuses: dict[str, m.BuildStatus], org_
         created_at=ts(it.created_at),
         updated_at=ts(it.updated_at),
         fingerprint=it.fingerprint,
-        build_statuses={k: v.value for k, v in statuses.items()},
+        build_statuses={k: BUILD_STATUS_TEXT[v] for k, v in statuses.items()},
         has_descendants=it.has_descendants,
         revocation_inherited_from=revoked_ancestor(it, org_id),
         **_revocation(it),  # type: ignore[arg-type]
@@ -424,12 +477,16 @@ def location(org_id: str, project_id: str) -> Location:
     return Location(organization_id=org_id, project_id=project_id)
 
 
-def summary(status: str | None, href: str) -> AncestrySummary | None:
-    return AncestrySummary(href=href, status=status) if status else None
+def summary(status: AncestryStatus | None, href: str) -> AncestrySummary | None:
+    return AncestrySummary(href=href, status=ANCESTRY_STATUS_TEXT[status]) if status else None
 
 
 def bucket(
-    b: m.Bucket, latest: m.Iteration | None, org_id: str, parents: str | None = None, children: str | None = None
+    b: m.Bucket,
+    latest: m.Iteration | None,
+    org_id: str,
+    parents: AncestryStatus | None = None,
+    children: AncestryStatus | None = None,
 ) -> Bucket:
     ancestry = f"{api_prefix(org_id, b.project_id)}/images/{b.slug}/ancestry"
     return Bucket(
@@ -457,7 +514,7 @@ def registry(r: m.Registry) -> Registry:
         id=r.id,
         location=location(r.organization_id, r.project_id),
         config=RegistryConfig(
-            feature_tier="" if r.feature_tier is m.Tier.UNSET else r.feature_tier.value,
+            feature_tier=TIER_TEXT[r.feature_tier],
             activated=r.activated,
             billing_deprovision=deprovision,
             tfc_run_task_config=RunTaskConfig(api_id=r.run_task_api_id),
@@ -511,6 +568,6 @@ def assignment(a: m.ChannelAssignment) -> ChannelAssignment:
             id=a.iteration_id,
             incremental_version=a.iteration_version,
             fingerprint=a.iteration_fingerprint,
-            status="" if a.status is m.IterationStatus.UNSET else a.status.value,
+            status=ITERATION_STATUS_TEXT[a.status],
         )
     return ChannelAssignment(iteration=it, author_id=a.author_id, promoted_at=ts(a.created_at))
