@@ -169,6 +169,9 @@ class Database:
         self._peek: Any = None  # the connection peek() uses, taken out of the pool for good
         self._kept: Connection | None = None  # see _kept_connection
         self._kept_thread: int | None = None
+        self._local = threading.local()  # PostgreSQL: each thread's kept connection
+        self._all_kept: list[Connection] = []
+        self._all_kept_lock = threading.Lock()
         self._writer = WriterLock.for_url(self.url) if self.is_sqlite else None
         self._queue: WriteQueue | None = None
         self._threads: ThreadPoolExecutor | None = None
@@ -280,9 +283,13 @@ class Database:
                 log.debug("closing the peek connection failed", exc_info=True)
 
     def _kept_connection(self) -> Connection | None:
-        """The connection kept for the thread that ran the first transaction here (the server's event
-        loop, where every request runs one after another), so that a request pays no pool checkout and
-        return; None for any other thread, and for a transaction begun inside another one."""
+        """A connection kept for the calling thread, so that a transaction pays no pool checkout and
+        return (on PostgreSQL the return is a ROLLBACK round trip). On SQLite only the thread that ran
+        the first transaction here keeps one (the server's event loop, where every unit runs); on
+        PostgreSQL each thread does (the event loop and the database's worker threads). None for a
+        transaction begun inside another one."""
+        if not self.is_sqlite:
+            return self._thread_connection()
         ident = threading.get_ident()
         if self._kept_thread is None:
             self._kept_thread = ident
@@ -297,6 +304,17 @@ class Database:
         if conn.in_transaction() or (self.is_sqlite and conn.connection.driver_connection.in_transaction):  # type: ignore[union-attr]
             return None  # a transaction begun inside another one gets a connection of its own
         return conn
+
+    def _thread_connection(self) -> Connection | None:
+        conn: Connection | None = getattr(self._local, "conn", None)
+        if conn is not None and (conn.closed or conn.invalidated):
+            conn.close()
+            conn = None
+        if conn is None:
+            conn = self._local.conn = self.engine.connect()
+            with self._all_kept_lock:
+                self._all_kept.append(conn)
+        return None if conn.in_transaction() else conn
 
     @contextmanager
     def connect(self, *, write: bool) -> Iterator[Connection]:
@@ -462,6 +480,11 @@ class Database:
         kept, self._kept, self._kept_thread = self._kept, None, None
         if kept is not None:
             kept.close()
+        with self._all_kept_lock:
+            others, self._all_kept = self._all_kept, []
+        for conn in others:
+            conn.close()
+        self._local = threading.local()
         self.engine.dispose()
 
 
