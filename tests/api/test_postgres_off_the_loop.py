@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from tests.conftest import Backend, Env
 from tests.support.client import ok
@@ -57,3 +61,38 @@ def test_a_write_waiting_on_a_lock_does_not_stall_reads(env: Env, backend: Backe
     assert status == 200
     assert reads == [200] * 5
     assert ok(c.get(c.p("/images/app")))["bucket"]["description"] == "waited"
+
+
+def test_a_deadlock_between_two_units_is_retried(env: Env, backend: Backend) -> None:
+    """Two units of one process lock two rows in opposite orders, on the driver itself as storage/raw.py
+    does: PostgreSQL kills one of them (deadlock detected, raised by psycopg unwrapped), and run() runs it
+    again instead of answering 500."""
+    if backend.name != "postgresql":
+        pytest.skip("SQLite has one writer at a time: its writers never deadlock")
+    env.db.run(lambda conn: conn.exec_driver_sql("CREATE TABLE deadlock_probe (id int PRIMARY KEY, n int)"), write=True)
+    env.db.run(lambda conn: conn.exec_driver_sql("INSERT INTO deadlock_probe VALUES (1, 0), (2, 0)"), write=True)
+    holding = {1: threading.Event(), 2: threading.Event()}
+    runs: list[int] = []
+
+    def unit(first: int, second: int) -> Callable[[Connection], None]:
+        def work(conn: Connection) -> None:
+            retry = first in runs
+            runs.append(first)
+            driver: Any = conn.connection.driver_connection
+            driver.execute("UPDATE deadlock_probe SET n = n + 1 WHERE id = %s", (first,))
+            if not retry:  # the first time, both hold their first row before either asks for its second
+                holding[first].set()
+                holding[second].wait(timeout=10)
+            driver.execute("UPDATE deadlock_probe SET n = n + 1 WHERE id = %s", (second,))
+
+        return work
+
+    with ThreadPoolExecutor(2) as pool:
+        futures = [pool.submit(env.db.run, unit(1, 2), write=True), pool.submit(env.db.run, unit(2, 1), write=True)]
+        for future in futures:
+            future.result(timeout=60)
+    rows = env.db.run(
+        lambda conn: conn.exec_driver_sql("SELECT id, n FROM deadlock_probe ORDER BY id").all(), write=False
+    )
+    assert [tuple(r) for r in rows] == [(1, 2), (2, 2)]
+    assert len(runs) == 3, runs  # one of the two was killed by the deadlock and ran again

@@ -136,11 +136,11 @@ def is_transient(exc: BaseException) -> bool:
         text = str(exc.orig).lower()
         if "locked" in text or "busy" in text:
             return True
-    if isinstance(exc, DBAPIError):
-        code = getattr(exc.orig, "sqlstate", None)
-        if code in ("40001", "40P01"):  # serialization failure, deadlock detected
-            return True
-    return False
+    # Serialization failure, deadlock detected: wrapped by SQLAlchemy, or raised by psycopg itself for a
+    # statement run on the driver (storage/raw.py). Two PostgreSQL transactions of one process can meet
+    # here, since units run on worker threads side by side.
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    return isinstance(orig, psycopg.Error) and orig.sqlstate in ("40001", "40P01")
 
 
 def bump_stamps(conn: Connection, project_ids: Sequence[str]) -> None:
@@ -337,7 +337,7 @@ class Database:
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
                 return self._transaction(work, write=write)
-            except (DBAPIError, sqlite3.OperationalError) as exc:
+            except (DBAPIError, sqlite3.OperationalError, psycopg.Error) as exc:
                 if attempt == MAX_ATTEMPTS or not is_transient(exc):
                     raise
                 log.warning(
