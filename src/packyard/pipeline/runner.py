@@ -216,20 +216,24 @@ class Runner:
 
     # ---- the read cache's hit path
 
+    def _worth_a_check(self, cache: ReadCache, route: Route, request: Request) -> str | None:
+        """The token's principal id when the cache holds an answer to the question and the token's
+        signature was checked before (so one statement can settle the rest); None: the ordinary path."""
+        if not cache.holds(_question(route, request)):
+            return None
+        claims = self.services.tokens.cached_claims(bearer_token(request), self.services.clock.now())
+        return None if claims is None else claims.principal_id
+
     def _from_cache(self, cache: ReadCache, route: Route, request: Request) -> bytes | None:
         """A cached answer, after the same authentication and authorization as the ordinary path (one
         statement re-reads the token's principal and the project's stamp); None takes the ordinary path,
         which also reports every refusal other than a principal's lack of access."""
-        if not cache.holds(_question(route, request)):
-            return None
-        svc = self.services
-        token = bearer_token(request)
-        claims = svc.tokens.cached_claims(token, svc.clock.now())
-        if claims is None:
+        principal_id = self._worth_a_check(cache, route, request)
+        if principal_id is None:
             return None
         try:
             project_id = request.params.get("project", "")
-            principal, stamp = principal_and_stamp(svc.db, claims.principal_id, project_id) or (None, None)
+            principal, stamp = principal_and_stamp(self.services.db, principal_id, project_id) or (None, None)
         except DatabaseUnavailable:
             return None
         return self._cached_answer(cache, route, request, principal, stamp)
@@ -238,15 +242,11 @@ class Runner:
         self, batch: CheckBatch, cache: ReadCache, route: Route, request: Request
     ) -> bytes | None:
         """_from_cache with the check shared by the requests waiting for the same round trip."""
-        if not cache.holds(_question(route, request)):
-            return None
-        svc = self.services
-        token = bearer_token(request)
-        claims = svc.tokens.cached_claims(token, svc.clock.now())
-        if claims is None:
+        principal_id = self._worth_a_check(cache, route, request)
+        if principal_id is None:
             return None
         try:
-            principal, stamp = await batch.check(claims.principal_id, request.params.get("project", ""))
+            principal, stamp = await batch.check(principal_id, request.params.get("project", ""))
         except DatabaseUnavailable:
             return None
         return self._cached_answer(cache, route, request, principal, stamp)
