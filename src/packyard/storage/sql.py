@@ -181,12 +181,6 @@ class SqlTenants(_Repository):
         row = self.raw.first("SELECT change_stamp FROM project WHERE id = ?", (project_id,))
         return int(row.change_stamp) if row else None
 
-    def bump_change_stamp(self, project_id: str) -> None:
-        if self.prefetched is not None:
-            self.prefetched.stamps.clear()
-        forget_group_rows(self.conn)
-        self.raw.execute("UPDATE project SET change_stamp = change_stamp + 1 WHERE id = ?", (project_id,))
-
     def list_projects(self, organization_id: str) -> list[Project]:
         rows = self.conn.execute(
             sa.select(t.project)
