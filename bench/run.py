@@ -178,7 +178,7 @@ def _constructed_token(seeded: SeedResult) -> str:
     (packyard.domain.pagination, ListIterations' default order) from the seeded item's keyset."""
     from packyard.domain import iterations as domain
     from packyard.domain.pagination import Kind, encode_token, parse_order
-    from packyard.storage.sql import from_us
+    from packyard.storage.codecs import from_us
 
     boundary = seeded.hot.boundary
     assert boundary is not None

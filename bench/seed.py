@@ -10,7 +10,7 @@ The iterations are spread over `buckets` buckets: the hot bucket (`hot`) holds `
 the others share the rest evenly, so GetChannel, GetIteration and ListIterations on the hot bucket see
 the big tables and a bucket with most of their rows.
 
-How the rows are made the API's way: the repositories of packyard/storage/sql.py write one prototype
+How the rows are made the API's way: the repositories of packyard/storage/repositories/ write one prototype
 of each kind of row (SqlIterations.add then .save on completion, SqlBuilds.add then .save RUNNING and
 .save DONE with images, SqlChannels.add_assignment) into the target database, in a transaction that is
 read back and rolled back. Bulk rows are those prototypes, as the driver returned them, with only the
@@ -46,8 +46,12 @@ from packyard.domain.models import (
     TemplateType,
 )
 from packyard.storage import schema as t
+from packyard.storage.codecs import from_us
 from packyard.storage.db import create_engine, is_sqlite, normalize_url
-from packyard.storage.sql import SqlBuckets, SqlBuilds, SqlChannels, SqlIterations, from_us
+from packyard.storage.repositories.buckets import SqlBuckets
+from packyard.storage.repositories.builds import SqlBuilds
+from packyard.storage.repositories.channels import SqlChannels
+from packyard.storage.repositories.iterations import SqlIterations
 
 HOT = "hot"
 US = 1_000_000

@@ -14,7 +14,7 @@ from packyard.domain.models import Organization, Project, Role, Tier
 from packyard.domain.rules import Rules
 from packyard.ids import new_uuid
 from packyard.storage.db import Database
-from packyard.storage.sql import SqlUnitOfWork
+from packyard.storage.unit_of_work import SqlUnitOfWork
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ from packyard.domain.models import Role
 from packyard.files import open_dir_warning, private_data_dir
 from packyard.storage import migrate
 from packyard.storage.db import Database
-from packyard.storage.sql import SqlUnitOfWork
+from packyard.storage.unit_of_work import SqlUnitOfWork
 
 T = TypeVar("T")
 

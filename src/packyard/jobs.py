@@ -14,7 +14,7 @@ from packyard.domain.context import Ctx
 from packyard.domain.models import Job
 from packyard.domain.rules import Rules
 from packyard.storage.db import Database
-from packyard.storage.sql import SqlUnitOfWork
+from packyard.storage.unit_of_work import SqlUnitOfWork
 
 
 def run_due_jobs(db: Database, clock: Clock, rules: Rules, *, limit: int = 100) -> int:

@@ -22,7 +22,7 @@ from packyard.domain.models import Principal, Project, Role
 from packyard.http.routing import Access, Route
 from packyard.ids import new_ulid
 from packyard.storage import schema
-from packyard.storage.sql import SqlUnitOfWork
+from packyard.storage.unit_of_work import SqlUnitOfWork
 from tests.conftest import Env
 from tests.support.client import ApiClient, error, ok
 

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 from packyard.auth.service import create_principal
 from packyard.domain.models import Role
 from packyard.storage import schema
-from packyard.storage.sql import SqlUnitOfWork
+from packyard.storage.unit_of_work import SqlUnitOfWork
 from tests.conftest import Env
 from tests.support.client import ApiClient, error, ok
 from tests.support.packer import publish, upsert_bucket

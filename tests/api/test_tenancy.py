@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 from packyard.domain import tenants
 from packyard.domain.models import Organization, Project, Role
 from packyard.http.routing import Access
-from packyard.storage.sql import SqlUnitOfWork
+from packyard.storage.unit_of_work import SqlUnitOfWork
 from tests.api.test_roles import dump, new_principal, populate
 from tests.conftest import Env
 from tests.contract.validator import SwaggerContract

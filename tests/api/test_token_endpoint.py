@@ -12,7 +12,7 @@ import asyncio
 import base64
 import hashlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus
@@ -29,6 +29,7 @@ from packyard.http.app import App
 from packyard.http.factory import create_app
 from packyard.storage import schema as t
 from packyard.storage.db import Database
+from packyard.storage.raw import Raw
 from tests.api.test_roles import new_principal
 from tests.conftest import Backend, Env
 from tests.support.server import serving
@@ -108,13 +109,23 @@ def failure_rows(env: Env) -> list[Any]:
 
 
 @pytest.fixture
-def statements(env: Env) -> Iterator[list[str]]:
-    """Every statement the app's engine runs, as SQL text (parameters left out)."""
+def statements(env: Env, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Every statement the app runs, as SQL text (parameters left out): the repositories' (SQL text on
+    the driver, storage/raw.py) and any the engine runs."""
     seen: list[str] = []
 
     def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         seen.append(statement)
 
+    def traced(method: Callable[..., Any]) -> Callable[..., Any]:
+        def run(self: Raw, sql: str, *args: Any) -> Any:
+            seen.append(sql)
+            return method(self, sql, *args)
+
+        return run
+
+    for name in ("rows", "execute", "executemany"):
+        monkeypatch.setattr(Raw, name, traced(getattr(Raw, name)))
     event.listen(env.db.engine, "before_cursor_execute", record)
     yield seen
     event.remove(env.db.engine, "before_cursor_execute", record)

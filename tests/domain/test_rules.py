@@ -21,7 +21,7 @@ from packyard.domain.errors import NotFound
 from packyard.domain.models import BuildStatus, Iteration, IterationStatus, RevocationType, TemplateType
 from packyard.domain.rules import Rules
 from packyard.storage.db import Database
-from packyard.storage.sql import SqlUnitOfWork
+from packyard.storage.unit_of_work import SqlUnitOfWork
 from tests.conftest import START, Backend
 
 T = TypeVar("T")

@@ -42,7 +42,8 @@ from packyard.pipeline.cache import CacheKey, CheckBatch, Entry, Question, ReadC
 from packyard.pipeline.operations import Operation, Place
 from packyard.pipeline.services import Services
 from packyard.storage.db import DatabaseUnavailable
-from packyard.storage.sql import AsyncStampReader, SqlUnitOfWork, principal_and_stamp
+from packyard.storage.freshness import AsyncStampReader, principal_and_stamp
+from packyard.storage.unit_of_work import SqlUnitOfWork
 
 _encoder = msgspec.json.Encoder()
 

@@ -9,8 +9,8 @@ from sqlalchemy.engine import Connection
 from packyard.auth.service import source_key
 from packyard.domain.errors import Unauthenticated
 from packyard.pipeline.services import Services
-from packyard.storage.sql import SqlUnitOfWork
 from packyard.storage.token_failures import SqlTokenFailures
+from packyard.storage.unit_of_work import SqlUnitOfWork
 
 
 async def issue(svc: Services, client_id: str, client_secret: str, client_host: str) -> str:

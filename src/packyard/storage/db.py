@@ -45,7 +45,7 @@ class DatabaseUnavailable(Exception):
 
 
 # Connection.info key: while a group runs, rows its units read alike and none of them changes (the
-# principal with its project's registry and stamp, see storage/sql.py), read once per group.
+# principal with its project's registry and stamp, see storage/repositories/principals.py), read once per group.
 GROUP_ROWS = "packyard.group_rows"
 
 

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Connection
 
 from packyard.auth.service import FailureCount
 from packyard.storage import schema as t
-from packyard.storage.sql import from_us, to_us
+from packyard.storage.codecs import from_us, to_us
 
 _US = timedelta(microseconds=1)
 

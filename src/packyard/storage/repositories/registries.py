@@ -1,0 +1,116 @@
+"""Each project's registry, and its sealed run-task HMAC key."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from packyard.auth.vault import Vault, VaultError
+from packyard.domain.errors import AlreadyExists, FailedPrecondition
+from packyard.domain.models import Registry, Tier
+from packyard.storage.codecs import from_us, insert_new, opt_from_us, opt_to_us, to_us
+from packyard.storage.prefetch import Prefetched, forget_group_rows
+from packyard.storage.raw import Raw
+from packyard.storage.repositories import Repository
+
+REGISTRY_COLUMNS = (
+    "id, organization_id, project_id, feature_tier, activated, deactivated_at, run_task_api_id, created_at, updated_at"
+)
+
+
+def registry_from(row: tuple[Any, ...]) -> Registry:
+    """The Registry of a row of REGISTRY_COLUMNS."""
+    id_, org_id, project_id, tier, activated, deactivated_at, run_task_api_id, created_at, updated_at = row
+    return Registry(
+        id=id_,
+        organization_id=org_id,
+        project_id=project_id,
+        feature_tier=Tier(tier),
+        activated=bool(activated),
+        created_at=from_us(created_at),
+        updated_at=from_us(updated_at),
+        run_task_api_id=run_task_api_id,
+        deactivated_at=opt_from_us(deactivated_at),
+    )
+
+
+def _values(registry: Registry) -> dict[str, Any]:
+    return {
+        "feature_tier": registry.feature_tier.value,
+        "activated": registry.activated,
+        "deactivated_at": opt_to_us(registry.deactivated_at),
+        "updated_at": to_us(registry.updated_at),
+    }
+
+
+class SqlRegistries(Repository):
+    def __init__(
+        self,
+        conn: Connection,
+        vault: Vault | None = None,
+        prefetched: Prefetched | None = None,
+        raw: Raw | None = None,
+    ) -> None:
+        super().__init__(conn, raw)
+        self.vault = vault
+        self.prefetched = prefetched
+
+    def _forget(self) -> None:
+        if self.prefetched is not None:
+            self.prefetched.registries.clear()
+        forget_group_rows(self.conn)
+
+    def _vault(self) -> Vault:
+        if self.vault is None:
+            raise RuntimeError("this unit of work was opened without the server's vault")
+        return self.vault
+
+    def hmac_key(self, project_id: str) -> str | None:
+        row = self.raw.first("SELECT hmac_key FROM registry WHERE project_id = ?", (project_id,))
+        sealed = row.hmac_key if row is not None else None
+        if not sealed:
+            return None
+        try:
+            return self._vault().open(sealed)
+        except VaultError:
+            raise FailedPrecondition(
+                "the run-task HMAC key can't be decrypted with this server's secret key "
+                "(PACKYARD_SECRET_KEY or <data dir>/secret.key changed); regenerate it with PATCH .../runtasks/hmac"
+            ) from None
+
+    def set_hmac_key(self, project_id: str, key: str) -> None:
+        self._forget()
+        self.raw.update("registry", {"hmac_key": self._vault().seal(key)}, "project_id", project_id)
+
+    def get(self, project_id: str) -> Registry | None:
+        if self.prefetched is not None and project_id in self.prefetched.registries:
+            return self.prefetched.registries.pop(project_id)
+        row = self.raw.first(f"SELECT {REGISTRY_COLUMNS} FROM registry WHERE project_id = ?", (project_id,))
+        return registry_from(tuple(row)) if row is not None else None
+
+    def add(self, registry: Registry) -> None:
+        self._forget()
+        insert_new(
+            self.raw,
+            "registry",
+            {
+                "id": registry.id,
+                "organization_id": registry.organization_id,
+                "project_id": registry.project_id,
+                "run_task_api_id": registry.run_task_api_id,
+                "created_at": to_us(registry.created_at),
+                **_values(registry),
+            },
+            lambda: AlreadyExists(f"project {registry.project_id} already has a registry"),
+        )
+
+    def save(self, registry: Registry) -> None:
+        self._forget()
+        self.raw.update("registry", _values(registry), "id", registry.id)
+
+    def purge(self, project_id: str) -> None:
+        self._forget()
+        # The bucket rows' foreign keys cascade to their iterations, builds, images and channels.
+        self.raw.execute("DELETE FROM bucket WHERE project_id = ?", (project_id,))
+        self.raw.execute("DELETE FROM registry WHERE project_id = ?", (project_id,))

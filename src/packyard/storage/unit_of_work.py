@@ -1,0 +1,93 @@
+"""SqlUnitOfWork: the repositories of one transaction (domain/ports.py UnitOfWork)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar, overload
+
+from sqlalchemy.engine import Connection
+
+from packyard.auth.vault import Vault
+from packyard.ids import is_uuid
+from packyard.storage.prefetch import Prefetched
+from packyard.storage.raw import Raw
+from packyard.storage.repositories.buckets import SqlBuckets
+from packyard.storage.repositories.builds import SqlBuilds
+from packyard.storage.repositories.channels import SqlChannels
+from packyard.storage.repositories.iterations import SqlIterations
+from packyard.storage.repositories.jobs import SqlJobs
+from packyard.storage.repositories.principals import SqlPrincipals
+from packyard.storage.repositories.registries import SqlRegistries
+from packyard.storage.repositories.signing_keys import SqlSigningKeys
+from packyard.storage.repositories.tenants import SqlTenants
+
+T = TypeVar("T")
+
+
+class _once(Generic[T]):  # noqa: N801 - used as a decorator, like functools.cached_property
+    """functools.cached_property without its lock (Python 3.11 takes one on every first access, which
+    costs more here than building the repository): the value goes in the instance's __dict__, which
+    attribute lookup then finds first."""
+
+    def __init__(self, make: Callable[[Any], T]) -> None:
+        self.make = make
+        self.name = make.__name__
+
+    @overload
+    def __get__(self, instance: None, owner: type[Any]) -> _once[T]: ...
+    @overload
+    def __get__(self, instance: object, owner: type[Any]) -> T: ...
+    def __get__(self, instance: object | None, owner: type[Any]) -> T | _once[T]:
+        if instance is None:
+            return self
+        value = instance.__dict__[self.name] = self.make(instance)
+        return value
+
+
+class SqlUnitOfWork:
+    """The repositories of one transaction, each made when first used (a request uses three or four)."""
+
+    def __init__(self, conn: Connection, vault: Vault | None = None, *, project_id: str = "") -> None:
+        """project_id: the project the request names, whose stamp and registry are then read along with
+        the principal."""
+        self.conn = conn
+        self._vault = vault
+        # Only a well-formed id is looked up (PostgreSQL's text refuses a NUL; tenancy refuses the rest).
+        self._prefetched = Prefetched(project_id) if project_id and is_uuid(project_id) else None
+        self._raw = Raw(conn)
+
+    @_once
+    def tenants(self) -> SqlTenants:
+        return SqlTenants(self.conn, self._prefetched, self._raw)
+
+    @_once
+    def principals(self) -> SqlPrincipals:
+        return SqlPrincipals(self.conn, self._prefetched, self._raw)
+
+    @_once
+    def signing_keys(self) -> SqlSigningKeys:
+        return SqlSigningKeys(self.conn, self._raw)
+
+    @_once
+    def registries(self) -> SqlRegistries:
+        return SqlRegistries(self.conn, self._vault, self._prefetched, self._raw)
+
+    @_once
+    def buckets(self) -> SqlBuckets:
+        return SqlBuckets(self.conn, self._raw)
+
+    @_once
+    def iterations(self) -> SqlIterations:
+        return SqlIterations(self.conn, self._raw)
+
+    @_once
+    def builds(self) -> SqlBuilds:
+        return SqlBuilds(self.conn, self._raw)
+
+    @_once
+    def channels(self) -> SqlChannels:
+        return SqlChannels(self.conn, self._raw)
+
+    @_once
+    def jobs(self) -> SqlJobs:
+        return SqlJobs(self.conn, self._raw)
