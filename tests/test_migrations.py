@@ -120,7 +120,7 @@ def test_serve_applies_migrations_on_sqlite_and_refuses_pending_ones_on_postgres
 def test_0007_adds_the_token_failure_table_with_its_upsert_and_0006_drops_it(empty_db: Database) -> None:
     from datetime import timedelta
 
-    from packyard.storage.token_failures import SqlTokenFailures
+    from packyard.storage.repositories.token_failures import SqlTokenFailures
 
     migrate.upgrade(empty_db, "0006")
     assert "token_failure" not in tables(empty_db)

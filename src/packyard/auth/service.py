@@ -72,8 +72,8 @@ class FailureCount:
 
 
 class FailureStore(Protocol):
-    """Where FailureThrottle keeps its counts: storage/token_failures.py, a table shared by every process
-    on the database. Keys are (source, client id); client id "" is the source's count over all ids."""
+    """Where FailureThrottle keeps its counts: storage/repositories/token_failures.py, a table shared by
+    every process on the database. Keys are (source, client id); client id "" is the source's count over all ids."""
 
     def read(self, source: str, client_id: str) -> dict[str, FailureCount]: ...
     def add_failure(

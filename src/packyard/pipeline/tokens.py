@@ -9,7 +9,7 @@ from sqlalchemy.engine import Connection
 from packyard.auth.service import source_key
 from packyard.domain.errors import Unauthenticated
 from packyard.pipeline.services import Services
-from packyard.storage.token_failures import SqlTokenFailures
+from packyard.storage.repositories.token_failures import SqlTokenFailures
 from packyard.storage.unit_of_work import SqlUnitOfWork
 
 
