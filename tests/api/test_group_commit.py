@@ -267,8 +267,8 @@ def test_a_group_marks_the_project_changed_once_and_the_cache_sees_it(env: Env) 
 
 
 def test_a_unit_sees_a_registry_change_made_earlier_in_its_group(env: Env) -> None:
-    """A group reads the principal with its project's registry once for all its units; a unit that
-    deactivates the registry makes the next ones read it again, so their writes are refused."""
+    """Each unit of a group reads the principal with its project's registry itself, inside the group's
+    transaction: a unit after one that deactivated the registry sees it deactivated and is refused."""
     if env.db.writes is None:
         pytest.skip("group commit is SQLite's")
     c = env.client

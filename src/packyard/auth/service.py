@@ -250,5 +250,10 @@ class TokenService:
         claims = self.verify(uow, token, now)
         principal = uow.principals.get(claims.principal_id)
         if principal is None:
-            raise Unauthenticated("the principal of this token no longer exists")
+            raise principal_gone()
         return principal
+
+
+def principal_gone() -> Unauthenticated:
+    """The refusal of a valid token whose principal was deleted since."""
+    return Unauthenticated("the principal of this token no longer exists")

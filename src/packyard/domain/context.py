@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from packyard.domain.models import Principal
+from packyard.domain.models import Principal, Registry
 from packyard.domain.ports import UnitOfWork
 from packyard.domain.rules import Rules
 
@@ -24,6 +24,10 @@ class Ctx:
     # scheduled revocation falling due, a silent RUNNING build turning FAILED); None when nothing it read
     # depends on the clock. What was read stays true until then unless the data changes.
     valid_until: datetime | None = None
+    # The project's registry as the unit of work read it with the actor, before the operation (the
+    # runner passes it: storage/freshness.py); None: not read yet, domain.registry.get asks storage.
+    # domain/registry.py, the only writer of registries, keeps it the registry it wrote.
+    registry: Registry | None = None
 
     def changes_at(self, when: datetime) -> None:
         """Note that a result derived from the clock turns at `when` (ignored unless still ahead)."""

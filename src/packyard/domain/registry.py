@@ -24,7 +24,8 @@ def _require_project(ctx: Ctx) -> None:
 
 
 def get(ctx: Ctx) -> Registry:
-    registry = ctx.uow.registries.get(ctx.project_id)
+    """The project's registry: the one read with the actor (Ctx.registry), or else storage's."""
+    registry = ctx.registry if ctx.registry is not None else ctx.uow.registries.get(ctx.project_id)
     if registry is None:
         _require_project(ctx)
         raise NotFound(
@@ -59,6 +60,7 @@ def create(ctx: Ctx, tier: Tier) -> Registry:
         existing.feature_tier = tier
         existing.updated_at = ctx.now
         ctx.uow.registries.save(existing)
+        ctx.registry = existing
         return existing
     registry = Registry(
         id=new_ulid(),
@@ -71,6 +73,7 @@ def create(ctx: Ctx, tier: Tier) -> Registry:
         run_task_api_id=new_ulid(),
     )
     ctx.uow.registries.add(registry)
+    ctx.registry = registry
     return registry
 
 
@@ -83,6 +86,7 @@ def update(ctx: Ctx, *, tier: Tier, activate: bool) -> Registry:
         registry.deactivated_at = None
     registry.updated_at = ctx.now
     ctx.uow.registries.save(registry)
+    ctx.registry = registry
     return registry
 
 
@@ -90,6 +94,7 @@ def delete(ctx: Ctx, *, hard: bool) -> Registry:
     registry = get(ctx)
     if hard:
         ctx.uow.registries.purge(ctx.project_id)
+        ctx.registry = None  # there is none now
         registry.activated = False
         registry.deactivated_at = ctx.now
         return registry
@@ -98,6 +103,7 @@ def delete(ctx: Ctx, *, hard: bool) -> Registry:
         registry.deactivated_at = ctx.now
         registry.updated_at = ctx.now
         ctx.uow.registries.save(registry)
+        ctx.registry = registry
     return registry
 
 

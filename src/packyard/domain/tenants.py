@@ -44,13 +44,14 @@ def _denied() -> PermissionDenied:
     return PermissionDenied("the principal has no access to this organization or project")
 
 
-def reach(uow: UnitOfWork, principal: Principal, org_id: str, project_id: str) -> None:
-    """Refuse unless the principal may act in the project of the path: the project is found only inside
-    the path's organization, which must be the principal's own, and it must be the principal's project
-    when the principal is project-scoped. The same refusal whether or not either exists."""
+def reach(principal: Principal, org_id: str, project_id: str, *, found: bool) -> None:
+    """Refuse unless the principal may act in the project of the path: the path's organization must be
+    the principal's own, the project must be the principal's when the principal is project-scoped, and
+    the project must exist inside the principal's organization (found: looked up there, with the
+    principal, storage/freshness.py). The same refusal whether or not either exists."""
     if principal.organization_id != org_id or (principal.project_id and principal.project_id != project_id):
         raise _denied()
-    if not uow.tenants.project_in(org_id, project_id):
+    if not found:
         raise _denied()
 
 

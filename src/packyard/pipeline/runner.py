@@ -31,11 +31,11 @@ from typing import Any
 import msgspec
 from sqlalchemy.engine import Connection
 
+from packyard.auth.service import principal_gone
 from packyard.domain import tenants
 from packyard.domain.context import Ctx
 from packyard.domain.errors import DomainError, PermissionDenied, Unauthenticated
 from packyard.domain.models import Principal
-from packyard.domain.ports import UnitOfWork
 from packyard.http.request import Request
 from packyard.http.routing import Access, Route
 from packyard.pipeline.cache import CacheKey, CheckBatch, Entry, Question, ReadCache
@@ -58,14 +58,10 @@ def bearer_token(request: Request) -> str:
     return token.strip()
 
 
-def authorize(principal: Principal, route: Route, org_id: str, project_id: str, uow: UnitOfWork | None) -> None:
-    """Tenancy (domain.tenants.reach: the project looked up inside the path's organization, which must be
-    the principal's), then the role. Without a unit of work (the read cache's hit path) the project's
-    organization was checked by the statement that read its stamp."""
-    if uow is not None:
-        tenants.reach(uow, principal, org_id, project_id)
-    elif principal.organization_id != org_id or (principal.project_id and principal.project_id != project_id):
-        raise PermissionDenied("the principal has no access to this organization or project")
+def authorize(principal: Principal, route: Route, org_id: str, project_id: str, *, found: bool) -> None:
+    """Tenancy (domain.tenants.reach: the path's organization must be the principal's, and found says
+    whether the project is there, as the statement that read the principal found it), then the role."""
+    tenants.reach(principal, org_id, project_id, found=found)
     if not principal.can(route.permission):
         raise PermissionDenied(
             f"the principal's role ({principal.role.value}) does not allow {route.operation_id.split('_')[-1]}"
@@ -191,15 +187,19 @@ class Runner:
         svc = self.services
 
         def work(conn: Connection) -> Done:
-            uow = SqlUnitOfWork(conn, svc.vault, project_id=project_id)
+            uow = SqlUnitOfWork(conn, svc.vault)
             now = svc.clock.now()
-            principal = svc.tokens.principal_for(uow, token, now)
-            authorize(principal, route, org_id, project_id, uow)
+            claims = svc.tokens.verify(uow, token, now)
+            # One statement: the principal, and inside its organization the project's stamp and registry.
+            found = uow.principal_with_project(claims.principal_id, project_id)
+            if found is None:
+                raise principal_gone()
+            principal = found.principal
+            authorize(principal, route, org_id, project_id, found=found.project_found)
             if refusal is not None:
                 raise refusal
-            read = uow.tenants.change_stamp(project_id) if stamp else None
-            ctx = Ctx(uow, svc.rules, now, org_id, project_id, principal)
-            return Done(step(ctx, command), ctx, principal, read)
+            ctx = Ctx(uow, svc.rules, now, org_id, project_id, principal, registry=found.registry)
+            return Done(step(ctx, command), ctx, principal, found.stamp if stamp else None)
 
         return work
 
@@ -210,8 +210,8 @@ class Runner:
         written = done.ctx
 
         def work(conn: Connection) -> Any:
-            uow = SqlUnitOfWork(conn, svc.vault, project_id=written.project_id)
-            return reread(dataclasses.replace(written, uow=uow), done.result)
+            # A fresh unit of work, and the registry as it is now (the write may have changed it).
+            return reread(dataclasses.replace(written, uow=SqlUnitOfWork(conn, svc.vault), registry=None), done.result)
 
         return await svc.db.read(work)
 
@@ -255,12 +255,14 @@ class Runner:
     def _cached_answer(
         self, cache: ReadCache, route: Route, request: Request, principal: Principal | None, stamp: int | None
     ) -> bytes | None:
-        """The end of both checks: the principal's access is refused here as on the ordinary path; a gone
-        principal or project, or no fresh entry, goes the ordinary way."""
+        """The end of both checks: the principal's access is refused here as on the ordinary path (a
+        project that is not inside the principal's organization has no stamp); a gone principal, or no
+        fresh entry, goes the ordinary way."""
         if principal is None:
             return None
-        authorize(principal, route, request.params.get("org", ""), request.params.get("project", ""), None)
-        if stamp is None:
+        params = request.params
+        authorize(principal, route, params.get("org", ""), params.get("project", ""), found=stamp is not None)
+        if stamp is None:  # pragma: no cover - reach refused it
             return None
         return cache.get(_cache_key(route, request, principal), stamp, self.services.clock.now())
 

@@ -44,11 +44,6 @@ class DatabaseUnavailable(Exception):
     """peek() could not get an answer from the database."""
 
 
-# Connection.info key: while a group runs, rows its units read alike and none of them changes (the
-# principal with its project's registry and stamp, see storage/repositories/principals.py), read once per group.
-GROUP_ROWS = "packyard.group_rows"
-
-
 class _UnitChangedRows(Exception):
     """A unit of a group without savepoints was refused after it had changed rows (see _run_group)."""
 
@@ -400,11 +395,7 @@ class Database:
         savepoints: bool,
     ) -> list[Outcome]:
         driver: Any = conn.connection.driver_connection
-        conn.info[GROUP_ROWS] = {}
-        try:
-            outcomes = Database._units(conn, driver, works, savepoints=savepoints)
-        finally:
-            conn.info.pop(GROUP_ROWS, None)
+        outcomes = Database._units(conn, driver, works, savepoints=savepoints)
         if finish is not None and any(o.error is None for o in outcomes):
             finish(conn)
         return outcomes

@@ -1,19 +1,78 @@
-"""The read cache's hit path (pipeline/cache.py): the token's principal and the project's change stamp,
-read by one statement outside any transaction (`principal_and_stamp`), or for many waiting requests at
-once on PostgreSQL (`AsyncStampReader`)."""
+"""What a request reads first, with the token's principal: whether the project of its path is there
+(inside the principal's organization) and the project's change stamp, by which the read cache
+(pipeline/cache.py) knows whether an answer it keeps still holds.
+
+- `principal_with_project`: inside a unit of work, the principal, the project's stamp and its registry
+  in one statement (SqlUnitOfWork.principal_with_project; the runner asks for it explicitly);
+- `principal_and_stamp`: the read cache's hit path, one statement outside any transaction;
+- `AsyncStampReader`: the hit path for many waiting requests at once, on PostgreSQL.
+
+A project of another organization than the principal's reads as missing (no stamp, no registry), which
+is how tenancy refuses it (domain.tenants.reach).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 
-from packyard.domain.models import Principal
+from packyard.domain.models import Principal, Registry
 from packyard.storage.db import Database, DatabaseUnavailable
-from packyard.storage.repositories.principals import PRINCIPAL_COLUMNS, principal_from
+from packyard.storage.raw import Raw
+from packyard.storage.repositories.principals import PRINCIPAL_COLUMNS, PrincipalRow, principal_from
+from packyard.storage.repositories.registries import REGISTRY_COLUMNS, registry_from
 
-# The stamp is read only inside the principal's own organization: a project of another organization
-# reads as missing (no stamp), and the request then goes the ordinary way, which refuses it.
+
+@dataclass(frozen=True, slots=True)
+class PrincipalWithProject:
+    """A token's principal and the project a request names, as one statement read them."""
+
+    principal: Principal
+    # The project's change stamp, read before any of the data a request then reads (so an answer is
+    # never older than its stamp); None: no such project inside the principal's organization.
+    stamp: int | None
+    registry: Registry | None  # the project's registry; None when it has none (or there is no project)
+
+    @property
+    def project_found(self) -> bool:
+        """Whether the project exists inside the principal's organization."""
+        return self.stamp is not None
+
+
+_PRINCIPAL_WITH_PROJECT = (
+    f"SELECT {', '.join('p.' + c for c in PRINCIPAL_COLUMNS.split(', '))}, "
+    "(SELECT change_stamp FROM project WHERE id = ? AND organization_id = p.organization_id) AS change_stamp, "
+    f"{', '.join(f'r.{c} AS registry_{c}' for c in REGISTRY_COLUMNS.split(', '))} "
+    "FROM principal p LEFT JOIN registry r ON r.project_id = ? AND r.organization_id = p.organization_id "
+    "WHERE p.id = ?"
+)
+_PRINCIPAL = f"SELECT {PRINCIPAL_COLUMNS} FROM principal WHERE id = ?"
+_WIDTH = len(PrincipalRow._fields)
+
+
+def principal_with_project(raw: Raw, principal_id: str, project_id: str) -> PrincipalWithProject | None:
+    """The principal, and in the same statement the project's change stamp and registry, inside the
+    principal's organization; None when the principal doesn't exist. project_id must be a well-formed
+    id (PostgreSQL's text refuses a NUL); for any other, call principal_alone."""
+    row = raw.first(_PRINCIPAL_WITH_PROJECT, (project_id, project_id, principal_id))
+    if row is None:
+        return None
+    stamp, registry = row[_WIDTH], row[_WIDTH + 1 :]
+    return PrincipalWithProject(
+        principal_from(tuple(row[:_WIDTH])),
+        None if stamp is None else int(stamp),
+        registry_from(registry) if registry[0] is not None else None,
+    )
+
+
+def principal_alone(raw: Raw, principal_id: str) -> PrincipalWithProject | None:
+    """The principal, with no project found: for a request whose project id is not a well-formed id."""
+    row = raw.first(_PRINCIPAL, (principal_id,))
+    return None if row is None else PrincipalWithProject(principal_from(tuple(row)), None, None)
+
+
 _PRINCIPAL_AND_STAMP = (
     f"SELECT {PRINCIPAL_COLUMNS}, (SELECT change_stamp FROM project "
     "WHERE id = ? AND organization_id = principal.organization_id) FROM principal WHERE id = ?"

@@ -9,7 +9,8 @@ from sqlalchemy.engine import Connection
 
 from packyard.auth.vault import Vault
 from packyard.ids import is_uuid
-from packyard.storage.prefetch import Prefetched
+from packyard.storage import freshness
+from packyard.storage.freshness import PrincipalWithProject
 from packyard.storage.raw import Raw
 from packyard.storage.repositories.buckets import SqlBuckets
 from packyard.storage.repositories.builds import SqlBuilds
@@ -47,22 +48,26 @@ class _once(Generic[T]):  # noqa: N801 - used as a decorator, like functools.cac
 class SqlUnitOfWork:
     """The repositories of one transaction, each made when first used (a request uses three or four)."""
 
-    def __init__(self, conn: Connection, vault: Vault | None = None, *, project_id: str = "") -> None:
-        """project_id: the project the request names, whose stamp and registry are then read along with
-        the principal."""
+    def __init__(self, conn: Connection, vault: Vault | None = None) -> None:
         self.conn = conn
         self._vault = vault
-        # Only a well-formed id is looked up (PostgreSQL's text refuses a NUL; tenancy refuses the rest).
-        self._prefetched = Prefetched(project_id) if project_id and is_uuid(project_id) else None
         self._raw = Raw(conn)
+
+    def principal_with_project(self, principal_id: str, project_id: str) -> PrincipalWithProject | None:
+        """A token's principal and, read with it in one statement, the project the request names: whether
+        it is there inside the principal's organization, its change stamp and its registry. None when the
+        principal doesn't exist. Every project-scoped request asks for this first (pipeline/runner.py)."""
+        if is_uuid(project_id):  # only a well-formed id is looked up; tenancy refuses the others
+            return freshness.principal_with_project(self._raw, principal_id, project_id)
+        return freshness.principal_alone(self._raw, principal_id)
 
     @_once
     def tenants(self) -> SqlTenants:
-        return SqlTenants(self.conn, self._prefetched, self._raw)
+        return SqlTenants(self.conn, self._raw)
 
     @_once
     def principals(self) -> SqlPrincipals:
-        return SqlPrincipals(self.conn, self._prefetched, self._raw)
+        return SqlPrincipals(self.conn, self._raw)
 
     @_once
     def signing_keys(self) -> SqlSigningKeys:
@@ -70,7 +75,7 @@ class SqlUnitOfWork:
 
     @_once
     def registries(self) -> SqlRegistries:
-        return SqlRegistries(self.conn, self._vault, self._prefetched, self._raw)
+        return SqlRegistries(self.conn, self._vault, self._raw)
 
     @_once
     def buckets(self) -> SqlBuckets:

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from packyard.storage.db import GROUP_ROWS, Database, Outcome, bump_stamps
+from packyard.storage.db import Database, Outcome, bump_stamps
 
 log = logging.getLogger("packyard.storage")
 
@@ -82,7 +82,6 @@ class WriteQueue:
 
             def bump(conn: Connection, projects: list[str] = projects) -> None:
                 bump_stamps(conn, projects)
-                conn.info.get(GROUP_ROWS, {}).clear()  # the stamps read with the principal are stale now
 
             try:
                 outcomes = self.db.run_many([work for work, _, _ in group], bump)

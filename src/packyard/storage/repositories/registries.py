@@ -10,7 +10,6 @@ from packyard.auth.vault import Vault, VaultError
 from packyard.domain.errors import AlreadyExists, FailedPrecondition
 from packyard.domain.models import Registry, Tier
 from packyard.storage.codecs import from_us, insert_new, opt_from_us, opt_to_us, to_us
-from packyard.storage.prefetch import Prefetched, forget_group_rows
 from packyard.storage.raw import Raw
 from packyard.storage.repositories import Repository
 
@@ -49,17 +48,10 @@ class SqlRegistries(Repository):
         self,
         conn: Connection,
         vault: Vault | None = None,
-        prefetched: Prefetched | None = None,
         raw: Raw | None = None,
     ) -> None:
         super().__init__(conn, raw)
         self.vault = vault
-        self.prefetched = prefetched
-
-    def _forget(self) -> None:
-        if self.prefetched is not None:
-            self.prefetched.registries.clear()
-        forget_group_rows(self.conn)
 
     def _vault(self) -> Vault:
         if self.vault is None:
@@ -80,17 +72,13 @@ class SqlRegistries(Repository):
             ) from None
 
     def set_hmac_key(self, project_id: str, key: str) -> None:
-        self._forget()
         self.raw.update("registry", {"hmac_key": self._vault().seal(key)}, "project_id", project_id)
 
     def get(self, project_id: str) -> Registry | None:
-        if self.prefetched is not None and project_id in self.prefetched.registries:
-            return self.prefetched.registries.pop(project_id)
         row = self.raw.first(f"SELECT {REGISTRY_COLUMNS} FROM registry WHERE project_id = ?", (project_id,))
         return registry_from(tuple(row)) if row is not None else None
 
     def add(self, registry: Registry) -> None:
-        self._forget()
         insert_new(
             self.raw,
             "registry",
@@ -106,11 +94,9 @@ class SqlRegistries(Repository):
         )
 
     def save(self, registry: Registry) -> None:
-        self._forget()
         self.raw.update("registry", _values(registry), "id", registry.id)
 
     def purge(self, project_id: str) -> None:
-        self._forget()
         # The bucket rows' foreign keys cascade to their iterations, builds, images and channels.
         self.raw.execute("DELETE FROM bucket WHERE project_id = ?", (project_id,))
         self.raw.execute("DELETE FROM registry WHERE project_id = ?", (project_id,))

@@ -4,14 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy.engine import Connection
-
 from packyard.domain.errors import AlreadyExists
 from packyard.domain.models import Organization, Project
-from packyard.ids import is_uuid
 from packyard.storage.codecs import from_us, insert_new, to_us
-from packyard.storage.prefetch import Prefetched
-from packyard.storage.raw import Raw
 from packyard.storage.repositories import Repository
 
 _PROJECT_COLUMNS = "id, organization_id, name, created_at"
@@ -26,10 +21,6 @@ def _project(row: Any) -> Project:
 
 
 class SqlTenants(Repository):
-    def __init__(self, conn: Connection, prefetched: Prefetched | None = None, raw: Raw | None = None) -> None:
-        super().__init__(conn, raw)
-        self.prefetched = prefetched
-
     def add_organization(self, org: Organization) -> None:
         insert_new(
             self.raw,
@@ -65,24 +56,6 @@ class SqlTenants(Repository):
             (project_id, organization_id),
         )
         return _project(row) if row else None
-
-    def project_in(self, organization_id: str, project_id: str) -> bool:
-        prefetched = self.prefetched
-        if prefetched is not None and prefetched.project_id == project_id and prefetched.checked_in is not None:
-            # read with the principal, inside the principal's organization (principals._PRINCIPAL_WITH_PROJECT)
-            return prefetched.found and prefetched.checked_in == organization_id
-        if not (is_uuid(organization_id) and is_uuid(project_id)):
-            return False
-        row = self.raw.first(
-            "SELECT 1 FROM project WHERE id = ? AND organization_id = ?", (project_id, organization_id)
-        )
-        return row is not None
-
-    def change_stamp(self, project_id: str) -> int | None:
-        if self.prefetched is not None and project_id in self.prefetched.stamps:
-            return self.prefetched.stamps.pop(project_id)
-        row = self.raw.first("SELECT change_stamp FROM project WHERE id = ?", (project_id,))
-        return int(row.change_stamp) if row else None
 
     def list_projects(self, organization_id: str) -> list[Project]:
         rows = self.raw.rows(
