@@ -82,3 +82,38 @@ def test_the_domain_imports_neither_http_nor_sql() -> None:
             )
             for module in modules:
                 assert not module.startswith(OUTSIDE), f"{path.name} imports {module}"
+
+
+STORAGE = DOMAIN.parent / "storage"
+NOT_FROM_STORAGE = ("packyard.auth", "packyard.http", "packyard.pipeline")
+
+
+def _imported(path: Path) -> list[str]:
+    """Every module a file imports, wherever in it the import statement stands."""
+    found: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module is not None and node.level == 0:
+            found += [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+    return found
+
+
+def test_storage_reaches_auth_http_and_the_pipeline_only_through_ports() -> None:
+    """Storage is given what it needs from auth (the vault, as a domain/ports.py Sealer) and imports
+    neither it nor the layers above."""
+    paths = sorted(STORAGE.rglob("*.py"))
+    assert any(p.name == "unit_of_work.py" for p in paths)
+    offending = [
+        f"{path.relative_to(STORAGE)} imports {module}"
+        for path in paths
+        for module in _imported(path)
+        if module.startswith(NOT_FROM_STORAGE)
+    ]
+    assert not offending, offending
+
+
+def test_the_storage_check_sees_an_import_inside_a_function(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text("def f():\n    from packyard.auth.vault import Vault\n    return Vault\n")
+    assert "packyard.auth.vault" in _imported(module)

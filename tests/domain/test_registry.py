@@ -3,17 +3,19 @@ holds, also after the operation itself changed it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import Connection
 
+from packyard.auth.vault import Vault
 from packyard.domain import registry
 from packyard.domain.context import Ctx
-from packyard.domain.errors import NotFound
+from packyard.domain.errors import FailedPrecondition, NotFound
 from packyard.domain.models import Registry, Tier
 from packyard.domain.rules import Rules
+from packyard.http.hcp_2021.words import WORDS
 from packyard.storage.db import Database
 from packyard.storage.unit_of_work import SqlUnitOfWork
 from tests.conftest import START, Backend
@@ -76,3 +78,23 @@ def test_create_reactivates_a_deactivated_registry_and_reads_it_so(db: Database,
         assert registry.require_active(ctx) == _stored(conn, backend)
 
     db.run(work, write=True)
+
+
+def test_a_key_sealed_under_another_secret_is_refused_in_each_trees_words(db: Database, backend: Backend) -> None:
+    """Storage keeps the key sealed by the vault it is given (a domain/ports.py Sealer); one that this
+    server's secret can't open is the domain's refusal, which each API tree words."""
+
+    def key_with(secret: str) -> Callable[[Connection], str]:
+        def work(conn: Connection) -> str:
+            ctx = Ctx(SqlUnitOfWork(conn, Vault(secret)), Rules(), START, backend.init.organization_id, project_id)
+            return registry.run_task_key(ctx, "validation")[1]
+
+        return work
+
+    project_id = backend.init.project_id
+    made = db.run(key_with("the old secret"), write=True)  # made on first use, sealed
+    assert db.run(key_with("the old secret"), write=False) == made
+    with pytest.raises(FailedPrecondition) as refused:
+        db.run(key_with("a new secret"), write=False)
+    assert refused.value.render(WORDS).endswith("regenerate it with PATCH .../runtasks/hmac")
+    assert refused.value.message.endswith("regenerate it with RegenerateTFCRunTaskHmacKey")

@@ -6,14 +6,13 @@ import ipaddress
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
 
 from packyard.auth import credentials as creds
 from packyard.auth import tokens
 from packyard.auth.vault import Vault
 from packyard.domain.errors import InvalidArgument, NotFound, Unauthenticated
 from packyard.domain.models import Principal, Role
-from packyard.domain.ports import UnitOfWork
+from packyard.domain.ports import FailureStore, UnitOfWork
 from packyard.ids import new_ulid
 
 
@@ -62,33 +61,6 @@ class Throttled(Exception):
     def __init__(self, retry_after: int) -> None:
         super().__init__(f"retry after {retry_after} s")
         self.retry_after = retry_after
-
-
-@dataclass(frozen=True, slots=True)
-class FailureCount:
-    failures: int
-    first_at: datetime
-    locked_until: datetime
-
-
-class FailureStore(Protocol):
-    """Where FailureThrottle keeps its counts: storage/repositories/token_failures.py, a table shared by
-    every process on the database. Keys are (source, client id); client id "" is the source's count over all ids."""
-
-    def read(self, source: str, client_id: str) -> dict[str, FailureCount]: ...
-    def add_failure(
-        self,
-        source: str,
-        client_id: str,
-        now: datetime,
-        *,
-        limit: int,
-        window: timedelta,
-        lockout: timedelta,
-        keep: timedelta,
-    ) -> None: ...
-    def clear(self, source: str, client_id: str) -> None: ...
-    def sweep(self, now: datetime) -> None: ...
 
 
 def source_key(host: str) -> str:

@@ -19,13 +19,14 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from packyard.domain.ports import SealError
 from packyard.files import FILE_MODE, SECRET_FILE, private_dir, tighten
 
 __all__ = ["SECRET_FILE", "Vault", "VaultError", "load_or_create_secret"]
 
 
-class VaultError(Exception):
-    pass
+class VaultError(SealError):
+    """The vault can't open a sealed value (or has no secret to work with)."""
 
 
 def load_or_create_secret(data_dir: Path) -> str:

@@ -49,6 +49,7 @@ class Term(StrEnum):
     # operations a message tells the client to call
     CREATE_REGISTRY = "create_registry"
     ACTIVATE_REGISTRY = "activate_registry"
+    REGENERATE_HMAC_KEY = "regenerate_hmac_key"
 
     @property
     def default(self) -> str:
@@ -61,6 +62,7 @@ _DEFAULTS = {
     Term.IMAGES_FIELD: "images",
     Term.CREATE_REGISTRY: "CreateRegistry",
     Term.ACTIVATE_REGISTRY: "UpdateRegistry (activate: true)",
+    Term.REGENERATE_HMAC_KEY: "RegenerateTFCRunTaskHmacKey",
 }
 
 Words = Mapping[Term, str]

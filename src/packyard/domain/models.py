@@ -231,3 +231,12 @@ class Job:
     rollback_channels: bool = False
     skip_descendants: bool = False
     state: str = "pending"
+
+
+@dataclass(frozen=True, slots=True)
+class FailureCount:
+    """Failed client authentications counted under one key of the token endpoint's throttle."""
+
+    failures: int
+    first_at: datetime
+    locked_until: datetime

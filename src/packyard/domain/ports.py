@@ -1,9 +1,10 @@
-"""The interfaces the domain needs from storage. storage/ implements them for SQLite and PostgreSQL."""
+"""The interfaces the domain (and auth) need from storage, which storage/ implements for SQLite and
+PostgreSQL, and the one storage needs from auth: a Sealer for the secrets it keeps but must read back."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from packyard.domain.models import (
@@ -12,6 +13,7 @@ from packyard.domain.models import (
     BuildStatus,
     Channel,
     ChannelAssignment,
+    FailureCount,
     Iteration,
     Job,
     Organization,
@@ -20,6 +22,20 @@ from packyard.domain.models import (
     Registry,
 )
 from packyard.domain.pagination import PageRequest
+
+
+class SealError(Exception):
+    """A sealed value that this server's secret can't open (the secret changed since it was sealed)."""
+
+
+class Sealer(Protocol):
+    """Seals the secrets storage keeps but must read back (the run-task HMAC keys). auth/vault.py's Vault
+    is the one there is; storage is handed it when its unit of work is made."""
+
+    def seal(self, plaintext: str) -> str: ...
+    def open(self, sealed: str) -> str:
+        """The plaintext of what seal() made; raises SealError when this server's secret can't open it."""
+        ...
 
 
 class Tenants(Protocol):
@@ -50,7 +66,8 @@ class Registries(Protocol):
     def add(self, registry: Registry) -> None: ...
     def save(self, registry: Registry) -> None: ...
     def hmac_key(self, project_id: str) -> str | None:
-        """The run-task HMAC key in clear (storage keeps it encrypted); None when there is none yet."""
+        """The run-task HMAC key in clear (storage keeps it sealed); None when there is none yet. Raises
+        SealError when this server's secret can't open it."""
 
     def set_hmac_key(self, project_id: str, key: str) -> None: ...
     def purge(self, project_id: str) -> None:
@@ -182,6 +199,27 @@ class Jobs(Protocol):
     def due(self, now: datetime, limit: int) -> list[Job]: ...
     def claim(self, job_id: str, now: datetime) -> bool:
         """Mark a pending job done; True for exactly one caller. The caller's transaction does the work."""
+
+
+class FailureStore(Protocol):
+    """Where the token endpoint's FailureThrottle (auth/service.py) keeps its counts: a table shared by
+    every process on the database. Keys are (source, client id); client id "" is the source's count over
+    all ids."""
+
+    def read(self, source: str, client_id: str) -> dict[str, FailureCount]: ...
+    def add_failure(
+        self,
+        source: str,
+        client_id: str,
+        now: datetime,
+        *,
+        limit: int,
+        window: timedelta,
+        lockout: timedelta,
+        keep: timedelta,
+    ) -> None: ...
+    def clear(self, source: str, client_id: str) -> None: ...
+    def sweep(self, now: datetime) -> None: ...
 
 
 class UnitOfWork(Protocol):

@@ -7,6 +7,7 @@ import secrets
 from packyard.domain.context import Ctx
 from packyard.domain.errors import AlreadyExists, FailedPrecondition, NotFound, Term
 from packyard.domain.models import Registry, Tier
+from packyard.domain.ports import SealError
 from packyard.ids import new_ulid
 
 DEFAULT_TIER = Tier.PLUS  # self-hosted: every feature is available
@@ -115,7 +116,14 @@ def run_task_key(ctx: Ctx, task_type: str) -> tuple[Registry, str]:
     if task_type not in RUN_TASK_TYPES:
         raise NotFound(f"there is no run task of type {task_type[:40]!r}; the only one is 'validation'")
     registry = get(ctx)
-    key = ctx.uow.registries.hmac_key(ctx.project_id)
+    try:
+        key = ctx.uow.registries.hmac_key(ctx.project_id)
+    except SealError:
+        raise FailedPrecondition(
+            "the run-task HMAC key can't be decrypted with this server's secret key "
+            "(PACKYARD_SECRET_KEY or <data dir>/secret.key changed); regenerate it with {regenerate_hmac_key}",
+            subject=Term.REGISTRY,
+        ) from None
     if key is None:
         key = new_hmac_key()
         ctx.uow.registries.set_hmac_key(ctx.project_id, key)

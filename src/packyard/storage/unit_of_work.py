@@ -7,7 +7,7 @@ from typing import Any, Generic, TypeVar, overload
 
 from sqlalchemy.engine import Connection
 
-from packyard.auth.vault import Vault
+from packyard.domain.ports import Sealer
 from packyard.ids import is_uuid
 from packyard.storage import freshness
 from packyard.storage.freshness import PrincipalWithProject
@@ -48,9 +48,11 @@ class _once(Generic[T]):  # noqa: N801 - used as a decorator, like functools.cac
 class SqlUnitOfWork:
     """The repositories of one transaction, each made when first used (a request uses three or four)."""
 
-    def __init__(self, conn: Connection, vault: Vault | None = None) -> None:
+    def __init__(self, conn: Connection, sealer: Sealer | None = None) -> None:
+        """sealer: what seals the secrets the registries keep (the server's Vault); a unit of work that
+        reads or writes no run-task HMAC key needs none."""
         self.conn = conn
-        self._vault = vault
+        self._sealer = sealer
         self._raw = Raw(conn)
 
     def principal_with_project(self, principal_id: str, project_id: str) -> PrincipalWithProject | None:
@@ -75,7 +77,7 @@ class SqlUnitOfWork:
 
     @_once
     def registries(self) -> SqlRegistries:
-        return SqlRegistries(self.conn, self._vault, self._raw)
+        return SqlRegistries(self.conn, self._sealer, self._raw)
 
     @_once
     def buckets(self) -> SqlBuckets:

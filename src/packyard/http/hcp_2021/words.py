@@ -25,4 +25,5 @@ WORDS: dict[Term, str] = {
     Term.CLOUD_PROVIDER: "cloud_provider",
     Term.CREATE_REGISTRY: "PUT .../registry",
     Term.ACTIVATE_REGISTRY: "UpdateRegistry (activate: true)",
+    Term.REGENERATE_HMAC_KEY: "PATCH .../runtasks/hmac",
 }

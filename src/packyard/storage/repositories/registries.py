@@ -1,4 +1,5 @@
-"""Each project's registry, and its sealed run-task HMAC key."""
+"""Each project's registry, and its run-task HMAC key, sealed by the Sealer (domain/ports.py) the unit of
+work was given."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from packyard.auth.vault import Vault, VaultError
-from packyard.domain.errors import AlreadyExists, FailedPrecondition
+from packyard.domain.errors import AlreadyExists
 from packyard.domain.models import Registry, Tier
+from packyard.domain.ports import Sealer
 from packyard.storage.codecs import from_us, insert_new, opt_from_us, opt_to_us, to_us
 from packyard.storage.raw import Raw
 from packyard.storage.repositories import Repository
@@ -47,32 +48,26 @@ class SqlRegistries(Repository):
     def __init__(
         self,
         conn: Connection,
-        vault: Vault | None = None,
+        sealer: Sealer | None = None,
         raw: Raw | None = None,
     ) -> None:
         super().__init__(conn, raw)
-        self.vault = vault
+        self.sealer = sealer
 
-    def _vault(self) -> Vault:
-        if self.vault is None:
+    def _sealer(self) -> Sealer:
+        if self.sealer is None:
             raise RuntimeError("this unit of work was opened without the server's vault")
-        return self.vault
+        return self.sealer
 
     def hmac_key(self, project_id: str) -> str | None:
         row = self.raw.first("SELECT hmac_key FROM registry WHERE project_id = ?", (project_id,))
         sealed = row.hmac_key if row is not None else None
         if not sealed:
             return None
-        try:
-            return self._vault().open(sealed)
-        except VaultError:
-            raise FailedPrecondition(
-                "the run-task HMAC key can't be decrypted with this server's secret key "
-                "(PACKYARD_SECRET_KEY or <data dir>/secret.key changed); regenerate it with PATCH .../runtasks/hmac"
-            ) from None
+        return self._sealer().open(sealed)  # SealError: the domain words the refusal
 
     def set_hmac_key(self, project_id: str, key: str) -> None:
-        self.raw.update("registry", {"hmac_key": self._vault().seal(key)}, "project_id", project_id)
+        self.raw.update("registry", {"hmac_key": self._sealer().seal(key)}, "project_id", project_id)
 
     def get(self, project_id: str) -> Registry | None:
         row = self.raw.first(f"SELECT {REGISTRY_COLUMNS} FROM registry WHERE project_id = ?", (project_id,))

@@ -1,4 +1,5 @@
-"""The token endpoint's failure counters (table token_failure), for auth/service.py's FailureThrottle.
+"""The token endpoint's failure counters (table token_failure): domain/ports.py FailureStore, for
+auth/service.py's FailureThrottle.
 
 Shared by every process on the database. Reads happen in the token request's own read transaction; the
 writes (a failure counted, a success clearing its pair's count) run in a write transaction of their own,
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from packyard.auth.service import FailureCount
+from packyard.domain.models import FailureCount
 from packyard.storage.codecs import from_us, to_us
 from packyard.storage.repositories import Repository
 
