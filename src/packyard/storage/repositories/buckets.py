@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from packyard.domain.errors import AlreadyExists
+from packyard.domain.errors import AlreadyExists, Term
 from packyard.domain.models import Bucket
 from packyard.domain.pagination import PageRequest
 from packyard.storage.codecs import from_us, insert_new, keyset, to_us
@@ -65,7 +65,12 @@ class SqlBuckets(Repository):
             "created_at": to_us(bucket.created_at),
             "updated_at": to_us(bucket.updated_at),
         }
-        insert_new(self.raw, "bucket", values, lambda: AlreadyExists(f"bucket {bucket.slug!r} already exists"))
+        insert_new(
+            self.raw,
+            "bucket",
+            values,
+            lambda: AlreadyExists("bucket {bucket!r} already exists", subject=Term.BUCKET, bucket=bucket.slug),
+        )
 
     def save(self, bucket: Bucket) -> None:
         values = {

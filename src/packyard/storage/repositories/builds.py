@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from packyard.domain.errors import AlreadyExists
+from packyard.domain.errors import AlreadyExists, Term
 from packyard.domain.models import Build, BuildStatus, Image, Iteration
 from packyard.domain.pagination import PageRequest
 from packyard.storage.codecs import from_us, insert_new, keyset, to_us
@@ -204,7 +204,10 @@ class SqlBuilds(Repository):
             "build",
             values,
             lambda: AlreadyExists(
-                f"iteration {build.iteration_id} already has a build for component_type {build.component_type!r}"
+                "{iteration} {id} already has a build for component_type {component!r}",
+                subject=Term.BUILD,
+                id=build.iteration_id,
+                component=build.component_type,
             ),
         )
         self._write_images(build, replace=False)

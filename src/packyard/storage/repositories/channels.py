@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from packyard.domain.errors import AlreadyExists
+from packyard.domain.errors import AlreadyExists, Term
 from packyard.domain.models import Channel, ChannelAssignment
 from packyard.domain.pagination import PageRequest
 from packyard.storage.codecs import from_us, insert_new, keyset, opt_from_us, opt_to_us, to_us
@@ -97,7 +97,12 @@ class SqlChannels(Repository):
                 "created_at": to_us(channel.created_at),
                 **_values(channel),
             },
-            lambda: AlreadyExists(f"bucket {channel.bucket_slug!r} already has a channel {channel.slug!r}"),
+            lambda: AlreadyExists(
+                "bucket {bucket!r} already has a channel {slug!r}",
+                subject=Term.CHANNEL,
+                bucket=channel.bucket_slug,
+                slug=channel.slug,
+            ),
         )
 
     def save(self, channel: Channel) -> None:

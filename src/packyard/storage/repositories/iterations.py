@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from packyard.domain.errors import AlreadyExists
+from packyard.domain.errors import AlreadyExists, Term
 from packyard.domain.models import BuildStatus, Iteration, RevocationType, TemplateType
 from packyard.domain.pagination import PageRequest
 from packyard.storage.codecs import from_us, insert_new, keyset, opt_from_us, opt_to_us, to_us
@@ -183,7 +183,10 @@ class SqlIterations(Repository):
             "iteration",
             values,
             lambda: AlreadyExists(
-                f"bucket {it.bucket_slug!r} already has an iteration with fingerprint {it.fingerprint!r}"
+                "{iteration} fingerprint {fingerprint!r} already exists in bucket {bucket!r}",
+                subject=Term.ITERATION,
+                fingerprint=it.fingerprint,
+                bucket=it.bucket_slug,
             ),
         )
 

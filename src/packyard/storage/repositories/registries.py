@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from packyard.domain.errors import AlreadyExists
+from packyard.domain.errors import AlreadyExists, Term
 from packyard.domain.models import Registry, Tier
 from packyard.domain.ports import Sealer
 from packyard.storage.codecs import from_us, insert_new, opt_from_us, opt_to_us, to_us
@@ -85,7 +85,9 @@ class SqlRegistries(Repository):
                 "created_at": to_us(registry.created_at),
                 **_values(registry),
             },
-            lambda: AlreadyExists(f"project {registry.project_id} already has a registry"),
+            lambda: AlreadyExists(
+                "project {project} already has a registry", subject=Term.REGISTRY, project=registry.project_id
+            ),
         )
 
     def save(self, registry: Registry) -> None:
