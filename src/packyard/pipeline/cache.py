@@ -53,6 +53,11 @@ class ReadCache:
         self._bytes = 0
         self.hits = 0
 
+    @property
+    def size_bytes(self) -> int:
+        """The bytes of the answers held (at most max_bytes)."""
+        return self._bytes
+
     def holds(self, question: Question) -> bool:
         """Whether any role's answer to the question is kept; when none is, a request need not pay for
         the check (one statement) before taking the ordinary path."""

@@ -24,12 +24,11 @@ from packyard.jobs import run_due_jobs
 from packyard.pipeline.cache import CheckBatch
 from packyard.storage import schema
 from packyard.storage.db import Database
+from tests.api.test_roles import new_principal
 from tests.conftest import START, Backend, Env, close_env, make_env
 from tests.contract.validator import SwaggerContract
 from tests.support.client import ApiClient, error, ok
 from tests.support.packer import publish
-
-from .test_roles import new_principal
 
 
 def cache_hits(env: Env) -> int:
@@ -256,7 +255,7 @@ def test_the_cache_is_bounded_in_bytes(tmp_path: Path, backend: Backend, contrac
             ok(c.get(c.p("/images/web/iterations"), params={"pagination.page_size": 1 + n % 100}))
         cache = env.app.runner.cache
         assert cache is not None
-        assert 0 < cache._bytes <= 64 * 1024
+        assert 0 < cache.size_bytes <= 64 * 1024
     finally:
         close_env(env, backend)
 
