@@ -38,8 +38,8 @@ project = sa.Table(
     sa.Column("organization_id", Id, sa.ForeignKey("organization.id", ondelete="CASCADE"), nullable=False),
     sa.Column("name", Text, nullable=False),
     sa.Column("created_at", Time, nullable=False),
-    # Bumped by every transaction that changes the project's data (http/app.py, jobs.py), so that a
-    # process can tell with one read whether what it cached for the project still holds (http/cache.py).
+    # Bumped by every transaction that changes the project's data (storage/db.py bump_stamps), so that a
+    # process can tell with one read whether what it cached for the project still holds (pipeline/cache.py).
     sa.Column("change_stamp", sa.BigInteger, nullable=False, server_default="0"),
     sa.Index("ix_project_organization", "organization_id", "created_at"),
 )
