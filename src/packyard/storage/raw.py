@@ -1,10 +1,10 @@
-"""Hot reads on the driver connection itself, inside the same transaction as the rest of the request.
+"""SQL text on the driver connection itself, inside the same transaction as the rest of the request: the
+one idiom every repository writes its statements in (storage/repositories/__init__.py says why).
 
 SQLAlchemy Core builds and compiles a statement for every call, which costs more than SQLite takes to
-answer it. The few queries that every `packer build` and `terraform plan` makes (the principal, the
-project's registry, the bucket, the channel, the iteration and its builds) are written here once as SQL
-text and run on the DBAPI connection. Rows keep attribute access, so the repositories map them the same
-way as Core rows.
+answer it; here a statement is a string with `?` placeholders (made `%s` for psycopg), run on the DBAPI
+connection, its rows namedtuples with attribute access. UPDATE and INSERT texts are made from a table's
+column names (packyard's own, never input), UPDATEs once per shape.
 """
 
 from __future__ import annotations
