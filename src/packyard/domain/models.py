@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 
 class BuildStatus(StrEnum):
@@ -143,6 +144,23 @@ class Build:
     source_build_ulid: str = ""
     labels: dict[str, str] = field(default_factory=dict)
     images: list[Image] = field(default_factory=list)
+    # What the client says about the run (Packer and plugin versions, OS, VCS, CI), kept as it came.
+    metadata: dict[str, Any] | None = None
+
+
+class IterationStatus(StrEnum):
+    """How an iteration looks from a channel's history (domain/status.py). Computed, never stored; each
+    API tree's wire module words it (2021-04-30: ITERATION_REVOKED, ...)."""
+
+    UNSET = "unset"
+    RUNNING = "running"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+    REVOKED = "revoked"
+    REVOCATION_SCHEDULED = "revocation_scheduled"
+    ACTIVE = "active"
+    # Builds exist, none failed, cancelled or running, yet not all are DONE (Packer left some out).
+    INCOMPLETE = "incomplete"
 
 
 @dataclass(slots=True)
@@ -171,19 +189,7 @@ class Iteration:
     # Filled by the services that return iterations; not stored.
     has_descendants: bool = False
     revoked_ancestor: Iteration | None = None
-
-
-class IterationStatus(StrEnum):
-    """How an iteration looks from a channel's history (domain/status.py). Computed, never stored; each
-    API tree's wire module words it (2021-04-30: ITERATION_REVOKED, ...)."""
-
-    UNSET = "unset"
-    RUNNING = "running"
-    CANCELLED = "cancelled"
-    FAILED = "failed"
-    REVOKED = "revoked"
-    REVOCATION_SCHEDULED = "revocation_scheduled"
-    ACTIVE = "active"
+    status: IterationStatus = IterationStatus.UNSET  # domain/status.py, at the request's time
 
 
 @dataclass(slots=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from packyard.domain.models import (
     Bucket,
@@ -161,6 +161,9 @@ class Builds(Protocol):
         ...
 
     def delete(self, build_id: str) -> None: ...
+    def metadata(self, build_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The stored metadata of those builds that have any (read apart: few answers show it)."""
+        ...
 
 
 class Channels(Protocol):

@@ -156,6 +156,9 @@ build = sa.Table(
     sa.Column("created_at", Time, nullable=False),
     sa.Column("updated_at", Time, nullable=False),
     sa.Column("heartbeat_at", Time, nullable=False),
+    # What the client said about the run (2023-01-01's build metadata), as it came; read only where
+    # an answer shows it, never with the build's other columns.
+    sa.Column("metadata", sa.JSON, nullable=True),
     sa.UniqueConstraint("iteration_id", "component_type", name="uq_build_iteration_component"),
     sa.Index("ix_build_project", "project_id", "id"),
     # Descendants are found by source and always within one project; both columns, so the planner uses it.

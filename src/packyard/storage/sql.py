@@ -985,7 +985,18 @@ class SqlBuilds(_Repository):
             "labels": build.labels,
             "updated_at": to_us(build.updated_at),
             "heartbeat_at": to_us(build.heartbeat_at),
+            # None: not read or not changed (no API clears it), so what is stored stays.
+            **({"metadata": build.metadata} if build.metadata is not None else {}),
         }
+
+    def metadata(self, build_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        if not build_ids:
+            return {}
+        rows = self.raw.rows(
+            f"SELECT id, metadata FROM build WHERE id IN ({in_list(len(build_ids))}) AND metadata IS NOT NULL",
+            list(build_ids),
+        )
+        return {r.id: dict(as_json(r.metadata)) for r in rows}
 
     def _write_images(self, build: Build, *, replace: bool) -> None:
         if replace:
