@@ -40,6 +40,7 @@ PARAM_VALUES = {
     "bucket_name": "b",
     "fingerprint": "f",
     "channel_name": "b",
+    "sbom_name": "s",
 }
 
 

@@ -42,6 +42,7 @@ PARAMETERS = {
     "bucket_name": "bucket",
     "fingerprint": "fingerprint",
     "channel_name": "channel",
+    "sbom_name": "sbom",
 }
 
 PRINCIPALS = ["org-admin", "org-contributor", "org-viewer", "project-admin"]

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from packyard.domain.models import BuildStatus, TemplateType, Tier
+from packyard.domain.models import BuildStatus, SbomFormat, TemplateType, Tier
 
 IDENTIFIERS = ("iteration_id", "fingerprint", "incremental_version")
 
@@ -220,6 +220,24 @@ class NewBuild:
 @dataclass(frozen=True, slots=True)
 class BuildName:
     build_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class NewSbom:
+    """An SBOM for a build: `content` is the zstd-compressed document, already read and found to be
+    `format` with at least one package (the decode step's work); `size` its decompressed length."""
+
+    build: BuildRef
+    name: str
+    format: SbomFormat
+    content: bytes
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class SbomName:
+    build: BuildRef
+    name: str
 
 
 # ---- channels

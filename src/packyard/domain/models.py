@@ -39,6 +39,19 @@ class Tier(StrEnum):
     PLUS = "PLUS"
 
 
+class RunTaskBehaviour(StrEnum):
+    """What the Terraform run task does with an image packyard doesn't know (stored text)."""
+
+    UNSET = ""
+    FAIL = "FAIL"
+    WARN = "WARN"
+
+
+class SbomFormat(StrEnum):
+    SPDX = "SPDX"
+    CYCLONEDX = "CYCLONEDX"
+
+
 class Role(StrEnum):
     ADMIN = "admin"
     CONTRIBUTOR = "contributor"
@@ -220,6 +233,21 @@ class ChannelAssignment:
     iteration_version: int = 0
     author_id: str = ""
     status: IterationStatus = IterationStatus.UNSET
+
+
+@dataclass(slots=True)
+class Sbom:
+    """A software bill of materials a build uploaded while it ran: the document (SPDX or CycloneDX JSON),
+    kept zstd-compressed as it came, with its decompressed size."""
+
+    id: str
+    build_id: str
+    project_id: str
+    name: str
+    format: SbomFormat
+    size: int
+    created_at: datetime
+    content: bytes = b""  # left empty by listings
 
 
 @dataclass(slots=True)

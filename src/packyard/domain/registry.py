@@ -5,8 +5,8 @@ from __future__ import annotations
 import secrets
 
 from packyard.domain.context import Ctx
-from packyard.domain.errors import AlreadyExists, FailedPrecondition, NotFound, Term
-from packyard.domain.models import Registry, Tier
+from packyard.domain.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Term
+from packyard.domain.models import Registry, RunTaskBehaviour, Tier
 from packyard.ids import new_ulid
 
 DEFAULT_TIER = Tier.PLUS  # self-hosted: every feature is available
@@ -125,3 +125,17 @@ def regenerate_hmac_key(ctx: Ctx) -> str:
 
 def new_hmac_key() -> str:
     return secrets.token_urlsafe(48)
+
+
+def run_task_behaviour(ctx: Ctx) -> RunTaskBehaviour:
+    """What the Terraform run task does with an image packyard doesn't track (both API trees share it)."""
+    get(ctx)
+    return ctx.uow.registries.run_task_behaviour(ctx.project_id)
+
+
+def set_run_task_behaviour(ctx: Ctx, behaviour: RunTaskBehaviour) -> RunTaskBehaviour:
+    require_active(ctx)
+    if behaviour is RunTaskBehaviour.UNSET:
+        raise InvalidArgument("on_untracked_image must be FAIL or WARN")
+    ctx.uow.registries.set_run_task_behaviour(ctx.project_id, behaviour)
+    return behaviour

@@ -12,6 +12,8 @@ from packyard.http.hcp_2023 import builds as builds_2023
 from packyard.http.hcp_2023 import channels as channels_2023
 from packyard.http.hcp_2023 import registry as registry_2023
 from packyard.http.hcp_2023 import runtasks as runtasks_2023
+from packyard.http.hcp_2023 import sboms as sboms_2023
+from packyard.http.hcp_2023 import search as search_2023
 from packyard.http.hcp_2023 import versions as versions_2023
 from packyard.http.public import PUBLIC_ROUTES
 from packyard.http.resource_manager import ROUTES as RESOURCE_MANAGER_ROUTES
@@ -38,6 +40,8 @@ HCP_2023_ROUTES: list[Route] = [
     *channels_2023.ROUTES,
     *ancestry_2023.ROUTES,
     *runtasks_2023.ROUTES,
+    *sboms_2023.ROUTES,
+    *search_2023.ROUTES,
 ]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 import psycopg
 import sqlalchemy as sa
@@ -29,6 +29,7 @@ from packyard.domain.models import (
     Registry,
     RevocationType,
     Role,
+    RunTaskBehaviour,
     TemplateType,
     Tier,
 )
@@ -37,6 +38,9 @@ from packyard.ids import is_uuid
 from packyard.storage import schema as t
 from packyard.storage.db import GROUP_ROWS, Database, DatabaseUnavailable
 from packyard.storage.raw import Raw, as_json, in_list
+
+if TYPE_CHECKING:
+    from packyard.storage.sboms import SqlSboms
 
 T = TypeVar("T")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -448,6 +452,15 @@ class SqlRegistries(_Repository):
         self._forget()
         self.conn.execute(
             t.registry.update().where(t.registry.c.project_id == project_id).values(hmac_key=self._vault().seal(key))
+        )
+
+    def run_task_behaviour(self, project_id: str) -> RunTaskBehaviour:
+        row = self.raw.first("SELECT run_task_on_untracked FROM registry WHERE project_id = ?", (project_id,))
+        return RunTaskBehaviour(row.run_task_on_untracked) if row is not None else RunTaskBehaviour.UNSET
+
+    def set_run_task_behaviour(self, project_id: str, behaviour: RunTaskBehaviour) -> None:
+        self.raw.execute(
+            "UPDATE registry SET run_task_on_untracked = ? WHERE project_id = ?", (behaviour.value, project_id)
         )
 
     def get(self, project_id: str) -> Registry | None:
@@ -949,6 +962,20 @@ class SqlBuilds(_Repository):
                 )
         return builds
 
+    def with_artifact(
+        self, project_id: str, external_identifier: str, platform: str, region: str, page: PageRequest
+    ) -> list[Build]:
+        """The project's builds with an image of that id (and of that region and build platform, when
+        given), with all their images, in the page's order."""
+        image = t.image.c
+        match = sa.select(image.id).where(image.build_id == t.build.c.id, image.image_id == external_identifier)
+        if region:
+            match = match.where(image.region == region)
+        stmt = sa.select(t.build).where(t.build.c.project_id == project_id, match.exists())
+        if platform:
+            stmt = stmt.where(t.build.c.cloud_provider == platform)
+        return self._attach_images([self._build(r) for r in self.conn.execute(keyset(stmt, self.COLUMNS, page))])
+
     def derived_from_bucket(self, project_id: str, bucket_id: str) -> list[Build]:
         # Two steps, each driven by an index, so that neither database can start from this bucket's
         # (possibly millions of) iterations: the builds of every bucket's latest iteration that name a
@@ -1294,3 +1321,9 @@ class SqlUnitOfWork:
     @_once
     def jobs(self) -> SqlJobs:
         return SqlJobs(self.conn, self._raw)
+
+    @_once
+    def sboms(self) -> SqlSboms:
+        from packyard.storage.sboms import SqlSboms  # noqa: PLC0415 - sboms.py imports this module's codecs
+
+        return SqlSboms(self.conn, self._raw)

@@ -191,3 +191,28 @@ def test_publish_errors_are_the_codes_packer_branches_on(env: Env) -> None:
     ok(c.post(c.p23("/buckets/base/versions/f1/builds"), json=build))
     error(c.post(c.p23("/buckets/base/versions/f1/builds"), json=build), 6, 409)
     error(c.get(c.p23("/enforced_blocks/bucket/nope")), 5, 404)
+
+
+def test_search_external_artifact_finds_the_build_of_an_ami(env: Env) -> None:
+    c = env.client
+    v1 = publish_2023(c, "ubuntu", "fp-1")
+    publish_2023(c, "debian", "fp-9", components=("amazon-ebs.east",))  # the same AMI id, another bucket
+    search = c.p23("/_search/external_artifact")
+    found = ok(c.post(search, json={"external_identifier": "ami-west"}))["artifacts"]
+    assert len(found) == 1
+    assert found[0]["bucket"]["name"] == "ubuntu"
+    assert found[0]["version"]["id"] == v1["id"]
+    assert found[0]["version"]["name"] == "v1"
+    assert found[0]["version"]["status"] == "VERSION_ACTIVE"
+    assert found[0]["build"]["component_type"] == "amazon-ebs.west"
+    both = ok(c.post(search, json={"external_identifier": "ami-east", "region": "us-east-1", "platform": "aws"}))
+    assert sorted(a["bucket"]["name"] for a in both["artifacts"]) == ["debian", "ubuntu"]
+    paged = ok(c.post(search, json={"external_identifier": "ami-east"}, params={"pagination.page_size": "1"}))
+    assert len(paged["artifacts"]) == 1
+    token = paged["pagination"]["next_page_token"]
+    rest = ok(c.post(search, json={"external_identifier": "ami-east"}, params={"pagination.next_page_token": token}))
+    assert {paged["artifacts"][0]["bucket"]["name"], rest["artifacts"][0]["bucket"]["name"]} == {"debian", "ubuntu"}
+    assert ok(c.post(search, json={"external_identifier": "ami-east", "region": "eu-west-1"}))["artifacts"] == []
+    assert ok(c.post(search, json={"external_identifier": "ami-east", "platform": "gce"}))["artifacts"] == []
+    error(c.post(search, json={}), 3, 400)
+    error(c.post(search, json={"external_identifier": "x" * 2000}), 3, 400)

@@ -74,3 +74,15 @@ def test_ancestry_in_2023_words(env: Env) -> None:
     assert by_number["total_count"] == 1
     error(c.get(c.p23("/buckets/app/ancestry"), params={"type": "SIDEWAYS"}), 3, 400)
     error(c.get(c.p23("/buckets/nope/ancestry")), 5, 404)
+
+
+def test_run_task_config(env: Env) -> None:
+    c = env.client
+    assert ok(c.get(c.p23("/runtasks/config"))) == {}, "unset until set"
+    assert ok(c.patch(c.p23("/runtasks/config"), json={"on_untracked_image": "WARN"})) == {"on_untracked_image": "WARN"}
+    assert ok(c.get(c.p23("/runtasks/config"))) == {"on_untracked_image": "WARN"}
+    assert ok(c.patch(c.p23("/runtasks/config"), json={"on_untracked_image": 1})) == {"on_untracked_image": "FAIL"}
+    error(c.patch(c.p23("/runtasks/config"), json={"on_untracked_image": "UNSET"}), 3, 400)
+    error(c.patch(c.p23("/runtasks/config"), json={"on_untracked_image": "MAYBE"}), 3, 400)
+    error(c.patch(c.p23("/runtasks/config"), json={}), 3, 400)
+    assert ok(c.get(c.p23("/runtasks/config"))) == {"on_untracked_image": "FAIL"}

@@ -25,8 +25,9 @@ def route(
     *,
     write: bool | None = None,
     cache: bool = False,
+    body_limit: str | None = None,
 ) -> Route:
-    """A 2023-01-01 operation; `cache` as in hcp_2021.common.route."""
+    """A 2023-01-01 operation; `cache` as in hcp_2021.common.route, `body_limit` as Route's."""
     return Route(
         method,
         PREFIX + path,
@@ -37,6 +38,7 @@ def route(
         cache=cache,
         api=API,
         words=WORDS,
+        body_limit=body_limit,
     )
 
 
