@@ -59,6 +59,10 @@ class Registries(Protocol):
         """The run-task HMAC key in clear (storage keeps it encrypted); None when there is none yet."""
 
     def set_hmac_key(self, project_id: str, key: str) -> None: ...
+    def for_run_task(self, run_task_api_id: str) -> Registry | None:
+        """The registry whose run-task URL carries that id (the URL names nothing else)."""
+        ...
+
     def run_task_behaviour(self, project_id: str) -> RunTaskBehaviour:
         """What the run task does with untracked images (read apart: only its config shows it)."""
         ...

@@ -116,6 +116,17 @@ def run_task_key(ctx: Ctx, task_type: str) -> tuple[Registry, str]:
     return registry, key
 
 
+def for_run_task(ctx: Ctx, run_task_api_id: str, task_type: str) -> tuple[Registry, str | None]:
+    """The registry a run-task URL names, and its current key (None until one is made). Used before any
+    tenant is known: the URL's id is the only name, and the caller checks the request's signature."""
+    if task_type not in RUN_TASK_TYPES or not run_task_api_id:
+        raise NotFound("there is no such run task")
+    registry = ctx.uow.registries.for_run_task(run_task_api_id)
+    if registry is None:
+        raise NotFound("there is no such run task")
+    return registry, ctx.uow.registries.hmac_key(registry.project_id)
+
+
 def regenerate_hmac_key(ctx: Ctx) -> str:
     require_active(ctx)
     key = new_hmac_key()

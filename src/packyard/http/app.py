@@ -82,6 +82,7 @@ class App:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
+                await self.services.settle(timeout=5.0)  # a run task's report, if one is on its way
                 await self.runner.aclose()
                 self.services.db.dispose()
                 await send({"type": "lifespan.shutdown.complete"})

@@ -80,6 +80,7 @@ registry = sa.Table(
     sa.Column("run_task_on_untracked", sa.String(16), nullable=False, server_default=""),
     sa.Column("created_at", Time, nullable=False),
     sa.Column("updated_at", Time, nullable=False),
+    sa.Index("ix_registry_run_task_api_id", "run_task_api_id"),
 )
 
 bucket = sa.Table(

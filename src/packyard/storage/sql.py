@@ -454,6 +454,10 @@ class SqlRegistries(_Repository):
             t.registry.update().where(t.registry.c.project_id == project_id).values(hmac_key=self._vault().seal(key))
         )
 
+    def for_run_task(self, run_task_api_id: str) -> Registry | None:
+        row = self.raw.first(f"SELECT {REGISTRY_COLUMNS} FROM registry WHERE run_task_api_id = ?", (run_task_api_id,))
+        return _registry_from(tuple(row)) if row is not None else None
+
     def run_task_behaviour(self, project_id: str) -> RunTaskBehaviour:
         row = self.raw.first("SELECT run_task_on_untracked FROM registry WHERE project_id = ?", (project_id,))
         return RunTaskBehaviour(row.run_task_on_untracked) if row is not None else RunTaskBehaviour.UNSET

@@ -1,4 +1,4 @@
-"""index images by external id
+"""lookup indexes: images by external id, registries by run-task id
 
 Revision ID: 0011
 Revises: 0010
@@ -18,8 +18,12 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("image", schema=None) as batch_op:
         batch_op.create_index("ix_image_image_id", ["image_id"], unique=False)
+    with op.batch_alter_table("registry", schema=None) as batch_op:
+        batch_op.create_index("ix_registry_run_task_api_id", ["run_task_api_id"], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("registry", schema=None) as batch_op:
+        batch_op.drop_index("ix_registry_run_task_api_id")
     with op.batch_alter_table("image", schema=None) as batch_op:
         batch_op.drop_index("ix_image_image_id")
