@@ -183,8 +183,80 @@ class Publisher:
         return bool(_expect(status, body, "GetIteration (final)")["iteration"].get("complete")), fingerprint
 
 
+METADATA = {
+    "packer": {"version": "1.15.3", "plugins": [{"name": "amazon", "version": "1.3.9"}], "os": {"type": "linux"}},
+    "vcs": {"type": "git", "details": {"commit": "0123456789abcdef", "has_uncommitted_changes": False}},
+}
+
+
+class Publisher2023(Publisher):
+    """The same `packer build` as Packer 1.15.3 sends it through 2023-01-01 (client-compatibility-2023.md
+    section B): GetBucket (CreateBucket on code 5, no write when unchanged), GetVersion by a new
+    fingerprint (code 10) then CreateVersion, ListBuilds, concurrent CreateBuild, GetEnforcedBlocksByBucket,
+    per build RUNNING then DONE with artifacts and metadata, and a final GetVersion named v<n>."""
+
+    async def publish(self, rng: random.Random) -> tuple[bool, str]:
+        slug = self.slug
+        fingerprint = uuid.UUID(int=rng.getrandbits(128)).hex[:32]
+        run_uuid = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        status, body = await self.call(0, "GET", f"/buckets/{slug}")
+        if status != 200:
+            _expect(status, body, "GetBucket", code=5)
+            status, body = await self.call(0, "PUT", "/buckets", {"name": slug, "description": f"{slug} images"})
+            _expect(status, body, "CreateBucket")
+        version = f"/buckets/{slug}/versions/{fingerprint}"
+        status, body = await self.call(0, "GET", version)
+        _expect(status, body, "GetVersion (new fingerprint)", code=10)
+        status, body = await self.call(
+            0, "POST", f"/buckets/{slug}/versions", {"fingerprint": fingerprint, "template_type": "HCL2"}
+        )
+        _expect(status, body, "CreateVersion")
+        status, body = await self.call(0, "GET", f"{version}/builds")
+        if _expect(status, body, "ListBuilds")["builds"]:
+            raise HttpError("ListBuilds of a new version returned builds")
+
+        async def create(n: int, component: str) -> str:
+            build: dict[str, Any] = {"component_type": component, "packer_run_uuid": run_uuid}
+            build |= {"status": "BUILD_UNSET", "artifacts": None}
+            status, body = await self.call(n, "POST", f"{version}/builds", build)
+            return str(_expect(status, body, "CreateBuild")["build"]["id"])
+
+        build_ids = await asyncio.gather(*[create(n, c) for n, c in enumerate(COMPONENT_TYPES)])
+        status, body = await self.call(0, "GET", f"/enforced_blocks/bucket/{slug}")
+        _expect(status, body, "GetEnforcedBlocksByBucket")
+
+        async def run(n: int, build_id: str) -> None:
+            _, provider, regions = COMPONENTS[n]
+            running = {"packer_run_uuid": run_uuid, "status": "BUILD_RUNNING", "artifacts": None}
+            status, body = await self.call(n, "PATCH", f"{version}/builds/{build_id}", running)
+            _expect(status, body, "UpdateBuild RUNNING")
+            done = {
+                "packer_run_uuid": run_uuid,
+                "platform": provider,
+                "labels": {"os": "ubuntu", "os_version": "22.04"},
+                "metadata": METADATA,
+                "status": "BUILD_DONE",
+                "artifacts": [
+                    {"external_identifier": f"{provider}-img-{rng.getrandbits(64):016x}", "region": r} for r in regions
+                ],
+            }
+            status, body = await self.call(n, "PATCH", f"{version}/builds/{build_id}", done)
+            _expect(status, body, "UpdateBuild DONE")
+
+        await asyncio.gather(*[run(n, b) for n, b in enumerate(build_ids)])
+        status, body = await self.call(0, "GET", version)
+        return _expect(status, body, "GetVersion (final)")["version"].get("name", "v0") != "v0", fingerprint
+
+
 async def _drive(
-    port: int, token: str, prefix: str, slugs: Sequence[str], publishers: int, seconds: float, max_publishes: int
+    port: int,
+    token: str,
+    prefix: str,
+    slugs: Sequence[str],
+    publishers: int,
+    seconds: float,
+    max_publishes: int,
+    kind: type[Publisher] = Publisher,
 ) -> PublishResult:
     result = PublishResult()
     all_conns: list[Connection] = []
@@ -194,7 +266,7 @@ async def _drive(
     async def one(k: int) -> None:
         conns = [Connection("127.0.0.1", port, token) for _ in COMPONENT_TYPES]
         all_conns.extend(conns)
-        publisher = Publisher(prefix, slugs[k % len(slugs)], conns, result)
+        publisher = kind(prefix, slugs[k % len(slugs)], conns, result)
         rng = random.Random(f"{k}-{time.time_ns()}")
         while time.monotonic() < deadline and result.complete + result.incomplete < max_publishes:
             begun = time.monotonic()
@@ -234,9 +306,13 @@ def run(
     publishers: int = 16,
     seconds: float = 10.0,
     max_publishes: int = 1_000_000,
+    api: str = "2021-04-30",
 ) -> PublishResult:
-    """Publish concurrently for `seconds` (publishes begun before then are finished and counted)."""
-    driver = _drive(port, token, prefix, slugs, publishers, seconds, max_publishes)
+    """Publish concurrently for `seconds` (publishes begun before then are finished and counted), as
+    Packer <= 1.10.0 does through 2021-04-30 or as Packer 1.15.3 does through 2023-01-01 (`api`); `prefix`
+    is that tree's project prefix."""
+    kind = Publisher2023 if api == "2023-01-01" else Publisher
+    driver = _drive(port, token, prefix, slugs, publishers, seconds, max_publishes, kind)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvicorn[standard] brings uvloop

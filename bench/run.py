@@ -18,6 +18,7 @@ from bench import publish, servers, verify, wrk
 from bench.seed import DatasetSpec, SeedResult, expected_rows, seed
 
 PREFIX = "/packer/2021-04-30/organizations/{org}/projects/{project}"
+PREFIX_2023 = "/packer/2023-01-01/organizations/{org}/projects/{project}"
 DEEP_WALK_PAGE = 1000  # the largest page the server allows: fewest requests to walk far down the list
 DEEP_WALK_BUDGET_S = 120.0
 PROBE_TIMEOUT_S = 600.0  # one request that takes longer than this is reported as no answer
@@ -37,6 +38,8 @@ class Workload:
 
 WORKLOADS = (
     Workload("get_channel", "GetChannel (production, 3 builds x 2 images)"),
+    # The same question through 2023-01-01 (Packer >= 1.10.1, terraform-provider-hcp >= 0.84).
+    Workload("get_channel_2023", "GetChannel 2023-01-01 (the same channel)"),
     Workload("get_iteration", "GetIteration by fingerprint"),
     Workload("get_bucket", "GetBucket"),
     Workload("list_iterations", "ListIterations, first page"),
@@ -44,6 +47,7 @@ WORKLOADS = (
     Workload("list_buckets", "ListBuckets, first page"),
     Workload("publish_one", "Packer publish, one worker (complete publishes/s)", read=False),
     Workload("publish", "Packer publish, --workers N (complete publishes/s)", read=False),
+    Workload("publish_one_2023", "Packer 1.15.3 publish (2023-01-01), one worker", read=False),
 )
 RAW = Workload("raw", "raw ASGI, fixed JSON (the ceiling)")
 
@@ -156,11 +160,15 @@ def _wrk(server: servers.Server, path: str, token: str, opts: Options) -> Measur
     return _best(runs)
 
 
-def _publish(server: servers.Server, token: str, prefix: str, slugs: list[str], opts: Options) -> Measurement:
+def _publish(
+    server: servers.Server, token: str, prefix: str, slugs: list[str], opts: Options, api: str = "2021-04-30"
+) -> Measurement:
     runs = []
     for _ in range(opts.repeat):
         _drain(server)
-        r = publish.run(server.port, token, prefix, slugs, publishers=opts.publishers, seconds=opts.publish_seconds)
+        r = publish.run(
+            server.port, token, prefix, slugs, publishers=opts.publishers, seconds=opts.publish_seconds, api=api
+        )
         errors = f"{len(r.errors)} failed publishes, first: {r.errors[0]}" if r.errors else ""
         if r.incomplete:
             errors = (errors + "; " if errors else "") + f"{r.incomplete} publishes ended incomplete"
@@ -269,6 +277,7 @@ def _run_size(
     say(f"  seeded in {seeded.seconds:.1f} s: {rows}")
     run = SizeRun(spec, seeded)
     prefix = PREFIX.format(org=creds["organization_id"], project=creds["project_id"])
+    prefix_2023 = PREFIX_2023.format(org=creds["organization_id"], project=creds["project_id"])
     hot = seeded.hot.slug
     assert seeded.hot.middle is not None
     paths = {
@@ -277,6 +286,7 @@ def _run_size(
         "get_bucket": f"{prefix}/images/{hot}",
         "list_iterations": f"{prefix}/images/{hot}/iterations",
         "list_buckets": f"{prefix}/images",
+        "get_channel_2023": f"{prefix_2023}/buckets/{hot}/channels/production",
     }
     with servers.packyard(data_dir, database_url, data_dir / "packyard.log") as server:
         token = servers.token(server.port, creds["client_id"], creds["client_secret"])
@@ -300,6 +310,9 @@ def _run_size(
                 continue  # on a server of its own, below
             if workload.key == "publish_one":
                 measured = _publish(server, token, prefix, [b.slug for b in seeded.buckets], opts)
+            elif workload.key == "publish_one_2023":
+                slugs = [b.slug for b in seeded.buckets]
+                measured = _publish(server, token, prefix_2023, slugs, opts, api="2023-01-01")
             else:
                 measured = _wrk(server, paths[workload.key], token, opts)
             run.results[workload.key] = measured

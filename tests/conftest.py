@@ -33,6 +33,7 @@ START = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 def contracts() -> list[SwaggerContract]:
     return [
         SwaggerContract.load(spec_dir() / "packer-service-2021-04-30.swagger.json"),
+        SwaggerContract.load(spec_dir() / "packer-service-2023-01-01.swagger.json"),
         SwaggerContract.load(spec_dir() / "resource-manager-2019-12-10.swagger.json"),
     ]
 
@@ -193,6 +194,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     lane = "postgresql" if os.environ.get("PACKYARD_TEST_POSTGRES_URL") else "sqlite"
     terminalreporter.write_line(f"packyard database lane: {lane}")
     if VALIDATED:
-        ops = ", ".join(f"{k.split('_', 1)[-1]}{sorted(v)}" for k, v in sorted(VALIDATED.items()))
-        terminalreporter.write_line(f"contract: {len(VALIDATED)} operations validated against the Swagger document")
-        terminalreporter.write_line(f"  {ops}")
+        for version in sorted({k.split(" ", 1)[0] for k in VALIDATED}):
+            mine = {k.split("_", 1)[-1]: v for k, v in VALIDATED.items() if k.startswith(version + " ")}
+            ops = ", ".join(f"{k}{sorted(v)}" for k, v in sorted(mine.items()))
+            terminalreporter.write_line(f"contract {version}: {len(mine)} operations validated against its document")
+            terminalreporter.write_line(f"  {ops}")

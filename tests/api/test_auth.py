@@ -30,7 +30,18 @@ FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 GO_FORM = b"grant_type=client_credentials&audience=https%3A%2F%2Fapi.hashicorp.cloud"
 TOKEN_PATHS = ["/oauth2/token", "/oauth/token"]
 ULID = "01HZZZZZZZZZZZZZZZZZZZZZZZ"
-PARAM_VALUES = {"bucket_slug": "b", "slug": "b", "iteration_id": ULID, "build_id": ULID, "task_type": "validation"}
+PARAM_VALUES = {
+    "bucket_slug": "b",
+    "slug": "b",
+    "iteration_id": ULID,
+    "build_id": ULID,
+    "task_type": "validation",
+    # 2023-01-01
+    "bucket_name": "b",
+    "fingerprint": "f",
+    "channel_name": "b",
+    "sbom_name": "s",
+}
 
 
 def go_basic(client_id: str, client_secret: str) -> str:

@@ -92,6 +92,7 @@ def test_all_operations_answer_in_the_published_shapes(env: Env, contracts: list
 
     operations = set(contracts[0].operations)
     assert len(operations) == 28
-    assert {op for op, statuses in VALIDATED.items() if 200 in statuses} >= operations
-    errored = {op for op, statuses in VALIDATED.items() if statuses - {200}}
+    seen = {key.split(" ", 1)[1]: statuses for key, statuses in VALIDATED.items() if key.startswith("2021-04-30 ")}
+    assert {op for op, statuses in seen.items() if 200 in statuses} >= operations
+    errored = {op for op, statuses in seen.items() if statuses - {200}}
     assert errored >= operations - {"PackerService_ListChannels"}, sorted(operations - errored)

@@ -38,6 +38,11 @@ PARAMETERS = {
     "build_id": "build",
     "slug": "channel",
     "task_type": "task",
+    # 2023-01-01
+    "bucket_name": "bucket",
+    "fingerprint": "fingerprint",
+    "channel_name": "channel",
+    "sbom_name": "sbom",
 }
 
 PRINCIPALS = ["org-admin", "org-contributor", "org-viewer", "project-admin"]
@@ -66,7 +71,7 @@ def calls(env: Env) -> list[Call]:
         head, sep, rest = route.template.partition("/projects/{project}")
         assert sep, f"{route.operation_id}: a project route outside .../projects/{{project}}"
         assert "{org}" in head, f"{route.operation_id}: a project route outside .../organizations/{{org}}"
-        if route.operation_id in OPERATIONS:
+        if route.api == "packer/2021-04-30" and route.operation_id in OPERATIONS:
             method, suffix, body, query = OPERATIONS[route.operation_id]
         else:
             method, body, query = route.method, ({} if route.method != "GET" else None), {}

@@ -13,6 +13,8 @@ import pytest
 from . import validator
 from .validator import (
     ALWAYS_PRESENT_ARRAYS,
+    ALWAYS_PRESENT_ENUMS,
+    ALWAYS_PRESENT_FIELDS,
     MEANINGFUL_ZERO_ENUMS,
     ContractViolation,
     SwaggerContract,
@@ -249,12 +251,16 @@ def test_load_refuses_a_non_swagger_document(tmp_path: pathlib.Path) -> None:
 
 
 def test_special_cases_name_real_definitions_and_arrays(packer: SwaggerContract) -> None:
+    packer_2023 = SwaggerContract.load(spec_dir() / "packer-service-2023-01-01.swagger.json")
+    definitions = {**packer.definitions, **packer_2023.definitions}
     for name, keys in ALWAYS_PRESENT_ARRAYS.items():
-        properties = packer.definitions[name]["properties"]
+        properties = definitions[name]["properties"]
         for key in keys:
             assert properties[key]["type"] == "array", f"{name}.{key}"
-    for name in MEANINGFUL_ZERO_ENUMS:
-        assert "enum" in packer.definitions[name], name
+    for name, keys in ALWAYS_PRESENT_FIELDS.items():
+        assert keys <= definitions[name]["properties"].keys(), name
+    for name in MEANINGFUL_ZERO_ENUMS | ALWAYS_PRESENT_ENUMS:
+        assert "enum" in definitions[name], name
 
 
 # ----------------------------------------------------------------------------------- matching

@@ -28,6 +28,7 @@ from typing import Any
 __all__ = [
     "ALWAYS_PRESENT_ARRAYS",
     "ALWAYS_PRESENT_ENUMS",
+    "ALWAYS_PRESENT_FIELDS",
     "MEANINGFUL_ZERO_ENUMS",
     "ContractViolation",
     "Operation",
@@ -49,6 +50,17 @@ ALWAYS_PRESENT_ARRAYS: Mapping[str, frozenset[str]] = {
     "hashicorp.cloud.packer.Build": frozenset({"images"}),
     "hashicorp.cloud.packer.LatestIterationBuild": frozenset({"images"}),
     "google.rpc.Status": frozenset({"details"}),
+    # 2023-01-01 (client-compatibility-2023.md section I: arrays the Go clients don't tag omitempty)
+    "hashicorp.cloud.packer_20230101.Bucket": frozenset({"platforms"}),
+    "hashicorp.cloud.packer_20230101.Version": frozenset({"builds"}),
+    "hashicorp.cloud.packer_20230101.Build": frozenset({"artifacts"}),
+}
+
+#: Other fields a client fails without (2023 contract, section I): terraform-provider-hcp dereferences a
+#: bucket's location, Packer judges a version's completion by its name.
+ALWAYS_PRESENT_FIELDS: Mapping[str, frozenset[str]] = {
+    "hashicorp.cloud.packer_20230101.Bucket": frozenset({"location", "resource_name"}),
+    "hashicorp.cloud.packer_20230101.Version": frozenset({"name", "fingerprint"}),
 }
 
 #: Enums whose proto zero value is a real answer: allowed when present.
@@ -57,11 +69,22 @@ MEANINGFUL_ZERO_ENUMS = frozenset(
         "hashicorp.cloud.packer.BuildStatus",
         "hashicorp.cloud.packer.BucketAncestry.Status",
         "hashicorp.cloud.packer.RegistryBillingDeprovision.Reason",
+        "hashicorp.cloud.packer_20230101.BuildStatus",
+        "hashicorp.cloud.packer_20230101.AncestryStatus",
+        "hashicorp.cloud.packer_20230101.RegistryBillingDeprovision.Reason",
+        "hashicorp.cloud.packer_20230101.SbomFormat",
     }
 )
 
 #: Properties typed with these enums must always be present (a build always has a status).
-ALWAYS_PRESENT_ENUMS = frozenset({"hashicorp.cloud.packer.BuildStatus"})
+ALWAYS_PRESENT_ENUMS = frozenset(
+    {
+        "hashicorp.cloud.packer.BuildStatus",
+        # Packer and the provider dereference a version's and a build's status (2023 contract, section I).
+        "hashicorp.cloud.packer_20230101.BuildStatus",
+        "hashicorp.cloud.packer_20230101.VersionStatus",
+    }
+)
 
 # Schema keywords this validator implements, and those it may safely ignore. Anything else
 # (allOf, pattern, minimum, ...) makes ``load`` fail rather than be silently skipped.
@@ -195,6 +218,11 @@ class SwaggerContract:
                     operation_id, method, template, spec.get("responses", {})
                 )
         self._check_schemas()
+
+    @property
+    def version(self) -> str:
+        """The document's API version (info.version): 2021-04-30, 2023-01-01, ..."""
+        return str(self.document.get("info", {}).get("version", ""))
 
     @classmethod
     def load(cls, path: str | pathlib.Path) -> SwaggerContract:
@@ -539,6 +567,7 @@ class _Checker:
         required = {key for key in schema.get("required", []) if isinstance(key, str)}
         if name is not None:
             required |= ALWAYS_PRESENT_ARRAYS.get(name, frozenset())
+            required |= ALWAYS_PRESENT_FIELDS.get(name, frozenset())
         for key, sub in schema.get("properties", {}).items():
             resolved, sub_name = self.contract.resolve(sub)
             if _schema_type(resolved) == "array" and (

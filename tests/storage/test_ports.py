@@ -31,6 +31,9 @@ from packyard.domain.models import (
     Registry,
     RevocationType,
     Role,
+    RunTaskBehaviour,
+    Sbom,
+    SbomFormat,
     TemplateType,
     Tier,
 )
@@ -96,12 +99,14 @@ def test_every_port_method_is_covered() -> None:
     "UnitOfWork.builds",
     "UnitOfWork.channels",
     "UnitOfWork.jobs",
+    "UnitOfWork.sboms",
 )
 def test_a_unit_of_work_makes_each_repository_once(store: Store) -> None:
-    names = ("tenants", "principals", "signing_keys", "registries", "buckets", "iterations", "builds", "channels")
+    names = [name for name, value in vars(ports.UnitOfWork).items() if isinstance(value, property)]
+    assert len(names) == 10
 
     def check(uow: SqlUnitOfWork) -> None:
-        for name in (*names, "jobs"):
+        for name in names:
             first = getattr(uow, name)
             assert getattr(uow, name) is first
             assert first.raw is uow.buckets.raw, "one Raw for all the repositories of a unit of work"
@@ -267,6 +272,19 @@ def test_the_run_task_key_is_kept_sealed(store: Store) -> None:
         store(lambda uow: uow.registries.hmac_key(store.project_id))
     store(lambda uow: uow.registries.set_hmac_key(store.project_id, "a new key"))  # regenerated
     assert store(lambda uow: uow.registries.hmac_key(store.project_id)) == "a new key"
+
+
+@covers("Registries.for_run_task", "Registries.run_task_behaviour", "Registries.set_run_task_behaviour")
+def test_the_run_task_of_a_registry(store: Store) -> None:
+    registry = store(lambda uow: uow.registries.get(store.project_id))
+    assert registry is not None
+    assert store(lambda uow: uow.registries.for_run_task(registry.run_task_api_id)) == registry
+    assert store(lambda uow: uow.registries.for_run_task(new_ulid())) is None
+    assert store(lambda uow: uow.registries.run_task_behaviour(store.project_id)) is RunTaskBehaviour.UNSET
+    store(lambda uow: uow.registries.set_run_task_behaviour(store.project_id, RunTaskBehaviour.WARN))
+    assert store(lambda uow: uow.registries.run_task_behaviour(store.project_id)) is RunTaskBehaviour.WARN
+    assert store(lambda uow: uow.registries.run_task_behaviour(new_uuid())) is RunTaskBehaviour.UNSET, "no registry"
+    assert store(lambda uow: uow.registries.get(store.project_id)) == registry, "read apart, written apart"
 
 
 # ---------------------------------------------------------------------------------------------- buckets
@@ -570,6 +588,67 @@ def test_builds_derived_from_a_bucket(store: Store) -> None:
     store(lambda uow: uow.buckets.set_latest(replace(app, latest_iteration_id=child.id)))
     assert store(lambda uow: uow.builds.derived_from_bucket(store.project_id, base.id)) == [replace(derived, images=[])]
     assert store(lambda uow: uow.builds.derived_from_bucket(store.project_id, app.id)) == []
+
+
+@covers("Builds.with_artifact", "Builds.metadata")
+def test_builds_by_artifact_and_their_metadata(store: Store) -> None:
+    iteration = store.iteration(store.bucket("web"), "f1")
+    aws = store.build(iteration, "a.aws", created=1, cloud="aws", images=2)  # ami-0 in region-0, ami-1 in region-1
+    gce = store.build(iteration, "a.gce", created=2, cloud="gce", images=1)  # ami-0 in region-0
+    store.build(store.iteration(store.bucket("api"), "f1"), "a.aws", cloud="aws")  # no image
+    other = Project(new_uuid(), store.organization_id, "other", at(0))
+    store(lambda uow: uow.tenants.add_project(other))
+    store.build(store.iteration(store.bucket("web", project_id=other.id), "f1"), "a.aws", cloud="aws", images=1)
+
+    def found(image_id: str, platform: str = "", region: str = "", request: PageRequest | None = None) -> list[str]:
+        wanted = request or page(10, *ASC)
+        builds = store(lambda uow: uow.builds.with_artifact(store.project_id, image_id, platform, region, wanted))
+        return [b.component_type for b in builds]
+
+    assert found("ami-0") == ["a.aws", "a.gce"], "only the project's"
+    assert found("ami-0", platform="gce") == ["a.gce"]
+    assert found("ami-0", region="region-1") == []
+    assert found("ami-1", region="region-1") == ["a.aws"]
+    assert found("ami-9") == []
+    assert found("ami-0", request=page(1, *ASC)) == ["a.aws", "a.gce"], "one row more than the page"
+    assert found("ami-0", request=page(1, *ASC, cursor=(aws.created_at, aws.id))) == ["a.gce"]
+    with_images = store(lambda uow: uow.builds.with_artifact(store.project_id, "ami-1", "", "", page(5, *ASC)))
+    assert with_images == [aws], "with all their images"
+
+    assert store(lambda uow: uow.builds.metadata([aws.id, gce.id])) == {}
+    told = {"packer": {"version": "1.11.0"}, "vcs": {"dirty": False}, "plugins": [{"name": "amazon"}]}
+    store(lambda uow: uow.builds.save(replace(gce, metadata=told), images_changed=False))
+    assert store(lambda uow: uow.builds.metadata([aws.id, gce.id])) == {gce.id: told}
+    store(lambda uow: uow.builds.save(replace(gce, labels={"x": "y"}), images_changed=False))  # metadata None
+    assert store(lambda uow: uow.builds.metadata([gce.id])) == {gce.id: told}, "None leaves what is stored"
+    assert store(lambda uow: uow.builds.metadata([])) == {}
+
+
+# ---------------------------------------------------------------------------------------------- SBOMs
+
+
+@covers("Sboms.add", "Sboms.for_build", "Sboms.get", "Sboms.get_by_id")
+def test_sboms_round_trip(store: Store) -> None:
+    build = store.build(store.iteration(store.bucket("web"), "f1"), "a.b")
+    assert store(lambda uow: uow.sboms.for_build(build.id)) == []
+
+    def sbom(name: str, created: float) -> Sbom:
+        content = bytes([0x28, 0xB5, 0x2F, 0xFD, 0, len(name)])  # stored as it came, NUL included
+        return Sbom(new_ulid(), build.id, store.project_id, name, SbomFormat.SPDX, 1234, at(created), content)
+
+    second, first = sbom("second", 2), sbom("first", 1)
+    store(lambda uow: uow.sboms.add(second))
+    store(lambda uow: uow.sboms.add(first))
+    assert store(lambda uow: uow.sboms.for_build(build.id)) == [
+        replace(first, content=b""),
+        replace(second, content=b""),
+    ], "oldest first, without their content"
+    assert store(lambda uow: uow.sboms.get(build.id, "first")) == first
+    assert store(lambda uow: uow.sboms.get(build.id, "third")) is None
+    assert store(lambda uow: uow.sboms.get_by_id(second.id)) == second
+    assert store(lambda uow: uow.sboms.get_by_id(new_ulid())) is None
+    duplicate = refused(lambda: store(lambda uow: uow.sboms.add(replace(first, id=new_ulid()))))
+    assert duplicate.render(WORDS) == f"build {build.id} already has an SBOM named 'first'"
 
 
 # ---------------------------------------------------------------------------------------------- channels

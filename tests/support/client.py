@@ -11,7 +11,8 @@ import httpx
 
 from tests.contract.validator import SwaggerContract
 
-# Operation ids whose responses the suite has validated, with the statuses seen (reported at the end).
+# Operations whose responses the suite has validated, with the statuses seen (reported at the end), by
+# "<document version> <operation id>": HashiCorp's operation ids are the same in 2021-04-30 and 2023-01-01.
 VALIDATED: dict[str, set[int]] = {}
 
 
@@ -38,6 +39,10 @@ class ApiClient:
     def p(self, path: str) -> str:
         return self.prefix + path
 
+    def p23(self, path: str) -> str:
+        """A 2023-01-01 path of the client's project."""
+        return f"/packer/2023-01-01/organizations/{self.org_id}/projects/{self.project_id}{path}"
+
     def validate(self, method: str, path: str, response: httpx.Response) -> None:
         for contract in self.contracts:
             op = contract.match(method, path)
@@ -45,7 +50,7 @@ class ApiClient:
                 continue
             assert response.headers["content-type"] == "application/json"
             contract.validate_response(op.operation_id, response.status_code, response.json())
-            VALIDATED.setdefault(op.operation_id, set()).add(response.status_code)
+            VALIDATED.setdefault(f"{contract.version} {op.operation_id}", set()).add(response.status_code)
             return
 
     async def arequest(

@@ -13,7 +13,7 @@ from packyard.domain.errors import AlreadyExists, InvalidArgument, NotFound
 from packyard.domain.latest import create_managed_channel
 from packyard.domain.models import Bucket, Iteration
 from packyard.domain.pagination import Kind, Page, PageRequest, SortField, attribute_key, make_page, page_request
-from packyard.domain.status import refresh_statuses
+from packyard.domain.status import fill_status, refresh_statuses
 from packyard.ids import new_ulid
 
 SORTABLE = {"slug": Kind.STR, "created_at": Kind.TIME, "updated_at": Kind.TIME}
@@ -37,6 +37,7 @@ def _views(ctx: Ctx, buckets: Sequence[Bucket], *, with_ancestry: bool = False) 
         iteration = latest.get(bucket.latest_iteration_id or "")
         if iteration is not None:
             iteration.builds = refresh_statuses(ctx, builds.get(iteration.id, []))
+            fill_status(ctx, [iteration])
         view = BucketView(bucket, iteration)
         if with_ancestry:
             view.parents_status = ancestry.summarize(ancestry.parents(ctx, bucket, iteration))
@@ -84,6 +85,12 @@ def get(ctx: Ctx, slug: str, bucket_id: str = "") -> BucketView:
     if bucket_id and check.ulid(bucket_id, "bucket_id") != bucket.id:
         raise NotFound(f"bucket {slug!r} does not have id {bucket_id}")
     return _views(ctx, [bucket], with_ancestry=True)[0]
+
+
+def require(ctx: Ctx, slug: str) -> Bucket:
+    """The bucket of that slug, or NotFound: for operations about a bucket that answer nothing of it."""
+    registries.get(ctx)
+    return lookup.bucket(ctx, slug)
 
 
 def list_(

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from packyard.domain import lookup
 from packyard.domain import registry as registries
 from packyard.domain import validation as check
-from packyard.domain.commands import BuildChanges, ImageInput, IterationRef
+from packyard.domain.commands import BuildChanges, BuildRef, ImageInput, IterationRef, VersionRef
 from packyard.domain.context import Ctx
 from packyard.domain.errors import FailedPrecondition, InvalidArgument, NotFound, Term
 from packyard.domain.latest import refresh_latest
@@ -68,6 +68,8 @@ def _apply(ctx: Ctx, build: Build, changes: BuildChanges) -> bool:
         build.source_iteration_id = check.ulid(changes.source_iteration_id, "{source_iteration_id}")
     if changes.labels is not None:
         build.labels = check.labels(changes.labels, "labels", limits)
+    if changes.metadata is not None:
+        build.metadata = check.document(changes.metadata, "metadata", limits.max_metadata_bytes)
     images_changed = False
     if changes.images is not None:
         _validate_images(ctx, changes.images)
@@ -127,12 +129,16 @@ def _iteration_of_bucket(ctx: Ctx, bucket_slug: str, iteration_id: str, *, for_u
     return iteration
 
 
-def create(ctx: Ctx, bucket_slug: str, iteration_id: str, changes: BuildChanges) -> Build:
+def create(ctx: Ctx, bucket_slug: str, iteration_id: str, changes: BuildChanges, *, fingerprint: str = "") -> Build:
+    """A new build of the bucket's iteration of that id, or (given a fingerprint) of that fingerprint."""
     if not changes.component_type:
         raise InvalidArgument("{component_type} is required", subject=Term.COMPONENT_TYPE)
     check.text(changes.component_type, "{component_type}", ctx.rules.limits.max_field_length)
     registries.require_active(ctx)
-    iteration = _iteration_of_bucket(ctx, bucket_slug, iteration_id, for_update=True)
+    if fingerprint:
+        iteration = lookup.version(ctx, VersionRef(bucket_slug, fingerprint), for_update=True)
+    else:
+        iteration = _iteration_of_bucket(ctx, bucket_slug, iteration_id, for_update=True)
     _writable_iteration(ctx, iteration)
     if iteration.complete:
         raise FailedPrecondition(
@@ -155,13 +161,54 @@ def create(ctx: Ctx, bucket_slug: str, iteration_id: str, changes: BuildChanges)
     return build
 
 
-def get(ctx: Ctx, build_id: str) -> Build:
+def with_metadata(ctx: Ctx, builds: list[Build]) -> list[Build]:
+    """Fill the builds' stored metadata (a read of its own: only 2023-01-01's build answers show it)."""
+    stored = ctx.uow.builds.metadata([b.id for b in builds if b.metadata is None])
+    for build in builds:
+        if build.metadata is None:
+            build.metadata = stored.get(build.id)
+    return builds
+
+
+def _missing_build(ctx: Ctx, build_id: str, within: VersionRef | None) -> NotFound:
+    if within is None:
+        return NotFound(f"build {build_id} does not exist in project {ctx.project_id}")
+    return NotFound(
+        "build {id} does not exist in the {iteration} of bucket {bucket!r} with fingerprint {fingerprint!r}",
+        subject=Term.ITERATION,
+        id=build_id,
+        bucket=within.bucket_slug,
+        fingerprint=within.fingerprint,
+    )
+
+
+def _check_within(ctx: Ctx, iteration: Iteration, build_id: str, within: VersionRef | None) -> None:
+    """A build named inside an iteration (2023-01-01's paths) must be of that bucket and fingerprint."""
+    if within is not None and (
+        iteration.bucket_slug != within.bucket_slug or iteration.fingerprint != within.fingerprint
+    ):
+        lookup.version(ctx, within)  # a missing bucket or iteration is named as such
+        raise _missing_build(ctx, build_id, within)
+
+
+def get(ctx: Ctx, build_id: str, *, within: VersionRef | None = None) -> Build:
     registries.get(ctx)
     build = ctx.uow.builds.get(ctx.project_id, check.ulid(build_id, "build_id"))
     if build is None:
-        raise NotFound(f"build {build_id} does not exist in project {ctx.project_id}")
+        if within is not None:
+            lookup.version(ctx, within)
+        raise _missing_build(ctx, build_id, within)
+    if within is not None:
+        iteration = ctx.uow.iterations.get_in_project(ctx.project_id, build.iteration_id)
+        if iteration is None:
+            raise _missing_build(ctx, build_id, within)
+        _check_within(ctx, iteration, build_id, within)
     refresh_statuses(ctx, [build])
-    return build
+    return with_metadata(ctx, [build])[0]
+
+
+def in_version(ctx: Ctx, ref: BuildRef) -> Build:
+    return get(ctx, ref.build_id, within=ref.version)
 
 
 def list_(
@@ -173,9 +220,15 @@ def list_(
     next_token: str,
     previous_token: str,
     order_by: Sequence[str],
+    fingerprint: str = "",
+    metadata: bool = False,
 ) -> Page[Build]:
+    """The builds of the bucket's iteration of that id, or (given a fingerprint) of that fingerprint."""
     registries.get(ctx)
-    iteration = _iteration_of_bucket(ctx, bucket_slug, iteration_id, for_update=False)
+    if fingerprint:
+        iteration = lookup.version(ctx, VersionRef(bucket_slug, fingerprint))
+    else:
+        iteration = _iteration_of_bucket(ctx, bucket_slug, iteration_id, for_update=False)
     limits = ctx.rules.limits
     request = page_request(
         size=page_size,
@@ -190,18 +243,23 @@ def list_(
     rows = ctx.uow.builds.for_iteration(iteration.id, request)
     page = make_page(rows, request, attribute_key)
     refresh_statuses(ctx, page.items)
+    if metadata:
+        with_metadata(ctx, page.items)
     return page
 
 
-def update(ctx: Ctx, build_id: str, changes: BuildChanges) -> Build:
+def update(ctx: Ctx, build_id: str, changes: BuildChanges, *, within: VersionRef | None = None) -> Build:
     registries.require_active(ctx)
     build_id = check.ulid(build_id, "build_id")
     # Locked, the iteration first: every change to its builds is serialized through it, so that two
     # builds finishing at once can't both miss that the other one is DONE.
     found = ctx.uow.builds.for_change(ctx.project_id, build_id)
     if found is None:
-        raise NotFound(f"build {build_id} does not exist in project {ctx.project_id}")
+        if within is not None:
+            lookup.version(ctx, within)
+        raise _missing_build(ctx, build_id, within)
     iteration, build = found
+    _check_within(ctx, iteration, build_id, within)
     _writable_iteration(ctx, iteration)
     if build.status is BuildStatus.DONE:
         raise FailedPrecondition(f"build {build.id} ({build.component_type}) is DONE and can't be changed")
@@ -210,15 +268,18 @@ def update(ctx: Ctx, build_id: str, changes: BuildChanges) -> Build:
     images_changed = _apply(ctx, build, changes)
     ctx.uow.builds.save(build, images_changed=images_changed, had_images=had_images)
     complete_if_done(ctx, iteration, build)
-    return build
+    return with_metadata(ctx, [build])[0]
 
 
-def delete(ctx: Ctx, build_id: str) -> None:
+def delete(ctx: Ctx, build_id: str, *, within: VersionRef | None = None) -> None:
     registries.require_active(ctx)
     build_id = check.ulid(build_id, "build_id")
     iteration = ctx.uow.iterations.of_build(ctx.project_id, build_id, for_update=True)
     if iteration is None:
-        raise NotFound(f"build {build_id} does not exist in project {ctx.project_id}")
+        if within is not None:
+            lookup.version(ctx, within)
+        raise _missing_build(ctx, build_id, within)
+    _check_within(ctx, iteration, build_id, within)
     _writable_iteration(ctx, iteration)
     if iteration.complete:
         raise FailedPrecondition(

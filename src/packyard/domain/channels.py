@@ -19,7 +19,7 @@ from packyard.domain.models import (
     Iteration,
 )
 from packyard.domain.pagination import Kind, Page, SortField, attribute_key, make_page, page_request
-from packyard.domain.status import effective_status, is_revoked, iteration_status, refresh_statuses
+from packyard.domain.status import effective_status, fill_status, is_revoked, iteration_status, refresh_statuses
 from packyard.ids import new_ulid
 
 HISTORY_ORDER = (SortField("created_at", descending=True),)
@@ -65,6 +65,7 @@ def _with_iteration(ctx: Ctx, channels: Sequence[Channel]) -> list[Channel]:
     for it in iterations.values():
         it.builds = refresh_statuses(ctx, builds.get(it.id, []))
     revocation.decorate(ctx, list(iterations.values()))
+    fill_status(ctx, list(iterations.values()))
     for channel in channels:
         channel.iteration = iterations.get(channel.iteration_id or "")
     return list(channels)
@@ -158,6 +159,35 @@ def update(
     if assign:
         record_assignment(ctx, channel, target)
     return _with_iteration(ctx, [channel])[0]
+
+
+@dataclass(slots=True)
+class Copied:
+    source: Channel
+    target: Channel
+
+
+def copy(ctx: Ctx, bucket_slug: str, *, source: str, target: str) -> Copied:
+    """Point the target channel at what the source channel points to (nothing, when it points to
+    nothing). The managed channel can't be a target; a revoked or incomplete version can't be copied."""
+    registries.require_active(ctx)
+    bucket = lookup.bucket(ctx, bucket_slug)
+    if not source or not target:
+        raise InvalidArgument("both a source and a target channel are required")
+    origin = lookup.channel(ctx, bucket, source)
+    channel = lookup.channel(ctx, bucket, target, for_update=True)
+    if channel.managed:
+        raise FailedPrecondition(
+            "channel {slug!r} is managed by packyard: it follows the newest complete {iteration}",
+            subject=Term.ITERATION,
+            slug=channel.slug,
+        )
+    iteration = None
+    if origin.iteration_id:
+        iteration = _assignable(ctx, _lookup(ctx, bucket, IterationRef(iteration_id=origin.iteration_id)))
+    record_assignment(ctx, channel, iteration)
+    both = _with_iteration(ctx, [origin, channel])
+    return Copied(both[0], both[1])
 
 
 def delete(ctx: Ctx, bucket_slug: str, slug: str) -> None:

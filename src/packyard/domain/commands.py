@@ -8,8 +8,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
-from packyard.domain.models import BuildStatus, TemplateType, Tier
+from packyard.domain.models import BuildStatus, SbomFormat, TemplateType, Tier
 
 IDENTIFIERS = ("iteration_id", "fingerprint", "incremental_version")
 
@@ -66,6 +67,7 @@ class BuildChanges:
     source_iteration_id: str = ""
     source_channel_id: str = ""
     component_type: str = ""
+    metadata: Mapping[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -162,6 +164,7 @@ class IterationChange:
     iteration_id: str
     changes: IterationChanges
     bucket_slug: str = ""  # when given, the iteration must be of this bucket
+    fingerprint: str = ""  # instead of the id: the bucket's iteration of this fingerprint
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +172,38 @@ class IterationDeletion:
     iteration_id: str
     bucket_slug: str = ""
     rollback_channels: bool = False
+    fingerprint: str = ""  # instead of the id: the bucket's iteration of this fingerprint
+
+
+@dataclass(frozen=True, slots=True)
+class VersionRef:
+    """An iteration named as 2023-01-01 names it: its bucket and its fingerprint."""
+
+    bucket_slug: str
+    fingerprint: str
+
+
+@dataclass(frozen=True, slots=True)
+class BuildRef:
+    """A build inside the iteration its bucket and fingerprint name."""
+
+    version: VersionRef
+    build_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class BuildListing:
+    bucket_slug: str
+    iteration_id: str
+    page: PageQuery
+    fingerprint: str = ""  # instead of the id: the bucket's iteration of this fingerprint
+
+
+@dataclass(frozen=True, slots=True)
+class BuildChange:
+    build_id: str
+    changes: BuildChanges
+    within: VersionRef | None = None  # the build must be of this bucket's iteration of this fingerprint
 
 
 # ---- builds
@@ -179,6 +214,7 @@ class NewBuild:
     bucket_slug: str
     iteration_id: str
     changes: BuildChanges
+    fingerprint: str = ""  # instead of the id: the bucket's iteration of this fingerprint
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,16 +223,21 @@ class BuildName:
 
 
 @dataclass(frozen=True, slots=True)
-class BuildListing:
-    bucket_slug: str
-    iteration_id: str
-    page: PageQuery
+class NewSbom:
+    """An SBOM for a build: `content` is the zstd-compressed document, already read and found to be
+    `format` with at least one package (the decode step's work); `size` its decompressed length."""
+
+    build: BuildRef
+    name: str
+    format: SbomFormat
+    content: bytes
+    size: int
 
 
 @dataclass(frozen=True, slots=True)
-class BuildChange:
-    build_id: str
-    changes: BuildChanges
+class SbomName:
+    build: BuildRef
+    name: str
 
 
 # ---- channels
@@ -236,6 +277,15 @@ class ChannelChange:
     ref: IterationRef
     restricted: bool | None = None
     fields: frozenset[ChannelField] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelCopy:
+    """Point the target channel where the source channel points."""
+
+    bucket_slug: str
+    source: str
+    target: str
 
 
 @dataclass(frozen=True, slots=True)

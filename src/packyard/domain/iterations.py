@@ -9,15 +9,15 @@ from datetime import timedelta
 from packyard.domain import lookup, revocation
 from packyard.domain import registry as registries
 from packyard.domain import validation as check
-from packyard.domain.builds import complete_if_done
+from packyard.domain.builds import complete_if_done, with_metadata
 from packyard.domain.channels import unassign_deleted
-from packyard.domain.commands import IterationChanges, IterationRef
+from packyard.domain.commands import IterationChanges, IterationRef, VersionRef
 from packyard.domain.context import Ctx
 from packyard.domain.errors import Aborted, FailedPrecondition, InvalidArgument, Term
 from packyard.domain.latest import refresh_latest
 from packyard.domain.models import BuildStatus, Iteration, TemplateType
 from packyard.domain.pagination import Kind, Page, SortField, attribute_key, make_page, page_request
-from packyard.domain.status import effective_status, is_revoked, refresh_statuses
+from packyard.domain.status import effective_status, fill_status, is_revoked, iteration_status, refresh_statuses
 from packyard.ids import new_ulid
 
 SORTABLE = {
@@ -38,6 +38,7 @@ class ListedIteration:
 def _with_builds(ctx: Ctx, iteration: Iteration) -> Iteration:
     iteration.builds = refresh_statuses(ctx, ctx.uow.builds.for_iteration(iteration.id))
     revocation.decorate(ctx, [iteration])
+    fill_status(ctx, [iteration])
     return iteration
 
 
@@ -61,14 +62,20 @@ def create(ctx: Ctx, bucket_slug: str, *, fingerprint: str, template_type: Templ
     return iteration
 
 
-def get(ctx: Ctx, bucket_slug: str, *, iteration_id: str, fingerprint: str, version: int) -> Iteration:
+def get(
+    ctx: Ctx, bucket_slug: str, *, iteration_id: str, fingerprint: str, version: int, metadata: bool = False
+) -> Iteration:
+    """`metadata`: with the builds' metadata too (2023-01-01's GetVersion shows it)."""
     registries.get(ctx)
     ref = IterationRef(iteration_id, fingerprint, version)
     iteration = lookup.iteration_in_bucket(ctx, bucket_slug, ref)
     if iteration is None:
         # Code 10 (ABORTED), not 5: Packer creates the iteration only after this answer.
         raise lookup.missing(bucket_slug, ref, Aborted)
-    return _with_builds(ctx, iteration)
+    _with_builds(ctx, iteration)
+    if metadata:
+        with_metadata(ctx, iteration.builds)
+    return iteration
 
 
 def list_(
@@ -79,7 +86,10 @@ def list_(
     next_token: str,
     previous_token: str,
     order_by: Sequence[str],
+    with_builds: bool = False,
 ) -> Page[ListedIteration]:
+    """A page of the bucket's iterations, each with its builds' statuses (and, `with_builds`, its
+    builds: 2023-01-01 lists versions whole)."""
     registries.get(ctx)
     bucket = lookup.bucket(ctx, bucket_slug)
     limits = ctx.rules.limits
@@ -96,13 +106,15 @@ def list_(
     page = make_page(ctx.uow.iterations.page(bucket.id, request), request, attribute_key)
     states = ctx.uow.iterations.build_states([i.id for i in page.items]) if page.items else {}
     revocation.decorate(ctx, page.items)
-    listed = [
-        ListedIteration(
-            it,
-            {component: effective_status(ctx, status, beat) for component, status, beat in states.get(it.id, [])},
-        )
-        for it in page.items
-    ]
+    if with_builds and page.items:
+        builds = ctx.uow.builds.for_iterations([i.id for i in page.items])
+        for it in page.items:
+            it.builds = refresh_statuses(ctx, builds.get(it.id, []))
+    listed = []
+    for it in page.items:
+        statuses = {component: effective_status(ctx, status, beat) for component, status, beat in states.get(it.id, [])}
+        it.status = iteration_status(ctx, it, list(statuses.values()))
+        listed.append(ListedIteration(it, statuses))
     return Page(listed, page.next_token, page.previous_token)
 
 
@@ -113,7 +125,17 @@ class UpdateResult:
     scheduled: bool = False
 
 
-def update(ctx: Ctx, iteration_id: str, changes: IterationChanges, *, bucket_slug: str = "") -> UpdateResult:
+def _named(ctx: Ctx, iteration_id: str, bucket_slug: str, fingerprint: str) -> Iteration:
+    """The iteration to change, locked: by id (in the bucket, when one is given) or by bucket and
+    fingerprint (2023-01-01's address)."""
+    if fingerprint:
+        return lookup.version(ctx, VersionRef(bucket_slug, fingerprint), for_update=True)
+    return lookup.iteration_by_id(ctx, iteration_id, bucket_slug=bucket_slug, for_update=True)
+
+
+def update(
+    ctx: Ctx, iteration_id: str, changes: IterationChanges, *, bucket_slug: str = "", fingerprint: str = ""
+) -> UpdateResult:
     registries.require_active(ctx)
     if changes.revoke_at is not None and changes.revoke_after is not None:
         raise InvalidArgument("a revocation takes a time or a delay, not both")
@@ -124,7 +146,7 @@ def update(ctx: Ctx, iteration_id: str, changes: IterationChanges, *, bucket_slu
     if revoking:
         when = changes.revoke_at if changes.revoke_at is not None else ctx.now + (changes.revoke_after or timedelta())
         check.text(changes.revocation_message, "revocation_message", ctx.rules.limits.max_description_length)
-    iteration = lookup.iteration_by_id(ctx, iteration_id, bucket_slug=bucket_slug, for_update=True)
+    iteration = _named(ctx, iteration_id, bucket_slug, fingerprint)
     result = UpdateResult(iteration)
     if changes.restore:
         revocation.restore(ctx, iteration)
@@ -155,11 +177,11 @@ def update(ctx: Ctx, iteration_id: str, changes: IterationChanges, *, bucket_slu
     return result
 
 
-def delete(ctx: Ctx, iteration_id: str, *, bucket_slug: str, rollback_channels: bool) -> None:
+def delete(ctx: Ctx, iteration_id: str, *, bucket_slug: str, rollback_channels: bool, fingerprint: str = "") -> None:
     registries.require_active(ctx)
     if bucket_slug:
         check.slug(bucket_slug)
-    iteration = lookup.iteration_by_id(ctx, iteration_id, bucket_slug=bucket_slug, for_update=True)
+    iteration = _named(ctx, iteration_id, bucket_slug, fingerprint)
     if rollback_channels:
         revocation.roll_back(ctx, [iteration.id])
     unassign_deleted(ctx, iteration)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from packyard.domain import validation as check
-from packyard.domain.commands import IterationRef
+from packyard.domain.commands import IterationRef, VersionRef
 from packyard.domain.context import Ctx
 from packyard.domain.errors import DomainError, InvalidArgument, NotFound, Term
 from packyard.domain.models import Bucket, Channel, Iteration, Permission
@@ -102,4 +102,14 @@ def iteration_by_id(ctx: Ctx, iteration_id: str, *, bucket_slug: str = "", for_u
         raise NotFound(
             "{iteration} {id} does not exist in {where}", subject=Term.ITERATION, id=iteration_id, where=where
         )
+    return found
+
+
+def version(ctx: Ctx, ref: VersionRef, *, for_update: bool = False, error: type[DomainError] = NotFound) -> Iteration:
+    """The iteration a bucket and a fingerprint name (as 2023-01-01 addresses it); a missing bucket is
+    NotFound, a missing iteration `error` (GetVersion's is ABORTED, since Packer creates it after)."""
+    named = IterationRef(fingerprint=ref.fingerprint)
+    found = iteration_in_bucket(ctx, ref.bucket_slug, named, for_update=for_update)
+    if found is None:
+        raise missing(ref.bucket_slug, named, error)
     return found

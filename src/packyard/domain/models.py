@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 
 class BuildStatus(StrEnum):
@@ -36,6 +37,19 @@ class Tier(StrEnum):
     PRIVATE_BETA = "PRIVATE_BETA"
     STANDARD = "STANDARD"
     PLUS = "PLUS"
+
+
+class RunTaskBehaviour(StrEnum):
+    """What the Terraform run task does with an image packyard doesn't know (stored text)."""
+
+    UNSET = ""
+    FAIL = "FAIL"
+    WARN = "WARN"
+
+
+class SbomFormat(StrEnum):
+    SPDX = "SPDX"
+    CYCLONEDX = "CYCLONEDX"
 
 
 class Role(StrEnum):
@@ -143,6 +157,23 @@ class Build:
     source_build_ulid: str = ""
     labels: dict[str, str] = field(default_factory=dict)
     images: list[Image] = field(default_factory=list)
+    # What the client says about the run (Packer and plugin versions, OS, VCS, CI), kept as it came.
+    metadata: dict[str, Any] | None = None
+
+
+class IterationStatus(StrEnum):
+    """How an iteration looks from a channel's history (domain/status.py). Computed, never stored; each
+    API tree's wire module words it (2021-04-30: ITERATION_REVOKED, ...)."""
+
+    UNSET = "unset"
+    RUNNING = "running"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+    REVOKED = "revoked"
+    REVOCATION_SCHEDULED = "revocation_scheduled"
+    ACTIVE = "active"
+    # Builds exist, none failed, cancelled or running, yet not all are DONE (Packer left some out).
+    INCOMPLETE = "incomplete"
 
 
 @dataclass(slots=True)
@@ -171,19 +202,7 @@ class Iteration:
     # Filled by the services that return iterations; not stored.
     has_descendants: bool = False
     revoked_ancestor: Iteration | None = None
-
-
-class IterationStatus(StrEnum):
-    """How an iteration looks from a channel's history (domain/status.py). Computed, never stored; each
-    API tree's wire module words it (2021-04-30: ITERATION_REVOKED, ...)."""
-
-    UNSET = "unset"
-    RUNNING = "running"
-    CANCELLED = "cancelled"
-    FAILED = "failed"
-    REVOKED = "revoked"
-    REVOCATION_SCHEDULED = "revocation_scheduled"
-    ACTIVE = "active"
+    status: IterationStatus = IterationStatus.UNSET  # domain/status.py, at the request's time
 
 
 @dataclass(slots=True)
@@ -214,6 +233,21 @@ class ChannelAssignment:
     iteration_version: int = 0
     author_id: str = ""
     status: IterationStatus = IterationStatus.UNSET
+
+
+@dataclass(slots=True)
+class Sbom:
+    """A software bill of materials a build uploaded while it ran: the document (SPDX or CycloneDX JSON),
+    kept zstd-compressed as it came, with its decompressed size."""
+
+    id: str
+    build_id: str
+    project_id: str
+    name: str
+    format: SbomFormat
+    size: int
+    created_at: datetime
+    content: bytes = b""  # left empty by listings
 
 
 @dataclass(slots=True)

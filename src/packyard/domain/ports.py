@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from packyard.domain.models import (
     Bucket,
@@ -20,6 +20,8 @@ from packyard.domain.models import (
     Principal,
     Project,
     Registry,
+    RunTaskBehaviour,
+    Sbom,
 )
 from packyard.domain.pagination import PageRequest
 
@@ -70,6 +72,15 @@ class Registries(Protocol):
         SealError when this server's secret can't open it."""
 
     def set_hmac_key(self, project_id: str, key: str) -> None: ...
+    def for_run_task(self, run_task_api_id: str) -> Registry | None:
+        """The registry whose run-task URL carries that id (the URL names nothing else)."""
+        ...
+
+    def run_task_behaviour(self, project_id: str) -> RunTaskBehaviour:
+        """What the run task does with untracked images (read apart: only its config shows it)."""
+        ...
+
+    def set_run_task_behaviour(self, project_id: str, behaviour: RunTaskBehaviour) -> None: ...
     def purge(self, project_id: str) -> None:
         """Delete the registry and every bucket, iteration, build and image of the project."""
 
@@ -174,6 +185,30 @@ class Builds(Protocol):
         ...
 
     def delete(self, build_id: str) -> None: ...
+    def with_artifact(
+        self, project_id: str, external_identifier: str, platform: str, region: str, page: PageRequest
+    ) -> list[Build]:
+        """The project's builds with an image of that id (region and platform when given), a page of them."""
+        ...
+
+    def metadata(self, build_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The stored metadata of those builds that have any (read apart: few answers show it)."""
+        ...
+
+
+class Sboms(Protocol):
+    def add(self, sbom: Sbom) -> None:
+        """Raises AlreadyExists when the build has an SBOM of that name."""
+        ...
+
+    def for_build(self, build_id: str) -> list[Sbom]:
+        """The build's SBOMs, oldest first, without their content."""
+        ...
+
+    def get(self, build_id: str, name: str) -> Sbom | None: ...
+    def get_by_id(self, sbom_id: str) -> Sbom | None:
+        """With its content: for a download link, which names the SBOM and nothing else."""
+        ...
 
 
 class Channels(Protocol):
@@ -243,3 +278,5 @@ class UnitOfWork(Protocol):
     def channels(self) -> Channels: ...
     @property
     def jobs(self) -> Jobs: ...
+    @property
+    def sboms(self) -> Sboms: ...

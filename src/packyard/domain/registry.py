@@ -5,8 +5,8 @@ from __future__ import annotations
 import secrets
 
 from packyard.domain.context import Ctx
-from packyard.domain.errors import AlreadyExists, FailedPrecondition, NotFound, Term
-from packyard.domain.models import Registry, Tier
+from packyard.domain.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Term
+from packyard.domain.models import Registry, RunTaskBehaviour, Tier
 from packyard.domain.ports import SealError
 from packyard.ids import new_ulid
 
@@ -116,18 +116,34 @@ def run_task_key(ctx: Ctx, task_type: str) -> tuple[Registry, str]:
     if task_type not in RUN_TASK_TYPES:
         raise NotFound(f"there is no run task of type {task_type[:40]!r}; the only one is 'validation'")
     registry = get(ctx)
+    key = _hmac_key(ctx, ctx.project_id)
+    if key is None:
+        key = new_hmac_key()
+        ctx.uow.registries.set_hmac_key(ctx.project_id, key)
+    return registry, key
+
+
+def for_run_task(ctx: Ctx, run_task_api_id: str, task_type: str) -> tuple[Registry, str | None]:
+    """The registry a run-task URL names, and its current key (None until one is made). Used before any
+    tenant is known: the URL's id is the only name, and the caller checks the request's signature."""
+    if task_type not in RUN_TASK_TYPES or not run_task_api_id:
+        raise NotFound("there is no such run task")
+    registry = ctx.uow.registries.for_run_task(run_task_api_id)
+    if registry is None:
+        raise NotFound("there is no such run task")
+    return registry, _hmac_key(ctx, registry.project_id)
+
+
+def _hmac_key(ctx: Ctx, project_id: str) -> str | None:
+    """The project's run-task key in clear, or the refusal when this server's secret can't open it."""
     try:
-        key = ctx.uow.registries.hmac_key(ctx.project_id)
+        return ctx.uow.registries.hmac_key(project_id)
     except SealError:
         raise FailedPrecondition(
             "the run-task HMAC key can't be decrypted with this server's secret key "
             "(PACKYARD_SECRET_KEY or <data dir>/secret.key changed); regenerate it with {regenerate_hmac_key}",
             subject=Term.REGISTRY,
         ) from None
-    if key is None:
-        key = new_hmac_key()
-        ctx.uow.registries.set_hmac_key(ctx.project_id, key)
-    return registry, key
 
 
 def regenerate_hmac_key(ctx: Ctx) -> str:
@@ -139,3 +155,17 @@ def regenerate_hmac_key(ctx: Ctx) -> str:
 
 def new_hmac_key() -> str:
     return secrets.token_urlsafe(48)
+
+
+def run_task_behaviour(ctx: Ctx) -> RunTaskBehaviour:
+    """What the Terraform run task does with an image packyard doesn't track (both API trees share it)."""
+    get(ctx)
+    return ctx.uow.registries.run_task_behaviour(ctx.project_id)
+
+
+def set_run_task_behaviour(ctx: Ctx, behaviour: RunTaskBehaviour) -> RunTaskBehaviour:
+    require_active(ctx)
+    if behaviour is RunTaskBehaviour.UNSET:
+        raise InvalidArgument("on_untracked_image must be FAIL or WARN")
+    ctx.uow.registries.set_run_task_behaviour(ctx.project_id, behaviour)
+    return behaviour

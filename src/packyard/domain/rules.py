@@ -18,6 +18,9 @@ class Limits:
     max_images_per_build: int = 1000
     max_description_length: int = 1024
     max_field_length: int = 1024  # component_type, cloud_provider, image_id, region, source ids
+    max_metadata_bytes: int = 64 * 1024  # a build's metadata (Packer, OS, VCS, CI), as compact JSON
+    max_sbom_bytes: int = 16 * 1024 * 1024  # an SBOM, decompressed
+    max_sbom_body_bytes: int = 24 * 1024 * 1024  # UploadSbom's request body (base64 of the compressed SBOM)
 
 
 @dataclass(frozen=True)

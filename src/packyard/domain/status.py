@@ -54,4 +54,13 @@ def iteration_status(ctx: Ctx, iteration: Iteration, build_statuses: Sequence[Bu
         return IterationStatus.CANCELLED
     if BuildStatus.RUNNING in build_statuses:
         return IterationStatus.RUNNING
+    if build_statuses:
+        return IterationStatus.INCOMPLETE
     return IterationStatus.UNSET
+
+
+def fill_status(ctx: Ctx, iterations: Sequence[Iteration | None]) -> None:
+    """Set each iteration's status from its loaded builds (already refreshed by effective_status)."""
+    for iteration in iterations:
+        if iteration is not None:
+            iteration.status = iteration_status(ctx, iteration, [b.status for b in iteration.builds])

@@ -6,6 +6,7 @@ A field is named by a template fragment (domain/errors.py): a plain name ("label
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -79,3 +80,26 @@ def labels(value: Mapping[str, str], what: str, limits: Limits) -> dict[str, str
         if "\x00" in key or "\x00" in val:
             raise _refuse(what, " key {key!r} or its value contains a NUL character", {}, key=key[:40])
     return dict(value)
+
+
+def document(value: Mapping[str, Any], what: str, limit: int) -> dict[str, Any]:
+    """A JSON object a client sends to be kept as it is (a build's metadata): at most `limit` bytes
+    as compact JSON, and no NUL character anywhere (PostgreSQL can't store one)."""
+    if not isinstance(value, Mapping):
+        raise _refuse(what, " must be a JSON object", {})
+    encoded = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    if len(encoded.encode()) > limit:
+        raise _refuse(what, " is larger than {limit} bytes as JSON", {}, limit=limit)
+    if _has_nul(value):
+        raise _refuse(what, " contains a NUL character", {})
+    return dict(value)
+
+
+def _has_nul(value: object) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, Mapping):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False

@@ -82,6 +82,7 @@ class App:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
+                await self.services.settle(timeout=5.0)  # a run task's report, if one is on its way
                 await self.runner.aclose()
                 self.services.db.dispose()
                 await send({"type": "lifespan.shutdown.complete"})
@@ -96,11 +97,11 @@ class App:
                 log.exception("background jobs failed; retrying")
             await asyncio.sleep(svc.settings.job_interval_seconds)
 
-    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+    async def _read_body(self, scope: Scope, receive: Receive, limit: int) -> bytes:
         for key, value in scope["headers"]:
             if key == b"content-length":
                 try:
-                    if int(value) > self.max_body:
+                    if int(value) > limit:
                         raise BodyTooLarge
                 except ValueError:
                     pass
@@ -112,7 +113,7 @@ class App:
                 raise ClientGone
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_body:
+            if size > limit:
                 raise BodyTooLarge
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -129,12 +130,13 @@ class App:
         request.scheme = scope.get("scheme", "http")
         request.client_host = scope["client"][0] if scope.get("client") else ""
         request.public_url = self.services.settings.public_url or ""
+        request.limits = self.services.settings.limits
+        limit = getattr(self.services.settings.limits, route.body_limit) if route.body_limit else self.max_body
         try:
             if method in ("POST", "PUT", "PATCH"):
-                request.body = await self._read_body(scope, receive)
+                request.body = await self._read_body(scope, receive, limit)
             return 200, await self.runner.run(route, request), []
         except BodyTooLarge:
-            limit = self.max_body
             return 400, status_body(3, f"request body is larger than the limit of {limit} bytes"), []
         except ClientGone:
             return 400, status_body(3, "client disconnected"), []

@@ -1,10 +1,12 @@
-"""The routes that answer without a bearer token, listed here and only here: token issue and health."""
+"""The routes that answer without a bearer token, listed here and only here: token issue, health, and the
+run-task URL HCP Terraform calls (authenticated by its HMAC signature instead)."""
 
 from __future__ import annotations
 
 from packyard.http.oauth import issue_token, token_needs_post
 from packyard.http.request import Request
 from packyard.http.routing import Access, Route
+from packyard.http.run_task_hook import receive as run_task_request
 from packyard.pipeline.services import Services
 
 
@@ -26,4 +28,15 @@ PUBLIC_ROUTES: list[Route] = [
     Route("GET", "/oauth/token", "OAuthTokenGet", access=Access.PUBLIC, public=token_needs_post),
     Route("GET", "/healthz", "Health", access=Access.PUBLIC, public=healthz),
     Route("GET", "/readyz", "Ready", access=Access.PUBLIC, public=readyz),
+    # What GetRegistryTFCRunTaskAPI gives out in each API tree: signed by the registry's HMAC key.
+    *(
+        Route(
+            "POST",
+            f"/packer/{version}/runtask/{{api_id}}/{{task_type}}",
+            f"RunTaskRequest{version[:4]}",
+            access=Access.PUBLIC,
+            public=run_task_request,
+        )
+        for version in ("2021-04-30", "2023-01-01")
+    ),
 ]

@@ -10,6 +10,7 @@ from urllib.parse import parse_qs
 import msgspec
 
 from packyard.domain.errors import InvalidArgument
+from packyard.domain.rules import Limits
 
 S = TypeVar("S")
 T = TypeVar("T")
@@ -21,6 +22,7 @@ class Request:
         "body",
         "client_host",
         "headers",
+        "limits",
         "method",
         "params",
         "path",
@@ -39,6 +41,7 @@ class Request:
     ) -> None:
         self.method = method
         self.path = path
+        self.limits = Limits()  # the server's, set by the app: decode steps check sizes against them
         self.query_string = query_string
         self.headers = headers
         self.params = params

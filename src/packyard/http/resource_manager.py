@@ -10,9 +10,9 @@ import msgspec
 from packyard.domain import tenants
 from packyard.domain.context import Ctx
 from packyard.domain.models import Organization, Principal, Project
-from packyard.http.hcp_2021.wire import Pagination, ts
 from packyard.http.request import Request
 from packyard.http.routing import Access, Route
+from packyard.http.wire import Pagination, ts
 from packyard.pipeline.operations import Operation, no_command
 
 RM = "/resource-manager/2019-12-10"

@@ -43,6 +43,9 @@ class Route:
     words: Mapping[Term, str] | None = None
     # Public routes only: answered from the services and the request, without a token (may be async).
     public: Callable[[Services, Request], Any] | None = None
+    # The route's own request-body limit, when it takes more than the general one (UploadSbom): the name
+    # of the domain.rules.Limits field that holds it, so that settings decide its value.
+    body_limit: str | None = None
 
     @property
     def writes(self) -> bool:

@@ -25,7 +25,7 @@ def _row_type(names: tuple[str, ...]) -> Any:
 
 
 # Columns stored as JSON: text on SQLite, json on PostgreSQL (which wants an explicit cast from text).
-JSON_COLUMNS = frozenset({"labels", "platforms"})
+JSON_COLUMNS = frozenset({"labels", "platforms", "metadata"})
 
 
 def in_list(count: int) -> str:

@@ -76,8 +76,11 @@ registry = sa.Table(
     sa.Column("deactivated_at", Time, nullable=True),
     sa.Column("run_task_api_id", Id, nullable=False),
     sa.Column("hmac_key", Text, nullable=True),
+    # The run task's on_untracked_image: "" (unset), FAIL or WARN.
+    sa.Column("run_task_on_untracked", sa.String(16), nullable=False, server_default=""),
     sa.Column("created_at", Time, nullable=False),
     sa.Column("updated_at", Time, nullable=False),
+    sa.Index("ix_registry_run_task_api_id", "run_task_api_id"),
 )
 
 bucket = sa.Table(
@@ -156,10 +159,28 @@ build = sa.Table(
     sa.Column("created_at", Time, nullable=False),
     sa.Column("updated_at", Time, nullable=False),
     sa.Column("heartbeat_at", Time, nullable=False),
+    # What the client said about the run (2023-01-01's build metadata), as it came; read only where
+    # an answer shows it, never with the build's other columns.
+    sa.Column("metadata", sa.JSON, nullable=True),
     sa.UniqueConstraint("iteration_id", "component_type", name="uq_build_iteration_component"),
     sa.Index("ix_build_project", "project_id", "id"),
     # Descendants are found by source and always within one project; both columns, so the planner uses it.
     sa.Index("ix_build_source_iteration_project", "source_iteration_id", "project_id"),
+)
+
+sbom = sa.Table(
+    "sbom",
+    metadata,
+    _id(),
+    sa.Column("build_id", Id, sa.ForeignKey("build.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("project_id", Id, nullable=False),
+    sa.Column("name", Text, nullable=False),
+    sa.Column("format", sa.String(16), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    # The document as it came: zstd-compressed SPDX or CycloneDX JSON.
+    sa.Column("content", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.UniqueConstraint("build_id", "name", name="uq_sbom_build_name"),
 )
 
 image = sa.Table(
@@ -172,6 +193,8 @@ image = sa.Table(
     sa.Column("region", Text, nullable=False, server_default=""),
     sa.Column("created_at", Time, nullable=False),
     sa.Index("ix_image_build", "build_id", "position"),
+    # SearchExternalArtifact (2023-01-01) finds builds by an artifact's external id, such as an AMI id.
+    sa.Index("ix_image_image_id", "image_id"),
 )
 
 channel = sa.Table(

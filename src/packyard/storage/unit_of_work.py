@@ -19,6 +19,7 @@ from packyard.storage.repositories.iterations import SqlIterations
 from packyard.storage.repositories.jobs import SqlJobs
 from packyard.storage.repositories.principals import SqlPrincipals
 from packyard.storage.repositories.registries import SqlRegistries
+from packyard.storage.repositories.sboms import SqlSboms
 from packyard.storage.repositories.signing_keys import SqlSigningKeys
 from packyard.storage.repositories.tenants import SqlTenants
 
@@ -98,3 +99,7 @@ class SqlUnitOfWork:
     @_once
     def jobs(self) -> SqlJobs:
         return SqlJobs(self.conn, self._raw)
+
+    @_once
+    def sboms(self) -> SqlSboms:
+        return SqlSboms(self.conn, self._raw)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import re
-from datetime import timedelta
-
 from packyard.domain import iterations as service
 from packyard.domain.commands import (
     IterationChange,
@@ -19,6 +16,7 @@ from packyard.domain.errors import InvalidArgument
 from packyard.domain.iterations import ListedIteration, UpdateResult
 from packyard.domain.models import Iteration, Permission, TemplateType
 from packyard.domain.pagination import Page
+from packyard.http.durations import parse_duration
 from packyard.http.hcp_2021 import wire
 from packyard.http.hcp_2021.bodies import CreateIterationBody, UpdateIterationBody
 from packyard.http.hcp_2021.common import empty, page, route
@@ -26,26 +24,6 @@ from packyard.http.request import Request, parse_time, wire_choice
 from packyard.http.routing import Route
 from packyard.ids import new_ulid
 from packyard.pipeline.operations import Operation, Place
-
-_DURATION_RE = re.compile(r"^(?:(\d+(?:\.\d+)?)([smhd]))+$")
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-MAX_REVOKE_IN = timedelta(days=366 * 100)
-
-
-def parse_duration(value: str) -> timedelta:
-    """'30d', '2h45m', '0s': units s, m, h and d, as HCP documents revoke_in."""
-    text = value.strip()
-    if not _DURATION_RE.match(text):
-        raise InvalidArgument(f"revoke_in {value[:40]!r} is not a duration such as '30d', '2h45m' or '0s'")
-    seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
-    try:
-        duration = timedelta(seconds=seconds)
-    except OverflowError:  # '99999999999999999999d' would otherwise be a 500
-        raise InvalidArgument("revoke_in is more than a hundred years away") from None
-    if duration > MAX_REVOKE_IN:
-        raise InvalidArgument("revoke_in is more than a hundred years away")
-    return duration
 
 
 def _response(place: Place, it: Iteration) -> wire.IterationResponse:

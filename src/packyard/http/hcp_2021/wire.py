@@ -7,36 +7,12 @@ declared without defaults so they are always written, as [] when empty. int64 tr
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
-
-import msgspec
 
 from packyard.domain import models as m
 from packyard.domain.ancestry import AncestryStatus
+from packyard.http.wire import EMPTY, Base, Empty, Location, Operation, Pagination, location, operation, pagination, ts
 
-_TEXTS: dict[datetime, str] = {}  # an answer shows the same few times many times over
-
-
-def ts(value: datetime | None) -> str:
-    """RFC 3339, UTC, milliseconds, trailing Z: 2023-01-01T00:00:00.000Z. Empty (omitted) when unset."""
-    if value is None:
-        return ""
-    text = _TEXTS.get(value)
-    if text is None:
-        if len(_TEXTS) >= 4096:
-            _TEXTS.clear()
-        # Times are UTC-aware; isoformat is C code, much cheaper than strftime on this hot path.
-        text = _TEXTS[value] = value.isoformat(timespec="milliseconds")[:-6] + "Z"
-    return text
-
-
-class Base(msgspec.Struct, omit_defaults=True, kw_only=True):
-    pass
-
-
-class Location(Base, kw_only=True):
-    organization_id: str = ""
-    project_id: str = ""
+__all__ = ["EMPTY", "Empty", "Operation", "location", "operation", "pagination", "ts"]
 
 
 class Image(Base, kw_only=True):
@@ -206,19 +182,6 @@ class Registry(Base, kw_only=True):
     updated_at: str = ""
 
 
-class Operation(Base, kw_only=True):
-    id: str = ""
-    state: str = ""
-    location: Location | None = None
-    created_at: str = ""
-    updated_at: str = ""
-
-
-class Pagination(Base, kw_only=True):
-    next_page_token: str = ""
-    previous_page_token: str = ""
-
-
 class ChannelIterationPointer(Base, kw_only=True):
     iteration: Iteration | None = None
     author_id: str = ""
@@ -310,13 +273,6 @@ class ListChannelHistoryResponse(Base, kw_only=True):
     pagination: Pagination | None = None
 
 
-class Empty(Base, kw_only=True):
-    pass
-
-
-EMPTY = Empty()
-
-
 # ---- enums: the 2021 texts of the domain's values, in the order of HashiCorp's enums (the index is
 # the enum's number, which grpc-gateway accepts too)
 
@@ -365,7 +321,11 @@ BUILD_STATUS_TEXT = {v: k for k, v in BUILD_STATUS.items()}
 TEMPLATE_TYPE_TEXT = {v: k for k, v in TEMPLATE_TYPE.items()} | {m.TemplateType.UNSET: ""}
 TIER_TEXT = {v: k for k, v in TIER.items()} | {m.Tier.UNSET: ""}
 REVOCATION_TYPE_TEXT = {v: k for k, v in REVOCATION_TYPE.items()} | {m.RevocationType.UNSET: ""}
-ITERATION_STATUS_TEXT = {v: k for k, v in ITERATION_STATUS.items()} | {m.IterationStatus.UNSET: ""}
+# 2021-04-30 has no word for an incomplete iteration: it shows none, as it always did.
+ITERATION_STATUS_TEXT = {v: k for k, v in ITERATION_STATUS.items()} | {
+    m.IterationStatus.UNSET: "",
+    m.IterationStatus.INCOMPLETE: "",
+}
 ANCESTRY_STATUS_TEXT = {v: k for k, v in ANCESTRY_STATUS.items()}
 
 
@@ -473,10 +433,6 @@ def latest_iteration(it: m.Iteration, org_id: str) -> BucketLatestIteration:
     )
 
 
-def location(org_id: str, project_id: str) -> Location:
-    return Location(organization_id=org_id, project_id=project_id)
-
-
 def summary(status: AncestryStatus | None, href: str) -> AncestrySummary | None:
     return AncestrySummary(href=href, status=ANCESTRY_STATUS_TEXT[status]) if status else None
 
@@ -522,20 +478,6 @@ def registry(r: m.Registry) -> Registry:
         created_at=ts(r.created_at),
         updated_at=ts(r.updated_at),
     )
-
-
-def operation(op_id: str, org_id: str, project_id: str, when: datetime) -> Operation:
-    return Operation(
-        id=op_id,
-        state="DONE",
-        location=location(org_id, project_id),
-        created_at=ts(when),
-        updated_at=ts(when),
-    )
-
-
-def pagination(next_token: str, previous_token: str) -> Pagination:
-    return Pagination(next_page_token=next_token, previous_page_token=previous_token)
 
 
 def builds(items: Sequence[m.Build]) -> list[Build]:

@@ -89,6 +89,8 @@ def _values(build: Build) -> dict[str, Any]:
         "labels": build.labels,
         "updated_at": to_us(build.updated_at),
         "heartbeat_at": to_us(build.heartbeat_at),
+        # None: not read or not changed (no API clears it), so what is stored stays.
+        **({"metadata": build.metadata} if build.metadata is not None else {}),
     }
 
 
@@ -154,6 +156,28 @@ class SqlBuilds(Repository):
         for build in _assemble(rows):
             out.setdefault(build.iteration_id, []).append(build)
         return out
+
+    def with_artifact(
+        self, project_id: str, external_identifier: str, platform: str, region: str, page: PageRequest
+    ) -> list[Build]:
+        """The project's builds with an image of that id (and of that region and build platform, when
+        given), with all their images, in the page's order."""
+        image = "SELECT 1 FROM image m WHERE m.build_id = b.id AND m.image_id = ?" + (
+            " AND m.region = ?" if region else ""
+        )
+        where = f"b.project_id = ? AND EXISTS ({image})" + (" AND b.cloud_provider = ?" if platform else "")
+        params = [project_id, external_identifier, *([region] if region else []), *([platform] if platform else [])]
+        sql, args = keyset(f"SELECT {_BUILD_COLUMNS} FROM build b WHERE {where}", params, _ORDER, page)
+        return self._attach_images([_build(r) for r in self.raw.rows(sql, args)])
+
+    def metadata(self, build_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        if not build_ids:
+            return {}
+        rows = self.raw.rows(
+            f"SELECT id, metadata FROM build WHERE id IN ({in_list(len(build_ids))}) AND metadata IS NOT NULL",
+            list(build_ids),
+        )
+        return {r.id: dict(as_json(r.metadata)) for r in rows}
 
     def derived_from_bucket(self, project_id: str, bucket_id: str) -> list[Build]:
         # Two steps, each driven by an index, so that neither database can start from this bucket's

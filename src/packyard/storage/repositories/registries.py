@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from packyard.domain.errors import AlreadyExists, Term
-from packyard.domain.models import Registry, Tier
+from packyard.domain.models import Registry, RunTaskBehaviour, Tier
 from packyard.domain.ports import Sealer
 from packyard.storage.codecs import from_us, insert_new, opt_from_us, opt_to_us, to_us
 from packyard.storage.raw import Raw
@@ -68,6 +68,19 @@ class SqlRegistries(Repository):
 
     def set_hmac_key(self, project_id: str, key: str) -> None:
         self.raw.update("registry", {"hmac_key": self._sealer().seal(key)}, "project_id", project_id)
+
+    def for_run_task(self, run_task_api_id: str) -> Registry | None:
+        row = self.raw.first(f"SELECT {REGISTRY_COLUMNS} FROM registry WHERE run_task_api_id = ?", (run_task_api_id,))
+        return registry_from(tuple(row)) if row is not None else None
+
+    def run_task_behaviour(self, project_id: str) -> RunTaskBehaviour:
+        row = self.raw.first("SELECT run_task_on_untracked FROM registry WHERE project_id = ?", (project_id,))
+        return RunTaskBehaviour(row.run_task_on_untracked) if row is not None else RunTaskBehaviour.UNSET
+
+    def set_run_task_behaviour(self, project_id: str, behaviour: RunTaskBehaviour) -> None:
+        self.raw.execute(
+            "UPDATE registry SET run_task_on_untracked = ? WHERE project_id = ?", (behaviour.value, project_id)
+        )
 
     def get(self, project_id: str) -> Registry | None:
         row = self.raw.first(f"SELECT {REGISTRY_COLUMNS} FROM registry WHERE project_id = ?", (project_id,))

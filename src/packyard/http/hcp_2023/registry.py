@@ -1,0 +1,86 @@
+"""CreateRegistry, GetRegistry, UpdateRegistry, DeleteRegistry."""
+
+from __future__ import annotations
+
+from packyard.domain import registry as service
+from packyard.domain.commands import RegistryChange, RegistryDeletion
+from packyard.domain.context import Ctx
+from packyard.domain.errors import InvalidArgument
+from packyard.domain.models import Permission, Registry, Tier
+from packyard.http import wire as shared
+from packyard.http.hcp_2023 import wire
+from packyard.http.hcp_2023.bodies import CreateRegistryBody, UpdateRegistryBody
+from packyard.http.hcp_2023.common import route
+from packyard.http.request import Request, wire_choice
+from packyard.http.routing import Route
+from packyard.ids import new_ulid
+from packyard.pipeline.operations import Operation, Place, no_command
+
+MASK_PATHS = {"featuretier": "feature_tier", "feature_tier": "feature_tier", "activated": "activated"}
+
+
+def _operation_response(place: Place, registry: Registry) -> wire.RegistryOperationResponse:
+    return wire.RegistryOperationResponse(
+        registry=wire.registry(registry),
+        operation=shared.operation(new_ulid(), place.organization_id, place.project_id, place.now),
+    )
+
+
+def _response(place: Place, registry: Registry) -> wire.RegistryResponse:
+    return wire.RegistryResponse(registry=wire.registry(registry))
+
+
+def _decode_create(request: Request) -> RegistryChange:
+    body = request.json(CreateRegistryBody)
+    return RegistryChange(wire_choice(wire.TIER, body.feature_tier, "feature_tier") or Tier.UNSET)
+
+
+def _create(ctx: Ctx, change: RegistryChange) -> Registry:
+    return service.create(ctx, change.tier)
+
+
+def _get(ctx: Ctx, command: None) -> Registry:
+    return service.get(ctx)
+
+
+def _decode_update(request: Request) -> RegistryChange:
+    """The mask names what changes (featureTier, activated); without one, what the body gives."""
+    body = request.json(UpdateRegistryBody)
+    paths = set()
+    for raw in (body.update_mask or "").split(","):
+        name = raw.strip()
+        if name:
+            path = MASK_PATHS.get(name.lower())
+            if path is None:
+                raise InvalidArgument(f"update_mask path {name[:40]!r} is not one of: featureTier, activated")
+            paths.add(path)
+    tier = wire_choice(wire.TIER, body.feature_tier, "feature_tier") or Tier.UNSET
+    if paths and "feature_tier" not in paths:
+        tier = Tier.UNSET
+    activate = bool(body.activated) and (not paths or "activated" in paths)
+    return RegistryChange(tier, activate)
+
+
+def _update(ctx: Ctx, change: RegistryChange) -> Registry:
+    return service.update(ctx, tier=change.tier, activate=change.activate)
+
+
+def _decode_delete(request: Request) -> RegistryDeletion:
+    return RegistryDeletion(hard=False)
+
+
+def _delete(ctx: Ctx, deletion: RegistryDeletion) -> Registry:
+    return service.delete(ctx, hard=deletion.hard)
+
+
+CREATE = Operation(_decode_create, _create, _operation_response)
+GET = Operation(no_command, _get, _response)
+UPDATE = Operation(_decode_update, _update, _operation_response)
+DELETE = Operation(_decode_delete, _delete, _operation_response)
+
+ROUTES: list[Route] = [
+    route("PUT", "/registry", CREATE, "CreateRegistry", Permission.ADMIN),
+    route("GET", "/registry", GET, "GetRegistry", Permission.READ, cache=True),
+    route("PATCH", "/registry", UPDATE, "UpdateRegistry", Permission.ADMIN),
+    route("DELETE", "/registry", DELETE, "DeleteRegistry", Permission.ADMIN),
+]

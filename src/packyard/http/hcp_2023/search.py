@@ -1,0 +1,105 @@
+"""SearchExternalArtifact: which bucket, version and build produced an artifact (an AMI id, say)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from packyard.domain import search as service
+from packyard.domain.commands import PageQuery
+from packyard.domain.context import Ctx
+from packyard.domain.models import Permission
+from packyard.domain.pagination import Page
+from packyard.domain.search import Found
+from packyard.http import wire as shared
+from packyard.http.hcp_2023 import wire
+from packyard.http.hcp_2023.bodies import SearchExternalArtifactBody
+from packyard.http.hcp_2023.common import page, route
+from packyard.http.request import Request
+from packyard.http.routing import Route
+from packyard.pipeline.operations import Operation, Place
+
+
+class ExternalArtifactBucket(shared.Base, kw_only=True):
+    id: str = ""
+    name: str = ""
+    labels: dict[str, str] = {}  # noqa: RUF012 - msgspec copies defaults
+
+
+class ExternalArtifactVersion(shared.Base, kw_only=True):
+    id: str = ""
+    name: str = ""
+    status: str
+    author_id: str = ""
+    fingerprint: str = ""
+    revoke_at: str = ""
+    revocation_message: str = ""
+    revocation_author: str = ""
+    revocation_type: str = ""
+
+
+class ExternalArtifact(shared.Base, kw_only=True):
+    bucket: ExternalArtifactBucket
+    version: ExternalArtifactVersion
+    build: wire.Build
+
+
+class SearchExternalArtifactResponse(shared.Base, kw_only=True):
+    artifacts: list[ExternalArtifact]
+    pagination: shared.Pagination | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactQuery:
+    external_identifier: str
+    platform: str
+    region: str
+    page: PageQuery
+
+
+def _decode(request: Request) -> ArtifactQuery:
+    body = request.json(SearchExternalArtifactBody)
+    return ArtifactQuery(body.external_identifier or "", body.platform or "", body.region or "", page(request))
+
+
+def _search(ctx: Ctx, query: ArtifactQuery) -> Page[Found]:
+    return service.artifact(
+        ctx,
+        external_identifier=query.external_identifier,
+        platform=query.platform,
+        region=query.region,
+        page=query.page,
+    )
+
+
+def _artifact(found: Found) -> ExternalArtifact:
+    v = wire.version(found.iteration, "", with_builds=False)
+    return ExternalArtifact(
+        bucket=ExternalArtifactBucket(id=found.bucket.id, name=found.bucket.slug, labels=found.bucket.labels),
+        version=ExternalArtifactVersion(
+            id=v.id,
+            name=v.name,
+            status=v.status,
+            author_id=v.author_id,
+            fingerprint=v.fingerprint,
+            revoke_at=v.revoke_at,
+            revocation_message=v.revocation_message,
+            revocation_author=v.revocation_author,
+            revocation_type=v.revocation_type,
+        ),
+        build=wire.build(found.build),
+    )
+
+
+def _response(place: Place, found: Page[Found]) -> SearchExternalArtifactResponse:
+    return SearchExternalArtifactResponse(
+        artifacts=[_artifact(f) for f in found.items],
+        pagination=shared.pagination(found.next_token, found.previous_token),
+    )
+
+
+SEARCH = Operation(_decode, _search, _response)
+
+ROUTES: list[Route] = [
+    # A POST that only reads (its question is in the body, so it is not cached).
+    route("POST", "/_search/external_artifact", SEARCH, "SearchExternalArtifact", Permission.READ, write=False),
+]

@@ -1,0 +1,150 @@
+"""CreateVersion, GetVersion, ListVersions, UpdateVersion, DeleteVersion: a version is a 2021
+iteration, addressed by its bucket and fingerprint."""
+
+from __future__ import annotations
+
+from packyard.domain import iterations as service
+from packyard.domain.commands import (
+    IterationChange,
+    IterationChanges,
+    IterationDeletion,
+    IterationListing,
+    IterationQuery,
+    NewIteration,
+)
+from packyard.domain.context import Ctx
+from packyard.domain.errors import InvalidArgument
+from packyard.domain.iterations import ListedIteration, UpdateResult
+from packyard.domain.models import Iteration, Permission, TemplateType
+from packyard.domain.pagination import Page
+from packyard.http import wire as shared
+from packyard.http.durations import parse_duration
+from packyard.http.hcp_2023 import wire
+from packyard.http.hcp_2023.bodies import CreateVersionBody, UpdateVersionBody
+from packyard.http.hcp_2023.common import empty, page, route
+from packyard.http.request import Request, parse_time, wire_choice
+from packyard.http.routing import Route
+from packyard.ids import new_ulid
+from packyard.pipeline.operations import Operation, Place
+
+SORT_NAMES = {"name": "incremental_version"}
+
+
+def _response(place: Place, it: Iteration) -> wire.VersionResponse:
+    return wire.VersionResponse(version=wire.version(it, place.organization_id))
+
+
+def _decode_create(request: Request) -> NewIteration:
+    body = request.json(CreateVersionBody)
+    template = wire_choice(wire.TEMPLATE_TYPE, body.template_type, "template_type") or TemplateType.UNSET
+    return NewIteration(request.params["bucket_name"], body.fingerprint or "", template)
+
+
+def _create(ctx: Ctx, new: NewIteration) -> Iteration:
+    return service.create(ctx, new.bucket_slug, fingerprint=new.fingerprint, template_type=new.template_type)
+
+
+def _decode_get(request: Request) -> IterationQuery:
+    return IterationQuery(request.params["bucket_name"], fingerprint=request.params["fingerprint"])
+
+
+def _get(ctx: Ctx, query: IterationQuery) -> Iteration:
+    # An unknown fingerprint is code 10 (ABORTED): Packer creates the version only after that answer.
+    return service.get(ctx, query.bucket_slug, iteration_id="", fingerprint=query.fingerprint, version=0, metadata=True)
+
+
+def _decode_list(request: Request) -> IterationListing:
+    return IterationListing(request.params["bucket_name"], page(request, SORT_NAMES))
+
+
+def _list(ctx: Ctx, listing: IterationListing) -> Page[ListedIteration]:
+    p = listing.page
+    return service.list_(
+        ctx,
+        listing.bucket_slug,
+        page_size=p.size,
+        next_token=p.next_token,
+        previous_token=p.previous_token,
+        order_by=p.order_by,
+        with_builds=True,
+    )
+
+
+def _list_response(place: Place, listed: Page[ListedIteration]) -> wire.ListVersionsResponse:
+    org = place.organization_id
+    return wire.ListVersionsResponse(
+        versions=[wire.version(i.iteration, org) for i in listed.items],
+        pagination=shared.pagination(listed.next_token, listed.previous_token),
+    )
+
+
+def _decode_update(request: Request) -> IterationChange:
+    body = request.json(UpdateVersionBody)
+    revoke_at = parse_time(body.revoke_at or "", "revoke_at")
+    if revoke_at is not None and body.revoke_in:
+        raise InvalidArgument("set revoke_at or revoke_in, not both")
+    if body.restore and (revoke_at is not None or body.revoke_in):
+        raise InvalidArgument("restore can't be combined with revoke_at or revoke_in")
+    changes = IterationChanges(
+        complete=bool(body.complete),
+        revoke_at=revoke_at,
+        revoke_after=parse_duration(body.revoke_in) if body.revoke_in else None,
+        revocation_message=body.revocation_message or "",
+        restore=bool(body.restore),
+        skip_descendants_revocation=bool(body.skip_descendants_revocation),
+        # 2023-01-01 rolls channels back unless told not to (2021-04-30 only when told to).
+        rollback_channels=not body.disable_rollback_channels,
+    )
+    return IterationChange("", changes, request.params["bucket_name"], fingerprint=request.params["fingerprint"])
+
+
+def _update(ctx: Ctx, change: IterationChange) -> UpdateResult:
+    return service.update(
+        ctx, change.iteration_id, change.changes, bucket_slug=change.bucket_slug, fingerprint=change.fingerprint
+    )
+
+
+def _update_response(place: Place, result: UpdateResult) -> wire.UpdateVersionResponse:
+    operation = None
+    if result.cascaded:
+        # Descendants are revoked in the same transaction (or when a scheduled revocation falls due).
+        operation = shared.operation(new_ulid(), place.organization_id, place.project_id, place.now)
+        if result.scheduled:
+            operation.state = "QUEUED"
+    version = wire.version(result.iteration, place.organization_id)
+    return wire.UpdateVersionResponse(version=version, operation=operation)
+
+
+def _decode_delete(request: Request) -> IterationDeletion:
+    return IterationDeletion(
+        "",
+        bucket_slug=request.params["bucket_name"],
+        rollback_channels=request.query_bool("rollback_channels"),
+        fingerprint=request.params["fingerprint"],
+    )
+
+
+def _delete(ctx: Ctx, deletion: IterationDeletion) -> None:
+    service.delete(
+        ctx,
+        deletion.iteration_id,
+        bucket_slug=deletion.bucket_slug,
+        rollback_channels=deletion.rollback_channels,
+        fingerprint=deletion.fingerprint,
+    )
+
+
+CREATE = Operation(_decode_create, _create, _response)
+GET = Operation(_decode_get, _get, _response)
+LIST = Operation(_decode_list, _list, _list_response)
+UPDATE = Operation(_decode_update, _update, _update_response)
+DELETE = Operation(_decode_delete, _delete, empty)
+
+VERSION = "/buckets/{bucket_name}/versions/{fingerprint}"
+ROUTES: list[Route] = [
+    route("POST", "/buckets/{bucket_name}/versions", CREATE, "CreateVersion", Permission.WRITE),
+    route("GET", "/buckets/{bucket_name}/versions", LIST, "ListVersions", Permission.READ, cache=True),
+    route("GET", VERSION, GET, "GetVersion", Permission.READ, cache=True),
+    route("PATCH", VERSION, UPDATE, "UpdateVersion", Permission.WRITE),
+    route("DELETE", VERSION, DELETE, "DeleteVersion", Permission.WRITE),
+]
