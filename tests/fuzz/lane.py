@@ -150,10 +150,20 @@ class Tree:
     aliases: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     # Per operation: pools that replace the tree's for one name (an update_mask means different things).
     operation_pools: Mapping[str, Mapping[str, list[Any]]] = field(default_factory=dict)
-    # Per operation: the anchor value most cases should have (UploadSbom: a build that is running).
-    prefer: Mapping[str, tuple[str, Any]] = field(default_factory=dict)
+    # Operations a share of whose cases are careful attempts to succeed: every property the operation needs
+    # is added and none is taken away, on an anchor that has the given value when one is given (UploadSbom:
+    # a build that is running).
+    careful: Mapping[str, tuple[str, Any] | None] = field(default_factory=dict)
     # Called before each generated case is sent (the 2023 tree: a heartbeat now and then).
     before_case: Callable[[Env, State, str], None] = lambda env, state, operation_id: None
+    # Operations of the document packyard does not serve, with the reason: not fuzzed, but each is sent
+    # once and must answer 404 (code 5), and every other operation of the document must be served.
+    not_served: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def api(self) -> str:
+        """The tree's routes' api (packyard.http.routing.Route.api)."""
+        return f"packer/{self.version}"
 
 
 @dataclass
@@ -171,9 +181,15 @@ class Finding:
 class Tally:
     requests: int = 0
     explicit: int = 0  # of the requests, the explicit_cases
+    unserved: int = 0  # of the requests, the ones to the operations the tree does not serve
     server_errors: list[Finding] = field(default_factory=list)
     violations: list[Finding] = field(default_factory=list)
     statuses: dict[str, Counter[int]] = field(default_factory=dict)
+    # Generated requests per (operation, "positive" or "negative"); operations nothing can be made
+    # invalid in (schemathesis answers Unsatisfiable); batches the time budget cut short.
+    generated: Counter[tuple[str, str]] = field(default_factory=Counter)
+    unsatisfiable: set[str] = field(default_factory=set)
+    cut_short: list[str] = field(default_factory=list)
 
 
 class ErrorLog(logging.Handler):
@@ -200,17 +216,20 @@ def steer(case: schemathesis.Case[Any], rng: random.Random, state: State, tree: 
 
     The choices come from ``rng``, seeded by one Hypothesis draw: they depend on the state (which anchors
     exist), so they must not be Hypothesis draws of their own. Modes 0-5 take every path parameter from one
-    anchor that has them all (0-2 one the tree prefers for the operation, when there is one), 6-7 take each
-    from any anchor by chance, 8-9 leave the case as generated. Query parameters and body properties are
-    replaced (or added, for the ones an operation needs) by chance, from the anchor, made-up names and pools."""
+    anchor that has them all, 6-7 take each from any anchor by chance, 8-9 leave the case as generated.
+    Query parameters and body properties are replaced (or added, for the ones an operation needs) by chance,
+    from the anchor, made-up names and pools. For the operations a tree names in ``careful``, modes 0-2 are
+    careful: an anchor it prefers, and every property the operation needs, none taken away."""
     mode = rng.randrange(10)
     if mode >= 8 or not state.anchors:
         return
     operation_id = case.operation.definition.raw["operationId"]
     names = [name for name in case.path_parameters or {} if not name.startswith("location_")]
     fitting = [a for a in state.anchors if all(name in a.values for name in names)] or state.anchors
-    if mode < 3 and operation_id in tree.prefer:
-        key, wanted = tree.prefer[operation_id]
+    careful = mode < 3 and operation_id in tree.careful
+    preferred = tree.careful.get(operation_id)
+    if careful and preferred is not None:
+        key, wanted = preferred
         fitting = [a for a in fitting if a.values.get(key) == wanted] or fitting
     anchor = rng.choice(fitting if mode < 6 else state.anchors).values
     for name in names:
@@ -241,9 +260,9 @@ def steer(case: schemathesis.Case[Any], rng: random.Random, state: State, tree: 
                 if not isinstance(target.get(parent), dict):
                     target[parent] = {}
                 target = target[parent]
-            if key not in target and rng.random() < 0.5:
+            if key not in target and (careful or rng.random() < 0.5):
                 target[key] = None  # filled in just below
-        if rng.random() < 0.5:  # fewer properties: fewer that contradict each other
+        if not careful and rng.random() < 0.5:  # fewer properties: fewer that contradict each other
             for key in list(case.body):
                 if rng.random() < 0.5:
                     del case.body[key]
