@@ -36,7 +36,7 @@ from schemathesis.python import asgi
 from packyard.jobs import run_due_jobs
 from tests.conftest import Env
 from tests.contract.validator import SwaggerContract
-from tests.fuzz import tree_2021
+from tests.fuzz import tree_2021, tree_2023
 from tests.fuzz.conftest import SUMMARY
 from tests.fuzz.lane import (
     BAD_TOKENS,
@@ -61,7 +61,7 @@ POSTGRES = bool(os.environ.get("PACKYARD_TEST_POSTGRES_URL"))
 #: The clock moves this far per generated request, so heartbeats expire and scheduled revocations fall due.
 #: (A batch of one operation's cases stays within a token's lifetime; each batch starts with a fresh token.)
 SECONDS_PER_REQUEST = 10
-TREES = [tree_2021.TREE]
+TREES = [tree_2021.TREE, tree_2023.TREE]
 
 
 class OutOfTime(Exception):
@@ -106,8 +106,9 @@ def test_schemathesis_finds_no_server_errors_and_no_schema_violations(
     all_operations = list(operations(schema, tree))
     fuzzed = [op for op in all_operations if op.definition.raw["operationId"] in served]
     modes = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
-    # One batch per operation and mode, the positive ones first; each gets an equal share of what is left
-    # of the time budget when it starts, so a slow machine thins every batch instead of dropping the last.
+    # One batch per operation and mode, the positive ones first; each gets its share (by its number of
+    # examples) of what is left of the time budget when it starts, so a slow machine thins every batch
+    # instead of dropping the last ones, and what a quick batch leaves goes to the ones after it.
     batches = [(mode, examples, op) for mode, examples in zip(modes, tree.examples, strict=True) for op in fuzzed]
     deadline = started + tree.budget_seconds
     batch: dict[str, Any] = {}  # the batch running: its (operation, mode) and when it must stop
@@ -175,7 +176,8 @@ def test_schemathesis_finds_no_server_errors_and_no_schema_violations(
                         tally.violations.append(Finding(operation_id, status, what[:300], ""))
             now = time.monotonic()
             batch["key"] = (operation_id, kind)
-            batch["deadline"] = now + max(0.0, deadline - now) / (len(batches) - index)
+            weight = examples / sum(later_examples for _, later_examples, _ in batches[index:])
+            batch["deadline"] = now + max(0.0, deadline - now) * weight
 
             @settings(
                 max_examples=examples,
@@ -257,6 +259,8 @@ def report(tree: Tree, tally: Tally, served: set[str], elapsed: float) -> str:
         f"  negative cases: {sum(negatives.values())} over {len(negatives)} operations"
         + (f"; none can be made invalid in {', '.join(none)}" if none else "")
     )
+    if tally.cut_short:
+        SUMMARY.append(f"  cut short by the time budget: {', '.join(tally.cut_short)}")
     if tree.not_served:
         names = ", ".join(sorted(op.removeprefix("PackerService_") for op in tree.not_served))
         SUMMARY.append(f"  not served (each answered 404 once, not fuzzed): {names}")
