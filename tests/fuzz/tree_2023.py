@@ -485,9 +485,9 @@ def before_operation(env: Env, state: State, operation_id: str) -> None:
 TREE = Tree(
     version="2023-01-01",
     spec="packer-service-2023-01-01.swagger.json",
-    # The other half of what the 2021 tree had alone (see tree_2021.TREE): 36 operations x (70 + 45) is
-    # about 4,100 requests, in 90 s at most.
-    examples=(70, 45),
+    # The other half of what the 2021 tree had alone (see tree_2021.TREE): 36 operations x (65 + 40) is
+    # about 3,800 requests (a batch here costs more seeding than a 2021 one), in 90 s at most.
+    examples=(65, 40),
     min_requests=1000,
     budget_seconds=90.0,
     pools=POOLS,
