@@ -82,24 +82,29 @@ def labels(value: Mapping[str, str], what: str, limits: Limits) -> dict[str, str
     return dict(value)
 
 
+MAX_DOCUMENT_DEPTH = 32
+
+
 def document(value: Mapping[str, Any], what: str, limit: int) -> dict[str, Any]:
-    """A JSON object a client sends to be kept as it is (a build's metadata): at most `limit` bytes
-    as compact JSON, and no NUL character anywhere (PostgreSQL can't store one)."""
+    """A JSON object a client sends to be kept as it is (a build's metadata): nested at most
+    MAX_DOCUMENT_DEPTH deep, at most `limit` bytes as compact JSON, and no NUL character anywhere
+    (PostgreSQL can't store one). Walked without recursion, so no depth can overflow the stack."""
     if not isinstance(value, Mapping):
         raise _refuse(what, " must be a JSON object", {})
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DOCUMENT_DEPTH:
+            raise _refuse(what, " is nested more than {max} levels deep", {}, max=MAX_DOCUMENT_DEPTH)
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise _refuse(what, " contains a NUL character", {})
+        elif isinstance(item, Mapping):
+            stack.extend((k, depth) for k in item)
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
     encoded = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
     if len(encoded.encode()) > limit:
         raise _refuse(what, " is larger than {limit} bytes as JSON", {}, limit=limit)
-    if _has_nul(value):
-        raise _refuse(what, " contains a NUL character", {})
     return dict(value)
-
-
-def _has_nul(value: object) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, Mapping):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False

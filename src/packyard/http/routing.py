@@ -63,8 +63,10 @@ class Router:
     def __init__(self) -> None:
         self._root = _Node()
         self.routes: list[Route] = []
+        self._depth = 0  # the most segments a template has: a longer path matches nothing
 
     def add(self, route: Route) -> None:
+        self._depth = max(self._depth, len(route.template.strip("/").split("/")))
         node = self._root
         for segment in route.template.strip("/").split("/"):
             if segment.startswith("{") and segment.endswith("}"):
@@ -99,7 +101,36 @@ class Router:
                 params[node.param[0]] = segment
                 nxt = node.param[1]
             if nxt is None:
-                return None, {}, False
+                break
             node = nxt
-        route = node.routes.get(method)
-        return route, params, bool(node.routes)
+        else:
+            route = node.routes.get(method)
+            if route is not None:
+                return route, params, True
+        # A literal segment that is also a parameter's value (a channel named "assign" beside
+        # .../channels/assign): search again, a parameter where the literal leads nowhere.
+        if len(segments) > self._depth:
+            return None, {}, False
+        found = self._search(self._root, segments, 0, method, {})
+        if found is not None:
+            return found[0], found[1], True
+        return None, {}, self._search(self._root, segments, 0, None, {}) is not None
+
+    def _search(
+        self, node: _Node, segments: list[str], i: int, method: str | None, params: dict[str, str]
+    ) -> tuple[Route | None, dict[str, str]] | None:
+        """The route for `method` (any route, for None) below node, literals first."""
+        if i == len(segments):
+            if method is None:
+                return (None, params) if node.routes else None
+            route = node.routes.get(method)
+            return (route, params) if route is not None else None
+        segment = segments[i]
+        static = node.static.get(segment)
+        if static is not None:
+            found = self._search(static, segments, i + 1, method, params)
+            if found is not None:
+                return found
+        if node.param is not None and segment:
+            return self._search(node.param[1], segments, i + 1, method, {**params, node.param[0]: segment})
+        return None

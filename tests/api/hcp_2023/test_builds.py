@@ -73,6 +73,7 @@ def test_status_machine_as_packer_drives_it(env: Env) -> None:
     for n in range(150):
         ok(c.post(c.p23(base), json={"component_type": f"c.{n}", "status": "BUILD_UNSET"}))
     assert len(ok(c.get(c.p23(base)))["builds"]) == 151
+    error(c.get(c.p23(base), params={"sorting.order_by": "platform"}), 3, 400)
     deleted = ok(c.delete(c.p23(path)))
     assert deleted == {}
     assert len(ok(c.get(c.p23(base)))["builds"]) == 150
@@ -88,6 +89,11 @@ def test_metadata_is_kept_and_too_large_metadata_refused(env: Env) -> None:
     big = {"packer": {"version": "1.12.0", "options": {"vars": ["x" * 1000] * 70}}}
     error(c.patch(c.p23(path), json={"metadata": big}), 3, 400)
     assert "metadata" not in ok(c.get(c.p23(path)))["build"]
+    deep: object = "bottom"
+    for _ in range(400):
+        deep = [deep]
+    assert "nested more than 32" in error(c.patch(c.p23(path), json={"metadata": {"packer": {"a": deep}}}), 3, 400)
+    error(c.post(c.p23(base), json={"component_type": "x.y", "metadata": {"vcs": {"a": deep}}}), 3, 400)
     nul = {"packer": {"version": "1.12\u0000"}}
     error(c.patch(c.p23(path), json={"metadata": nul}), 3, 400)
     cicd = {"cicd": {"type": "github", "details": {"GITHUB_RUN_ID": "42"}}}

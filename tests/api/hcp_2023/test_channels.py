@@ -112,3 +112,20 @@ def test_restricted_channels_are_hidden_from_viewers(env: Env) -> None:
     assert "secret" not in names
     # packyard makes `latest` unrestricted (HCP makes it restricted): a viewer's terraform plan reads it.
     assert "latest" in names
+
+
+def test_a_channel_named_like_a_literal_route_is_reachable(env: Env) -> None:
+    """`.../channels/assign` is AssignChannelVersion's POST; a channel named "assign" is still a channel."""
+    c = env.client
+    publish_2023(c, "base", "f1")
+    ok(c.post(c.p23("/buckets/base/channels"), json={"name": "assign", "version_fingerprint": "f1"}))
+    assert ok(c.get(c.p23("/buckets/base/channels/assign")))["channel"]["name"] == "assign"
+    body = {"update_mask": "restricted", "restricted": True}
+    assert ok(c.patch(c.p23("/buckets/base/channels/assign"), json=body))["channel"]["restricted"] is True
+    assert ok(c.get(c.p23("/buckets/base/channels/assign/history")))["count"] == 1
+    ok(c.delete(c.p23("/buckets/base/channels/assign")))
+    error(c.get(c.p23("/buckets/base/channels/assign")), 5, 404)
+    # What matches nothing still says so, for a path as for a method.
+    assert c.get(c.p23("/buckets/base/channels/assign/nothing")).status_code == 404
+    assert c.put(c.p23("/buckets/base/channels/assign")).status_code == 404
+    assert c.get(c.p23("/a" * 5000)).status_code == 404

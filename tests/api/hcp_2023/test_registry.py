@@ -19,6 +19,10 @@ def test_registry_lifecycle(env: Env) -> None:
     assert updated["registry"]["config"]["feature_tier"] == "PLUS"
     assert updated["operation"]["state"] == "DONE"
     error(c.patch(c.p23("/registry"), json={"update_mask": "color"}), 3, 400)
+    # The document's own name for the field works as well as the provider's.
+    ok(c.patch(c.p23("/registry"), json={"feature_tier": "STANDARD", "update_mask": "config.feature_tier"}))
+    assert ok(c.get(c.p23("/registry")))["registry"]["config"]["feature_tier"] == "STANDARD"
+    ok(c.patch(c.p23("/registry"), json={"feature_tier": "PLUS", "update_mask": "featureTier"}))
     error(c.patch(c.p23("/registry"), json={"feature_tier": "GOLD"}), 3, 400)
     # Read through the other tree: the same registry.
     assert ok(c.get(c.p("/registry")))["registry"]["id"] == registry["id"]
@@ -73,6 +77,8 @@ def test_ancestry_in_2023_words(env: Env) -> None:
     by_number = ok(c.get(c.p23("/buckets/app/ancestry"), params={"type": "1"}))
     assert by_number["total_count"] == 1
     error(c.get(c.p23("/buckets/app/ancestry"), params={"type": "SIDEWAYS"}), 3, 400)
+    error(c.get(c.p23("/buckets/app/ancestry"), params={"type": "\u00b2"}), 3, 400)  # a digit, not ASCII
+    error(c.get(c.p23("/buckets/app/ancestry"), params={"type": "9" * 5000}), 3, 400)
     error(c.get(c.p23("/buckets/nope/ancestry")), 5, 404)
 
 

@@ -45,9 +45,11 @@ def relation(r: Relation) -> wire.BucketAncestry:
 
 def _decode(request: Request) -> AncestryQuery:
     raw = request.query_str("type")
+    # By name or by the enum's number (grpc-gateway takes both); only short ASCII digits are a number.
+    given: str | int | None = int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 4 else raw or None
     return AncestryQuery(
         request.params["bucket_name"],
-        kind=wire_choice(ANCESTRY_TYPE, int(raw) if raw.isdigit() else raw or None, "type") or "",
+        kind=wire_choice(ANCESTRY_TYPE, given, "type") or "",
         channel=request.query_str("channel_name"),
         fingerprint=request.query_str("version_fingerprint"),
         page=page(request),

@@ -26,8 +26,6 @@ from packyard.http.request import Request, wire_choice
 from packyard.http.routing import Route
 from packyard.pipeline.operations import Operation, Place
 
-SORT_NAMES = {"platform": "cloud_provider"}
-
 
 def _without_nulls(value: Any) -> Any:
     """HCP's wire has no nulls (an absent field is the same thing): Packer's `plugins: null` is kept as
@@ -88,9 +86,7 @@ def _get(ctx: Ctx, ref: BuildRef) -> Build:
 
 
 def _decode_list(request: Request) -> BuildListing:
-    return BuildListing(
-        request.params["bucket_name"], "", page(request, SORT_NAMES), fingerprint=request.params["fingerprint"]
-    )
+    return BuildListing(request.params["bucket_name"], "", page(request), fingerprint=request.params["fingerprint"])
 
 
 def _list(ctx: Ctx, listing: BuildListing) -> Page[Build]:

@@ -16,7 +16,16 @@ from packyard.http.routing import Route
 from packyard.ids import new_ulid
 from packyard.pipeline.operations import Operation, Place, no_command
 
-MASK_PATHS = {"featuretier": "feature_tier", "feature_tier": "feature_tier", "activated": "activated"}
+# UpdateRegistry's mask paths: as the provider's test helper sends them, and as the document names the
+# fields (config.activated).
+MASK_PATHS = {
+    "featuretier": "feature_tier",
+    "feature_tier": "feature_tier",
+    "config.featuretier": "feature_tier",
+    "config.feature_tier": "feature_tier",
+    "activated": "activated",
+    "config.activated": "activated",
+}
 
 
 def _operation_response(place: Place, registry: Registry) -> wire.RegistryOperationResponse:
