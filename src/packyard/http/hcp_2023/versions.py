@@ -6,23 +6,21 @@ from __future__ import annotations
 from packyard.domain import iterations as service
 from packyard.domain.commands import (
     IterationChange,
-    IterationChanges,
     IterationDeletion,
     IterationListing,
     IterationQuery,
     NewIteration,
 )
 from packyard.domain.context import Ctx
-from packyard.domain.errors import InvalidArgument
 from packyard.domain.iterations import ListedIteration, UpdateResult
 from packyard.domain.models import Iteration, Permission, TemplateType
 from packyard.domain.pagination import Page
 from packyard.http import wire as shared
-from packyard.http.durations import parse_duration
+from packyard.http.durations import iteration_changes
 from packyard.http.hcp_2023 import wire
 from packyard.http.hcp_2023.bodies import CreateVersionBody, UpdateVersionBody
 from packyard.http.hcp_2023.common import empty, page, route
-from packyard.http.request import Request, parse_time, wire_choice
+from packyard.http.request import Request, wire_choice
 from packyard.http.routing import Route
 from packyard.ids import new_ulid
 from packyard.pipeline.operations import Operation, Place
@@ -80,18 +78,13 @@ def _list_response(place: Place, listed: Page[ListedIteration]) -> wire.ListVers
 
 def _decode_update(request: Request) -> IterationChange:
     body = request.json(UpdateVersionBody)
-    revoke_at = parse_time(body.revoke_at or "", "revoke_at")
-    if revoke_at is not None and body.revoke_in:
-        raise InvalidArgument("set revoke_at or revoke_in, not both")
-    if body.restore and (revoke_at is not None or body.revoke_in):
-        raise InvalidArgument("restore can't be combined with revoke_at or revoke_in")
-    changes = IterationChanges(
-        complete=bool(body.complete),
-        revoke_at=revoke_at,
-        revoke_after=parse_duration(body.revoke_in) if body.revoke_in else None,
-        revocation_message=body.revocation_message or "",
-        restore=bool(body.restore),
-        skip_descendants_revocation=bool(body.skip_descendants_revocation),
+    changes = iteration_changes(
+        complete=body.complete,
+        revoke_at=body.revoke_at,
+        revoke_in=body.revoke_in,
+        message=body.revocation_message,
+        restore=body.restore,
+        skip_descendants=body.skip_descendants_revocation,
         # 2023-01-01 rolls channels back unless told not to (2021-04-30 only when told to).
         rollback_channels=not body.disable_rollback_channels,
     )
