@@ -16,6 +16,9 @@ S = TypeVar("S")
 T = TypeVar("T")
 
 
+DEFAULT_LIMITS = Limits()  # made once: a Limits per request would cost every request its construction
+
+
 class Request:
     __slots__ = (
         "_query",
@@ -41,7 +44,7 @@ class Request:
     ) -> None:
         self.method = method
         self.path = path
-        self.limits = Limits()  # the server's, set by the app: decode steps check sizes against them
+        self.limits = DEFAULT_LIMITS  # the server's, set by the app: decode steps check sizes against them
         self.query_string = query_string
         self.headers = headers
         self.params = params
