@@ -171,8 +171,11 @@ def with_metadata(ctx: Ctx, builds: list[Build]) -> list[Build]:
 
 
 def _missing_build(ctx: Ctx, build_id: str, within: VersionRef | None) -> NotFound:
+    """The refusal for a build that isn't there; inside a version, a missing bucket or version is named
+    as such first (lookup.version raises it)."""
     if within is None:
         return NotFound(f"build {build_id} does not exist in project {ctx.project_id}")
+    lookup.version(ctx, within)
     return NotFound(
         "build {id} does not exist in the {iteration} of bucket {bucket!r} with fingerprint {fingerprint!r}",
         subject=Term.ITERATION,
@@ -187,16 +190,14 @@ def _check_within(ctx: Ctx, iteration: Iteration, build_id: str, within: Version
     if within is not None and (
         iteration.bucket_slug != within.bucket_slug or iteration.fingerprint != within.fingerprint
     ):
-        lookup.version(ctx, within)  # a missing bucket or iteration is named as such
         raise _missing_build(ctx, build_id, within)
 
 
-def get(ctx: Ctx, build_id: str, *, within: VersionRef | None = None) -> Build:
+def get(ctx: Ctx, build_id: str, *, within: VersionRef | None = None, metadata: bool = False) -> Build:
+    """`metadata`: with the build's metadata too (2023-01-01's build answers show it)."""
     registries.get(ctx)
     build = ctx.uow.builds.get(ctx.project_id, check.ulid(build_id, "build_id"))
     if build is None:
-        if within is not None:
-            lookup.version(ctx, within)
         raise _missing_build(ctx, build_id, within)
     if within is not None:
         iteration = ctx.uow.iterations.get_in_project(ctx.project_id, build.iteration_id)
@@ -204,11 +205,11 @@ def get(ctx: Ctx, build_id: str, *, within: VersionRef | None = None) -> Build:
             raise _missing_build(ctx, build_id, within)
         _check_within(ctx, iteration, build_id, within)
     refresh_statuses(ctx, [build])
-    return with_metadata(ctx, [build])[0]
+    return with_metadata(ctx, [build])[0] if metadata else build
 
 
-def in_version(ctx: Ctx, ref: BuildRef) -> Build:
-    return get(ctx, ref.build_id, within=ref.version)
+def in_version(ctx: Ctx, ref: BuildRef, *, metadata: bool = False) -> Build:
+    return get(ctx, ref.build_id, within=ref.version, metadata=metadata)
 
 
 def list_(
@@ -248,15 +249,16 @@ def list_(
     return page
 
 
-def update(ctx: Ctx, build_id: str, changes: BuildChanges, *, within: VersionRef | None = None) -> Build:
+def update(
+    ctx: Ctx, build_id: str, changes: BuildChanges, *, within: VersionRef | None = None, metadata: bool = False
+) -> Build:
+    """`metadata`: answer with the build's stored metadata (2023-01-01); 2021's publish path reads none."""
     registries.require_active(ctx)
     build_id = check.ulid(build_id, "build_id")
     # Locked, the iteration first: every change to its builds is serialized through it, so that two
     # builds finishing at once can't both miss that the other one is DONE.
     found = ctx.uow.builds.for_change(ctx.project_id, build_id)
     if found is None:
-        if within is not None:
-            lookup.version(ctx, within)
         raise _missing_build(ctx, build_id, within)
     iteration, build = found
     _check_within(ctx, iteration, build_id, within)
@@ -268,7 +270,7 @@ def update(ctx: Ctx, build_id: str, changes: BuildChanges, *, within: VersionRef
     images_changed = _apply(ctx, build, changes)
     ctx.uow.builds.save(build, images_changed=images_changed, had_images=had_images)
     complete_if_done(ctx, iteration, build)
-    return with_metadata(ctx, [build])[0]
+    return with_metadata(ctx, [build])[0] if metadata else build
 
 
 def delete(ctx: Ctx, build_id: str, *, within: VersionRef | None = None) -> None:
@@ -276,8 +278,6 @@ def delete(ctx: Ctx, build_id: str, *, within: VersionRef | None = None) -> None
     build_id = check.ulid(build_id, "build_id")
     iteration = ctx.uow.iterations.of_build(ctx.project_id, build_id, for_update=True)
     if iteration is None:
-        if within is not None:
-            lookup.version(ctx, within)
         raise _missing_build(ctx, build_id, within)
     _check_within(ctx, iteration, build_id, within)
     _writable_iteration(ctx, iteration)

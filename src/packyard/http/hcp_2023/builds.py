@@ -82,7 +82,7 @@ def _create(ctx: Ctx, new: NewBuild) -> Build:
 
 
 def _get(ctx: Ctx, ref: BuildRef) -> Build:
-    return service.in_version(ctx, ref)
+    return service.in_version(ctx, ref, metadata=True)
 
 
 def _decode_list(request: Request) -> BuildListing:
@@ -116,7 +116,7 @@ def _decode_update(request: Request) -> BuildChange:
 
 
 def _update(ctx: Ctx, change: BuildChange) -> Build:
-    return service.update(ctx, change.build_id, change.changes, within=change.within)
+    return service.update(ctx, change.build_id, change.changes, within=change.within, metadata=True)
 
 
 def _delete(ctx: Ctx, ref: BuildRef) -> None:
