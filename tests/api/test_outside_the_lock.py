@@ -16,7 +16,7 @@ from packyard.domain import builds as build_service
 from packyard.domain.models import Role
 from packyard.http.hcp_2021 import builds as build_handlers
 from packyard.http.hcp_2021 import wire
-from packyard.storage.db import WriterLock
+from packyard.storage.writer_lock import WriterLock
 from tests.api.test_roles import token_for_role
 from tests.conftest import Env
 from tests.support.client import ApiClient, error, ok

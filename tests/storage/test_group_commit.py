@@ -17,7 +17,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from packyard.storage import schema as t
-from packyard.storage.db import DATABASE_ERRORS, Database, WriterLock, is_transient
+from packyard.storage.db import DATABASE_ERRORS, Database, is_transient
+from packyard.storage.writer_lock import WriterLock
 from packyard.storage.writes import WriteQueue
 from tests.conftest import Env
 from tests.support.client import error, ok
