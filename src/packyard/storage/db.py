@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import sqlite3
 import threading
@@ -95,7 +94,11 @@ def create_engine(url: str, *, echo: bool = False) -> Engine:
         return engine
     # No pre-ping (a round trip on every request): a connection found dead is invalidated by SQLAlchemy
     # and the transaction is re-run on a fresh one (is_transient).
-    return sa.create_engine(url, echo=echo, pool_size=10, max_overflow=10, pool_recycle=1800)
+    # READ COMMITTED whatever the server's default: reads run without a transaction (_autocommit_read),
+    # which gives the same answers only at this level.
+    return sa.create_engine(
+        url, echo=echo, pool_size=10, max_overflow=10, pool_recycle=1800, isolation_level="READ COMMITTED"
+    )
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -117,14 +120,20 @@ def is_transient(exc: BaseException) -> bool:
 
 def bump_stamps(conn: Connection, project_ids: Sequence[str]) -> None:
     """Mark the projects' data changed: the read cache's freshness check (pipeline/cache.py) compares
-    these stamps. Storage does it once per write transaction, last (so that PostgreSQL holds the project
-    rows' locks only while committing); units of work and their callers never do."""
+    these stamps. Storage does it once per write transaction, last; units of work and their callers
+    never do. On PostgreSQL this also commits: the UPDATEs and the COMMIT go to the server together
+    (psycopg's pipeline mode), one round trip, so the project rows stay locked only while committing."""
     sql = "UPDATE project SET change_stamp = change_stamp + 1 WHERE id = ?"
-    if conn.dialect.name != "sqlite":
-        sql = sql.replace("?", "%s")
     driver: Any = conn.connection.driver_connection
-    for project_id in project_ids:
-        driver.execute(sql, (project_id,))
+    if conn.dialect.name == "sqlite":
+        for project_id in project_ids:
+            driver.execute(sql, (project_id,))
+        return
+    sql = sql.replace("?", "%s")
+    with driver.pipeline():
+        for project_id in project_ids:
+            driver.execute(sql, (project_id,))
+        driver.commit()  # the transaction object around (Database._transaction) then finds nothing to end
 
 
 class Database:
@@ -163,18 +172,16 @@ class Database:
 
     async def write(self, work: Callable[[Connection], T], project_id: str) -> T:
         """work's answer, committed; work changes project_id's data, whose change stamp storage bumps
-        once per commit. On SQLite a unit of the group of writes that reached the event loop in the same
-        turn (one commit for all); on PostgreSQL a transaction of its own on a worker thread."""
-        queue = self.writes
-        if queue is not None:
-            result: T = await queue.run(work, project_id)
-            return result
-        return await self.off_loop(self.run_write, work, project_id)
+        once per commit. work is a unit of the group of writes that reached the event loop in the same
+        turn, which share one transaction and its commit (storage/writes.py): on SQLite in line, under
+        the writer lock; on PostgreSQL on a worker thread, side by side with the other groups."""
+        result: T = await self.writes.run(work, project_id)
+        return result
 
     @property
-    def writes(self) -> WriteQueue | None:
-        """SQLite's group commit (None on PostgreSQL, which commits transactions side by side)."""
-        if self._queue is None and self.is_sqlite:
+    def writes(self) -> WriteQueue:
+        """The group commit of this database's writes."""
+        if self._queue is None:
             from packyard.storage.writes import WriteQueue  # noqa: PLC0415 - it builds on this module
 
             self._queue = WriteQueue(self)
@@ -194,10 +201,14 @@ class Database:
         """fn(*args, **kwargs) on one of the database's worker threads on PostgreSQL; in line on SQLite."""
         if self.is_sqlite:
             return fn(*args, **kwargs)
+        return await asyncio.wrap_future(self.threads.submit(fn, *args, **kwargs))
+
+    @property
+    def threads(self) -> ThreadPoolExecutor:
+        """PostgreSQL's worker threads."""
         if self._threads is None:
             self._threads = ThreadPoolExecutor(POSTGRES_THREADS, thread_name_prefix="packyard-db")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._threads, functools.partial(fn, *args, **kwargs))
+        return self._threads
 
     # ---- SQLite's writer lock
 
@@ -353,14 +364,15 @@ class Database:
     def _run_group(
         self, works: Sequence[Callable[[Connection], Any]], finish: Callable[[Connection], None] | None
     ) -> list[Outcome]:
-        if self.is_sqlite:
-            # Without a savepoint per unit (two statements each) while no refused unit has changed a
-            # row: the driver counts the rows changed, so a refusal that changed none needs no undo.
-            # One that did undoes the whole transaction, which then runs again with savepoints.
-            try:
-                return self._transaction(lambda conn: self._group(conn, works, finish, savepoints=False), write=True)
-            except _UnitChangedRows:
-                log.debug("a refused write had changed rows; running its group again with savepoints")
+        # Without a savepoint per unit (two statements, on PostgreSQL two round trips, each) while no
+        # refused unit has changed a row: SQLite's driver counts the rows changed, so a refusal that
+        # changed none needs no undo; on PostgreSQL every refusal counts as one that did. Such a refusal
+        # undoes the whole transaction, which then runs again with savepoints. (Most refusals come from
+        # a write's precheck, before its unit joins a group.)
+        try:
+            return self._transaction(lambda conn: self._group(conn, works, finish, savepoints=False), write=True)
+        except _UnitChangedRows:
+            log.debug("a refused write may have changed rows; running its group again with savepoints")
         return self._transaction(lambda conn: self._group(conn, works, finish, savepoints=True), write=True)
 
     @staticmethod
@@ -386,7 +398,7 @@ class Database:
             if savepoints:
                 driver.execute("SAVEPOINT packyard_unit")
             else:
-                changes = driver.total_changes
+                changes = driver.total_changes if isinstance(driver, sqlite3.Connection) else None
             try:
                 value = work(conn)
             except DATABASE_ERRORS:
@@ -395,7 +407,7 @@ class Database:
                 if savepoints:
                     driver.execute("ROLLBACK TO SAVEPOINT packyard_unit")
                     driver.execute("RELEASE SAVEPOINT packyard_unit")
-                elif driver.total_changes != changes:
+                elif changes is None or driver.total_changes != changes:
                     raise _UnitChangedRows from exc
                 outcomes.append(Outcome(None, exc))
             else:
@@ -412,11 +424,27 @@ class Database:
             if kept is not None:
                 if self.is_sqlite:
                     return self._driver_transaction(kept, work, write=write)
+                if not write:
+                    return self._autocommit_read(kept, work)
                 kept.execution_options(packyard_write=write)
                 with kept.begin():
                     return work(kept)
             with self.connect(write=write) as conn:
                 return work(conn)
+
+    @staticmethod
+    def _autocommit_read(conn: Connection, work: Callable[[Connection], T]) -> T:
+        """A PostgreSQL read without BEGIN and COMMIT, two round trips of a request's few: packyard reads
+        at READ COMMITTED, where each statement sees the data as of its own start, in a transaction or
+        not, so the answers are the same."""
+        driver: Any = conn.connection.driver_connection
+        driver.autocommit = True
+        try:
+            return work(conn)
+        finally:
+            if conn.in_transaction():  # a Core statement inside work began SQLAlchemy's (empty) transaction
+                conn.rollback()
+            driver.autocommit = False
 
     @staticmethod
     def _driver_transaction(conn: Connection, work: Callable[[Connection], T], *, write: bool) -> T:
