@@ -325,3 +325,15 @@ class ArtifactQuery:
     platform: str
     region: str
     page: PageQuery
+
+
+# ---- tenants
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectScope:
+    """Where to list projects: the kind of scope (empty or an organization) and its id (empty: the
+    principal's organization)."""
+
+    kind: str = ""
+    scope_id: str = ""

@@ -11,7 +11,7 @@ Operations whose service already takes (ctx, command) name the service itself (s
 
 from __future__ import annotations
 
-from packyard.domain import ancestry, buckets, builds, channels, iterations, registry, search
+from packyard.domain import ancestry, buckets, builds, channels, iterations, registry, search, tenants
 from packyard.domain.ancestry import RelationPage
 from packyard.domain.buckets import BucketView
 from packyard.domain.channels import Copied, HistoryPage
@@ -37,12 +37,22 @@ from packyard.domain.commands import (
     NewBuild,
     NewChannel,
     NewIteration,
+    ProjectScope,
     RegistryChange,
     RegistryDeletion,
 )
 from packyard.domain.context import Ctx
 from packyard.domain.iterations import ListedIteration, UpdateResult
-from packyard.domain.models import Build, Channel, Iteration, Registry, RunTaskBehaviour
+from packyard.domain.models import (
+    Build,
+    Channel,
+    Iteration,
+    Organization,
+    Principal,
+    Project,
+    Registry,
+    RunTaskBehaviour,
+)
 from packyard.domain.pagination import Page
 from packyard.domain.search import Found
 
@@ -274,3 +284,27 @@ def run_task_behaviour(ctx: Ctx, command: None) -> RunTaskBehaviour:
 
 def regenerate_hmac_key(ctx: Ctx, command: None) -> str:
     return registry.regenerate_hmac_key(ctx)
+
+
+# ---- tenants (principal routes: the actor's organization and projects, no project in the path)
+
+
+def _actor(ctx: Ctx) -> Principal:
+    assert ctx.actor is not None  # principal routes always run with one
+    return ctx.actor
+
+
+def organizations(ctx: Ctx, command: None) -> list[Organization]:
+    return tenants.visible_organizations(ctx, _actor(ctx))
+
+
+def organization(ctx: Ctx, org_id: str) -> Organization:
+    return tenants.organization(ctx, _actor(ctx), org_id)
+
+
+def projects(ctx: Ctx, scope: ProjectScope) -> list[Project]:
+    return tenants.visible_projects(ctx, _actor(ctx), scope.kind, scope.scope_id)
+
+
+def project(ctx: Ctx, project_id: str) -> Project:
+    return tenants.project(ctx, _actor(ctx), project_id)
