@@ -31,6 +31,7 @@ class HistoryPage:
     count: int
     next_token: str
     previous_token: str
+    bucket_slug: str  # the bucket of the channel, as the query named it
 
 
 def _lookup(ctx: Ctx, bucket: Bucket, ref: IterationRef, name: str = "") -> Iteration:
@@ -225,7 +226,8 @@ def history(
         if it is not None:
             statuses = [effective_status(ctx, s, beat) for _, s, beat in states.get(it.id, [])]
             entry.status = iteration_status(ctx, it, statuses)
-    return HistoryPage(page.items, ctx.uow.channels.history_count(channel.id), page.next_token, page.previous_token)
+    count = ctx.uow.channels.history_count(channel.id)
+    return HistoryPage(page.items, count, page.next_token, page.previous_token, bucket_slug)
 
 
 def unassign_deleted(ctx: Ctx, iteration: Iteration) -> list[Channel]:

@@ -151,12 +151,14 @@ class IterationQuery:
     iteration_id: str = ""
     fingerprint: str = ""
     version: int = 0
+    metadata: bool = False  # the answer shows the builds' metadata: read it too
 
 
 @dataclass(frozen=True, slots=True)
 class IterationListing:
     bucket_slug: str
     page: PageQuery
+    with_builds: bool = False  # each iteration with its builds, not only their statuses
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +199,7 @@ class BuildListing:
     iteration_id: str
     page: PageQuery
     fingerprint: str = ""  # instead of the id: the bucket's iteration of this fingerprint
+    metadata: bool = False  # the answer shows the builds' metadata: read it too
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +207,7 @@ class BuildChange:
     build_id: str
     changes: BuildChanges
     within: VersionRef | None = None  # the build must be of this bucket's iteration of this fingerprint
+    metadata: bool = False  # the answer shows the build's metadata: read it too
 
 
 # ---- builds
@@ -307,3 +311,29 @@ class AncestryQuery:
     version: int = 0
     fingerprint: str = ""
     page: PageQuery = PageQuery()
+
+
+# ---- search
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactQuery:
+    """The builds that produced an image of this external id (an AMI id, say), on a platform (cloud
+    provider) and in a region when given."""
+
+    external_identifier: str
+    platform: str
+    region: str
+    page: PageQuery
+
+
+# ---- tenants
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectScope:
+    """Where to list projects: the kind of scope (empty or an organization) and its id (empty: the
+    principal's organization)."""
+
+    kind: str = ""
+    scope_id: str = ""

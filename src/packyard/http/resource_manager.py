@@ -7,9 +7,9 @@ from typing import Any
 
 import msgspec
 
-from packyard.domain import tenants
-from packyard.domain.context import Ctx
-from packyard.domain.models import Organization, Principal, Project
+from packyard.domain import steps
+from packyard.domain.commands import ProjectScope
+from packyard.domain.models import Organization, Project
 from packyard.http.request import Request
 from packyard.http.routing import Access, Route
 from packyard.http.wire import Pagination, ts
@@ -75,47 +75,26 @@ def _project(project: Project) -> ProjectWire:
     )
 
 
-def _principal(ctx: Ctx) -> Principal:
-    assert ctx.actor is not None  # principal routes always run with one
-    return ctx.actor
-
-
 def _path_id(request: Request) -> str:
     return request.params["id"]
 
 
-def _scope(request: Request) -> tuple[str, str]:
-    return request.query_str("scope.type"), request.query_str("scope.id")
-
-
-def _organizations(ctx: Ctx, command: None) -> list[Organization]:
-    return tenants.visible_organizations(ctx, _principal(ctx))
-
-
-def _organization(ctx: Ctx, org_id: str) -> Organization:
-    return tenants.organization(ctx, _principal(ctx), org_id)
-
-
-def _projects(ctx: Ctx, scope: tuple[str, str]) -> list[Project]:
-    return tenants.visible_projects(ctx, _principal(ctx), *scope)
-
-
-def _project_of(ctx: Ctx, project_id: str) -> Project:
-    return tenants.project(ctx, _principal(ctx), project_id)
+def _scope(request: Request) -> ProjectScope:
+    return ProjectScope(request.query_str("scope.type"), request.query_str("scope.id"))
 
 
 LIST_ORGANIZATIONS = Operation(
     no_command,
-    _organizations,
+    steps.organizations,
     lambda place, orgs: OrganizationList(organizations=[_org(o) for o in orgs], pagination=Pagination()),
 )
-GET_ORGANIZATION = Operation(_path_id, _organization, lambda place, org: OrganizationGet(organization=_org(org)))
+GET_ORGANIZATION = Operation(_path_id, steps.organization, lambda place, org: OrganizationGet(organization=_org(org)))
 LIST_PROJECTS = Operation(
     _scope,
-    _projects,
+    steps.projects,
     lambda place, projects: ProjectList(projects=[_project(p) for p in projects], pagination=Pagination()),
 )
-GET_PROJECT = Operation(_path_id, _project_of, lambda place, project: ProjectGet(project=_project(project)))
+GET_PROJECT = Operation(_path_id, steps.project, lambda place, project: ProjectGet(project=_project(project)))
 
 
 def _route(path: str, operation: Operation[Any, Any], name: str) -> Route:

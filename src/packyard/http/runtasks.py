@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 
 from packyard.domain import registry as service
+from packyard.domain import steps
 from packyard.domain.commands import RunTaskQuery
 from packyard.domain.context import Ctx
 from packyard.domain.models import Permission
@@ -34,8 +35,8 @@ def _decode_regenerate(request: Request) -> None:
     request.json(_AnyObject)  # the body carries nothing but `location`, yet it must be a JSON object
 
 
-def _regenerate(ctx: Ctx, command: None) -> HmacKeyResponse:
-    return HmacKeyResponse(hmac_key=service.regenerate_hmac_key(ctx))
+def _hmac_key(place: Place, key: str) -> HmacKeyResponse:
+    return HmacKeyResponse(hmac_key=key)
 
 
 def _as_is(place: Place, answer: msgspec.Struct) -> msgspec.Struct:
@@ -49,12 +50,13 @@ def routes(route: Callable[..., Route], api: str) -> list[Route]:
         return RunTaskQuery(request.params["task_type"], base_url(request))
 
     def get(ctx: Ctx, query: RunTaskQuery) -> RunTaskResponse:
+        # A call of the wire's own, not a domain step: the URL it answers is this tree's path.
         registry, key = service.run_task_key(ctx, query.task_type)
         url = f"{query.base_url}/{api}/runtask/{registry.run_task_api_id}/{query.task_type}"
         return RunTaskResponse(api_url=url, hmac_key=key)
 
     get_op: Operation[Any, Any] = Operation(decode_get, get, _as_is)
-    regenerate_op: Operation[Any, Any] = Operation(_decode_regenerate, _regenerate, _as_is)
+    regenerate_op: Operation[Any, Any] = Operation(_decode_regenerate, steps.regenerate_hmac_key, _hmac_key)
     return [
         # A GET that writes: the key is made on first use.
         route("GET", "/runtasks/{task_type}", get_op, "GetRegistryTFCRunTaskAPI", Permission.ADMIN, write=True),

@@ -12,7 +12,8 @@ operation's author.
    given the request's place (organization, project, time), never the unit of work.
 
 An API tree is a list of routes that each name one Operation; two trees' versions of one operation
-differ in decode and answer only. Nothing here knows of SQLite's writer lock, group commit, the read
+differ in decode and answer only: the call, precheck and reread are the domain's (domain/steps.py), the
+same function for both. Nothing here knows of SQLite's writer lock, group commit, the read
 cache or PostgreSQL's pool: the runner decides where each step runs.
 """
 

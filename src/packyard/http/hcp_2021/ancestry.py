@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from packyard.domain import ancestry as service
+from packyard.domain import steps
 from packyard.domain.ancestry import Relation, RelationPage
 from packyard.domain.commands import AncestryQuery
-from packyard.domain.context import Ctx
 from packyard.domain.models import Permission
 from packyard.http.hcp_2021 import wire
 from packyard.http.hcp_2021.common import page, route
@@ -51,22 +50,6 @@ def _decode(request: Request) -> AncestryQuery:
     )
 
 
-def _list(ctx: Ctx, query: AncestryQuery) -> RelationPage:
-    p = query.page
-    return service.list_(
-        ctx,
-        query.bucket_slug,
-        kind=query.kind,
-        channel=query.channel,
-        iteration_id=query.iteration_id,
-        version=query.version,
-        fingerprint=query.fingerprint,
-        page_size=p.size,
-        next_token=p.next_token,
-        previous_token=p.previous_token,
-    )
-
-
 def _response(place: Place, found: RelationPage) -> wire.ListBucketAncestryResponse:
     return wire.ListBucketAncestryResponse(
         relations=[relation(r) for r in found.relations],
@@ -75,7 +58,7 @@ def _response(place: Place, found: RelationPage) -> wire.ListBucketAncestryRespo
     )
 
 
-LIST = Operation(_decode, _list, _response)
+LIST = Operation(_decode, steps.list_ancestry, _response)
 
 ROUTES: list[Route] = [
     route("GET", "/images/{bucket_slug}/ancestry", LIST, "ListBucketAncestry", Permission.READ, cache=True),

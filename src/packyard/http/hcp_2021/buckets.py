@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from packyard.domain import buckets as service
+from packyard.domain import steps
 from packyard.domain.buckets import BucketView
 from packyard.domain.commands import BucketChange, BucketListing, BucketName, NewBucket
-from packyard.domain.context import Ctx
 from packyard.domain.models import Permission
 from packyard.domain.pagination import Page
 from packyard.http.hcp_2021 import wire
@@ -29,31 +28,12 @@ def _decode_create(request: Request) -> NewBucket:
     return NewBucket(body.bucket_slug or "", body.description or "", body.labels or {})
 
 
-def _refuse_create(ctx: Ctx, new: NewBucket) -> None:
-    service.refuse_before_create(ctx, slug=new.slug, description=new.description, labels=new.labels)
-
-
-def _create(ctx: Ctx, new: NewBucket) -> BucketView:
-    return service.create(ctx, slug=new.slug, description=new.description, labels=new.labels)
-
-
 def _decode_name(request: Request) -> BucketName:
     return BucketName(request.params["bucket_slug"], request.query_str("bucket_id"))
 
 
-def _get(ctx: Ctx, name: BucketName) -> BucketView:
-    return service.get(ctx, name.slug, name.bucket_id)
-
-
 def _decode_list(request: Request) -> BucketListing:
     return BucketListing(page(request))
-
-
-def _list(ctx: Ctx, listing: BucketListing) -> Page[BucketView]:
-    p = listing.page
-    return service.list_(
-        ctx, page_size=p.size, next_token=p.next_token, previous_token=p.previous_token, order_by=p.order_by
-    )
 
 
 def _list_response(place: Place, views: Page[BucketView]) -> wire.ListBucketsResponse:
@@ -68,26 +48,11 @@ def _decode_update(request: Request) -> BucketChange:
     return BucketChange(request.params["bucket_slug"], body.description, body.labels, body.platforms)
 
 
-def _update(ctx: Ctx, change: BucketChange) -> BucketView:
-    bucket = service.update(
-        ctx, change.slug, description=change.description, labels=change.labels, platforms=change.platforms
-    )
-    return BucketView(bucket, None)  # its latest iteration is read after the commit (_view)
-
-
-def _view(ctx: Ctx, written: BucketView) -> BucketView:
-    return service.view(ctx, written.bucket)
-
-
-def _delete(ctx: Ctx, name: BucketName) -> None:
-    service.delete(ctx, name.slug)
-
-
-CREATE = Operation(_decode_create, _create, _response, precheck=_refuse_create)
-GET = Operation(_decode_name, _get, _response)
-LIST = Operation(_decode_list, _list, _list_response)
-UPDATE = Operation(_decode_update, _update, _response, reread=_view)
-DELETE = Operation(_decode_name, _delete, empty)
+CREATE = Operation(_decode_create, steps.create_bucket, _response, precheck=steps.refuse_bucket)
+GET = Operation(_decode_name, steps.get_bucket, _response)
+LIST = Operation(_decode_list, steps.list_buckets, _list_response)
+UPDATE = Operation(_decode_update, steps.update_bucket, _response, reread=steps.view_bucket)
+DELETE = Operation(_decode_name, steps.delete_bucket, empty)
 
 ROUTES: list[Route] = [
     route("PUT", "/images", CREATE, "CreateBucket", Permission.WRITE),

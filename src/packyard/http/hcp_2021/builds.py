@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from packyard.domain import builds as service
+from packyard.domain import steps
 from packyard.domain.commands import BuildChange, BuildChanges, BuildListing, BuildName, ImageInput, NewBuild
-from packyard.domain.context import Ctx
 from packyard.domain.models import Build, Permission
 from packyard.domain.pagination import Page
 from packyard.http.hcp_2021 import wire
@@ -41,33 +40,12 @@ def _decode_create(request: Request) -> NewBuild:
     return NewBuild(request.params["bucket_slug"], request.params["iteration_id"], changes(fields, "build"))
 
 
-def _create(ctx: Ctx, new: NewBuild) -> Build:
-    return service.create(ctx, new.bucket_slug, new.iteration_id, new.changes)
-
-
 def _decode_name(request: Request) -> BuildName:
     return BuildName(request.params["build_id"])
 
 
-def _get(ctx: Ctx, name: BuildName) -> Build:
-    return service.get(ctx, name.build_id)
-
-
 def _decode_list(request: Request) -> BuildListing:
     return BuildListing(request.params["bucket_slug"], request.params["iteration_id"], page(request))
-
-
-def _list(ctx: Ctx, listing: BuildListing) -> Page[Build]:
-    p = listing.page
-    return service.list_(
-        ctx,
-        listing.bucket_slug,
-        listing.iteration_id,
-        page_size=p.size,
-        next_token=p.next_token,
-        previous_token=p.previous_token,
-        order_by=p.order_by,
-    )
 
 
 def _list_response(place: Place, builds: Page[Build]) -> wire.ListBuildsResponse:
@@ -81,19 +59,11 @@ def _decode_update(request: Request) -> BuildChange:
     return BuildChange(request.params["build_id"], changes(fields, "updates"))
 
 
-def _update(ctx: Ctx, change: BuildChange) -> Build:
-    return service.update(ctx, change.build_id, change.changes)
-
-
-def _delete(ctx: Ctx, name: BuildName) -> None:
-    service.delete(ctx, name.build_id)
-
-
-CREATE = Operation(_decode_create, _create, _response)
-GET = Operation(_decode_name, _get, _response)
-LIST = Operation(_decode_list, _list, _list_response)
-UPDATE = Operation(_decode_update, _update, _response)
-DELETE = Operation(_decode_name, _delete, empty)
+CREATE = Operation(_decode_create, steps.create_build, _response)
+GET = Operation(_decode_name, steps.get_build, _response)
+LIST = Operation(_decode_list, steps.list_builds, _list_response)
+UPDATE = Operation(_decode_update, steps.update_build, _response)
+DELETE = Operation(_decode_name, steps.delete_build, empty)
 
 ROUTES: list[Route] = [
     route("POST", "/images/{bucket_slug}/iterations/{iteration_id}", CREATE, "CreateBuild", Permission.WRITE),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from packyard.domain import channels as service
+from packyard.domain import steps
 from packyard.domain.channels import HistoryPage
 from packyard.domain.commands import (
     IDENTIFIERS,
@@ -13,7 +13,6 @@ from packyard.domain.commands import (
     IterationRef,
     NewChannel,
 )
-from packyard.domain.context import Ctx
 from packyard.domain.errors import InvalidArgument
 from packyard.domain.models import Channel, Permission
 from packyard.http.hcp_2021 import wire
@@ -90,24 +89,12 @@ def _decode_create(request: Request) -> NewChannel:
     return NewChannel(request.params["bucket_slug"], body.slug or "", _ref(body), restricted)
 
 
-def _create(ctx: Ctx, new: NewChannel) -> Channel:
-    return service.create(ctx, new.bucket_slug, slug=new.slug, ref=new.ref, restricted=new.restricted)
-
-
 def _decode_name(request: Request) -> ChannelName:
     return ChannelName(request.params["bucket_slug"], request.params["slug"])
 
 
-def _get(ctx: Ctx, name: ChannelName) -> Channel:
-    return service.get(ctx, name.bucket_slug, name.slug)
-
-
 def _decode_bucket(request: Request) -> str:
     return request.params["bucket_slug"]
-
-
-def _list(ctx: Ctx, bucket_slug: str) -> list[Channel]:
-    return service.list_(ctx, bucket_slug)
 
 
 def _list_response(place: Place, channels: list[Channel]) -> wire.ListChannelsResponse:
@@ -121,30 +108,8 @@ def _decode_update(request: Request) -> ChannelChange:
     return ChannelChange(request.params["bucket_slug"], request.params["slug"], ref, restricted, fields)
 
 
-def _update(ctx: Ctx, change: ChannelChange) -> Channel:
-    return service.update(
-        ctx, change.bucket_slug, change.slug, ref=change.ref, restricted=change.restricted, fields=change.fields
-    )
-
-
-def _delete(ctx: Ctx, name: ChannelName) -> None:
-    service.delete(ctx, name.bucket_slug, name.slug)
-
-
 def _decode_history(request: Request) -> ChannelHistoryQuery:
     return ChannelHistoryQuery(request.params["bucket_slug"], request.params["slug"], page(request))
-
-
-def _history(ctx: Ctx, query: ChannelHistoryQuery) -> HistoryPage:
-    p = query.page
-    return service.history(
-        ctx,
-        query.bucket_slug,
-        query.slug,
-        page_size=p.size,
-        next_token=p.next_token,
-        previous_token=p.previous_token,
-    )
 
 
 def _history_response(place: Place, history: HistoryPage) -> wire.ListChannelHistoryResponse:
@@ -155,12 +120,12 @@ def _history_response(place: Place, history: HistoryPage) -> wire.ListChannelHis
     )
 
 
-CREATE = Operation(_decode_create, _create, _response)
-GET = Operation(_decode_name, _get, _response)
-LIST = Operation(_decode_bucket, _list, _list_response)
-UPDATE = Operation(_decode_update, _update, _response)
-DELETE = Operation(_decode_name, _delete, empty)
-HISTORY = Operation(_decode_history, _history, _history_response)
+CREATE = Operation(_decode_create, steps.create_channel, _response)
+GET = Operation(_decode_name, steps.get_channel, _response)
+LIST = Operation(_decode_bucket, steps.list_channels, _list_response)
+UPDATE = Operation(_decode_update, steps.update_channel, _response)
+DELETE = Operation(_decode_name, steps.delete_channel, empty)
+HISTORY = Operation(_decode_history, steps.channel_history, _history_response)
 
 CHANNEL = "/images/{bucket_slug}/channels/{slug}"
 ROUTES: list[Route] = [

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from packyard.domain import registry as service
+from packyard.domain import steps
 from packyard.domain.commands import RegistryChange, RegistryDeletion
-from packyard.domain.context import Ctx
 from packyard.domain.models import Permission, Registry, Tier
 from packyard.http.hcp_2021 import wire
 from packyard.http.hcp_2021.bodies import CreateRegistryBody, UpdateRegistryBody
@@ -31,36 +30,20 @@ def _decode_create(request: Request) -> RegistryChange:
     return RegistryChange(wire_choice(wire.TIER, body.feature_tier, "feature_tier") or Tier.UNSET)
 
 
-def _create(ctx: Ctx, change: RegistryChange) -> Registry:
-    return service.create(ctx, change.tier)
-
-
-def _get(ctx: Ctx, command: None) -> Registry:
-    return service.get(ctx)
-
-
 def _decode_update(request: Request) -> RegistryChange:
     body = request.json(UpdateRegistryBody)
     tier = wire_choice(wire.TIER, body.feature_tier, "feature_tier") or Tier.UNSET
     return RegistryChange(tier, bool(body.activate))
 
 
-def _update(ctx: Ctx, change: RegistryChange) -> Registry:
-    return service.update(ctx, tier=change.tier, activate=change.activate)
-
-
 def _decode_delete(request: Request) -> RegistryDeletion:
     return RegistryDeletion(hard=request.query_bool("hard_delete"))
 
 
-def _delete(ctx: Ctx, deletion: RegistryDeletion) -> Registry:
-    return service.delete(ctx, hard=deletion.hard)
-
-
-CREATE = Operation(_decode_create, _create, _operation_response)
-GET = Operation(no_command, _get, _response)
-UPDATE = Operation(_decode_update, _update, _operation_response)
-DELETE = Operation(_decode_delete, _delete, _operation_response)
+CREATE = Operation(_decode_create, steps.create_registry, _operation_response)
+GET = Operation(no_command, steps.get_registry, _response)
+UPDATE = Operation(_decode_update, steps.update_registry, _operation_response)
+DELETE = Operation(_decode_delete, steps.delete_registry, _operation_response)
 
 ROUTES: list[Route] = [
     route("PUT", "/registry", CREATE, "CreateRegistry", Permission.ADMIN),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from packyard.domain import builds as service
+from packyard.domain import steps
 from packyard.domain.commands import (
     BuildChange,
     BuildChanges,
@@ -15,7 +15,6 @@ from packyard.domain.commands import (
     NewBuild,
     VersionRef,
 )
-from packyard.domain.context import Ctx
 from packyard.domain.models import Build, Permission
 from packyard.domain.pagination import Page
 from packyard.http import wire as shared
@@ -77,31 +76,9 @@ def _decode_create(request: Request) -> NewBuild:
     return NewBuild(version.bucket_slug, "", changes(request.json(BuildBody)), fingerprint=version.fingerprint)
 
 
-def _create(ctx: Ctx, new: NewBuild) -> Build:
-    return service.create(ctx, new.bucket_slug, "", new.changes, fingerprint=new.fingerprint)
-
-
-def _get(ctx: Ctx, ref: BuildRef) -> Build:
-    return service.in_version(ctx, ref, metadata=True)
-
-
 def _decode_list(request: Request) -> BuildListing:
-    return BuildListing(request.params["bucket_name"], "", page(request), fingerprint=request.params["fingerprint"])
-
-
-def _list(ctx: Ctx, listing: BuildListing) -> Page[Build]:
-    p = listing.page
-    return service.list_(
-        ctx,
-        listing.bucket_slug,
-        "",
-        fingerprint=listing.fingerprint,
-        page_size=p.size,
-        next_token=p.next_token,
-        previous_token=p.previous_token,
-        order_by=p.order_by,
-        metadata=True,
-    )
+    version = _version(request)
+    return BuildListing(version.bucket_slug, "", page(request), fingerprint=version.fingerprint, metadata=True)
 
 
 def _list_response(place: Place, builds: Page[Build]) -> wire.ListBuildsResponse:
@@ -112,22 +89,15 @@ def _list_response(place: Place, builds: Page[Build]) -> wire.ListBuildsResponse
 
 
 def _decode_update(request: Request) -> BuildChange:
-    return BuildChange(request.params["build_id"], changes(request.json(BuildBody)), within=_version(request))
+    body = request.json(BuildBody)
+    return BuildChange(request.params["build_id"], changes(body), within=_version(request), metadata=True)
 
 
-def _update(ctx: Ctx, change: BuildChange) -> Build:
-    return service.update(ctx, change.build_id, change.changes, within=change.within, metadata=True)
-
-
-def _delete(ctx: Ctx, ref: BuildRef) -> None:
-    service.delete(ctx, ref.build_id, within=ref.version)
-
-
-CREATE = Operation(_decode_create, _create, _response)
-GET = Operation(_build, _get, _response)
-LIST = Operation(_decode_list, _list, _list_response)
-UPDATE = Operation(_decode_update, _update, _response)
-DELETE = Operation(_build, _delete, empty)
+CREATE = Operation(_decode_create, steps.create_build, _response)
+GET = Operation(_build, steps.build_in_version, _response)
+LIST = Operation(_decode_list, steps.list_builds, _list_response)
+UPDATE = Operation(_decode_update, steps.update_build, _response)
+DELETE = Operation(_build, steps.delete_build_in_version, empty)
 
 BUILDS = "/buckets/{bucket_name}/versions/{fingerprint}/builds"
 ROUTES: list[Route] = [

@@ -3,7 +3,7 @@ ListChannelAssignmentHistory."""
 
 from __future__ import annotations
 
-from packyard.domain import channels as service
+from packyard.domain import steps
 from packyard.domain.channels import Copied, HistoryPage
 from packyard.domain.commands import (
     ChannelChange,
@@ -14,7 +14,6 @@ from packyard.domain.commands import (
     IterationRef,
     NewChannel,
 )
-from packyard.domain.context import Ctx
 from packyard.domain.errors import InvalidArgument
 from packyard.domain.models import Channel, Permission
 from packyard.http import wire as shared
@@ -61,24 +60,12 @@ def _decode_create(request: Request) -> NewChannel:
     return NewChannel(request.params["bucket_name"], body.name or "", ref, body.restricted)
 
 
-def _create(ctx: Ctx, new: NewChannel) -> Channel:
-    return service.create(ctx, new.bucket_slug, slug=new.slug, ref=new.ref, restricted=new.restricted)
-
-
 def _decode_name(request: Request) -> ChannelName:
     return ChannelName(request.params["bucket_name"], request.params["channel_name"])
 
 
-def _get(ctx: Ctx, name: ChannelName) -> Channel:
-    return service.get(ctx, name.bucket_slug, name.slug)
-
-
 def _decode_bucket(request: Request) -> str:
     return request.params["bucket_name"]
-
-
-def _list(ctx: Ctx, bucket_slug: str) -> list[Channel]:
-    return service.list_(ctx, bucket_slug)
 
 
 def _list_response(place: Place, channels: list[Channel]) -> wire.ListChannelsResponse:
@@ -95,23 +82,9 @@ def _decode_update(request: Request) -> ChannelChange:
     return ChannelChange(request.params["bucket_name"], request.params["channel_name"], ref, restricted, fields)
 
 
-def _update(ctx: Ctx, change: ChannelChange) -> Channel:
-    return service.update(
-        ctx, change.bucket_slug, change.slug, ref=change.ref, restricted=change.restricted, fields=change.fields
-    )
-
-
-def _delete(ctx: Ctx, name: ChannelName) -> None:
-    service.delete(ctx, name.bucket_slug, name.slug)
-
-
 def _decode_assign(request: Request) -> ChannelCopy:
     body = request.json(AssignChannelVersionBody)
     return ChannelCopy(request.params["bucket_name"], body.source_channel or "", body.target_channel or "")
-
-
-def _assign(ctx: Ctx, copy: ChannelCopy) -> Copied:
-    return service.copy(ctx, copy.bucket_slug, source=copy.source, target=copy.target)
 
 
 def _assign_response(place: Place, copied: Copied) -> wire.AssignChannelVersionResponse:
@@ -129,30 +102,21 @@ def _decode_history(request: Request) -> ChannelHistoryQuery:
     return ChannelHistoryQuery(request.params["bucket_name"], request.params["channel_name"], page(request))
 
 
-def _history(ctx: Ctx, query: ChannelHistoryQuery) -> tuple[str, HistoryPage]:
-    p = query.page
-    found = service.history(
-        ctx, query.bucket_slug, query.slug, page_size=p.size, next_token=p.next_token, previous_token=p.previous_token
-    )
-    return query.bucket_slug, found
-
-
-def _history_response(place: Place, found: tuple[str, HistoryPage]) -> wire.ListChannelAssignmentHistoryResponse:
-    bucket_name, history = found
+def _history_response(place: Place, history: HistoryPage) -> wire.ListChannelAssignmentHistoryResponse:
     return wire.ListChannelAssignmentHistoryResponse(
-        history=[wire.assignment(a, bucket_name) for a in history.entries],
+        history=[wire.assignment(a, history.bucket_slug) for a in history.entries],
         count=history.count,
         pagination=shared.pagination(history.next_token, history.previous_token),
     )
 
 
-CREATE = Operation(_decode_create, _create, _response)
-GET = Operation(_decode_name, _get, _response)
-LIST = Operation(_decode_bucket, _list, _list_response)
-UPDATE = Operation(_decode_update, _update, _response)
-DELETE = Operation(_decode_name, _delete, empty)
-ASSIGN = Operation(_decode_assign, _assign, _assign_response)
-HISTORY = Operation(_decode_history, _history, _history_response)
+CREATE = Operation(_decode_create, steps.create_channel, _response)
+GET = Operation(_decode_name, steps.get_channel, _response)
+LIST = Operation(_decode_bucket, steps.list_channels, _list_response)
+UPDATE = Operation(_decode_update, steps.update_channel, _response)
+DELETE = Operation(_decode_name, steps.delete_channel, empty)
+ASSIGN = Operation(_decode_assign, steps.copy_channel, _assign_response)
+HISTORY = Operation(_decode_history, steps.channel_history, _history_response)
 
 CHANNELS = "/buckets/{bucket_name}/channels"
 CHANNEL = CHANNELS + "/{channel_name}"

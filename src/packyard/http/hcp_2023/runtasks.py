@@ -3,8 +3,7 @@ as 2021-04-30's), GetRunTaskConfig and UpdateRunTaskConfig."""
 
 from __future__ import annotations
 
-from packyard.domain import registry
-from packyard.domain.context import Ctx
+from packyard.domain import registry, steps
 from packyard.domain.models import Permission, RunTaskBehaviour
 from packyard.http import runtasks, wire
 from packyard.http.hcp_2023.bodies import UpdateRunTaskConfigBody
@@ -26,25 +25,17 @@ class RunTaskConfigResponse(wire.Base, kw_only=True):
     on_untracked_image: str = ""
 
 
-def _config(ctx: Ctx, command: None) -> RunTaskBehaviour:
-    return registry.run_task_behaviour(ctx)
-
-
 def _decode_update(request: Request) -> RunTaskBehaviour:
     body = request.json(UpdateRunTaskConfigBody)
     return wire_choice(RUN_TASK_BEHAVIOUR, body.on_untracked_image, "on_untracked_image") or RunTaskBehaviour.UNSET
-
-
-def _update(ctx: Ctx, behaviour: RunTaskBehaviour) -> RunTaskBehaviour:
-    return registry.set_run_task_behaviour(ctx, behaviour)
 
 
 def _config_response(place: Place, behaviour: RunTaskBehaviour) -> RunTaskConfigResponse:
     return RunTaskConfigResponse(on_untracked_image=RUN_TASK_BEHAVIOUR_TEXT[behaviour])
 
 
-CONFIG = Operation(no_command, _config, _config_response)
-UPDATE_CONFIG = Operation(_decode_update, _update, _config_response)
+CONFIG = Operation(no_command, steps.run_task_behaviour, _config_response)
+UPDATE_CONFIG = Operation(_decode_update, registry.set_run_task_behaviour, _config_response)
 
 ROUTES += [
     route("GET", "/runtasks/config", CONFIG, "GetRunTaskConfig", Permission.READ, cache=True),

@@ -70,20 +70,12 @@ def _decode_upload(request: Request) -> NewSbom:
     return NewSbom(_build(request), body.name or "", kind, content, len(document))
 
 
-def _upload(ctx: Ctx, new: NewSbom) -> Sbom:
-    return service.upload(ctx, new)
-
-
 def _upload_response(place: Place, s: Sbom) -> UploadSbomResponse:
     return UploadSbomResponse(sbom=_wire(s))
 
 
 def _decode_build(request: Request) -> SbomName:
     return SbomName(_build(request), "")
-
-
-def _list(ctx: Ctx, ref: SbomName) -> list[Sbom]:
-    return service.list_(ctx, ref)
 
 
 def _list_response(place: Place, sboms: list[Sbom]) -> ListSbomsResponse:
@@ -101,6 +93,7 @@ def _decode_get(request: Request) -> SbomLink:
 
 
 def _get(ctx: Ctx, link: SbomLink) -> str:
+    """A call of the wire's own, not a domain step: the link it answers is this tree's path."""
     found = service.get(ctx, link.ref)
     build, version = link.ref.build, link.ref.build.version
     path = PREFIX.format(org=ctx.organization_id, project=ctx.project_id)
@@ -114,23 +107,19 @@ def _get_response(place: Place, url: str) -> GetSbomResponse:
     return GetSbomResponse(download_url=url)
 
 
-def _download(ctx: Ctx, ref: SbomName) -> bytes:
-    found = service.get(ctx, ref)
-    return documents.decompress(found.content, max(found.size, 1))
-
-
 def _decode_download(request: Request) -> SbomName:
     return SbomName(_build(request), request.params["sbom_name"])
 
 
-def _as_is(place: Place, document: bytes) -> bytes:
-    return document
+def _document(place: Place, found: Sbom) -> bytes:
+    """The document as it was uploaded (its JSON), not as it is kept (zstd-compressed)."""
+    return documents.decompress(found.content, max(found.size, 1))
 
 
-UPLOAD = Operation(_decode_upload, _upload, _upload_response)
-LIST = Operation(_decode_build, _list, _list_response)
+UPLOAD = Operation(_decode_upload, service.upload, _upload_response)
+LIST = Operation(_decode_build, service.list_, _list_response)
 GET = Operation(_decode_get, _get, _get_response)
-DOWNLOAD = Operation(_decode_download, _download, _as_is)
+DOWNLOAD = Operation(_decode_download, service.get, _document)
 
 SBOMS = "/buckets/{bucket_name}/versions/{fingerprint}/builds/{build_id}/sboms"
 ROUTES: list[Route] = [

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from packyard.domain import search as service
-from packyard.domain.commands import PageQuery
-from packyard.domain.context import Ctx
+from packyard.domain import steps
+from packyard.domain.commands import ArtifactQuery
 from packyard.domain.models import Permission
 from packyard.domain.pagination import Page
 from packyard.domain.search import Found
@@ -48,27 +45,9 @@ class SearchExternalArtifactResponse(shared.Base, kw_only=True):
     pagination: shared.Pagination | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class ArtifactQuery:
-    external_identifier: str
-    platform: str
-    region: str
-    page: PageQuery
-
-
 def _decode(request: Request) -> ArtifactQuery:
     body = request.json(SearchExternalArtifactBody)
     return ArtifactQuery(body.external_identifier or "", body.platform or "", body.region or "", page(request))
-
-
-def _search(ctx: Ctx, query: ArtifactQuery) -> Page[Found]:
-    return service.artifact(
-        ctx,
-        external_identifier=query.external_identifier,
-        platform=query.platform,
-        region=query.region,
-        page=query.page,
-    )
 
 
 def _artifact(found: Found) -> ExternalArtifact:
@@ -97,7 +76,7 @@ def _response(place: Place, found: Page[Found]) -> SearchExternalArtifactRespons
     )
 
 
-SEARCH = Operation(_decode, _search, _response)
+SEARCH = Operation(_decode, steps.search_artifacts, _response)
 
 ROUTES: list[Route] = [
     # A POST that only reads (its question is in the body, so it is not cached).

@@ -3,7 +3,7 @@ iteration, addressed by its bucket and fingerprint."""
 
 from __future__ import annotations
 
-from packyard.domain import iterations as service
+from packyard.domain import steps
 from packyard.domain.commands import (
     IterationChange,
     IterationDeletion,
@@ -11,7 +11,6 @@ from packyard.domain.commands import (
     IterationQuery,
     NewIteration,
 )
-from packyard.domain.context import Ctx
 from packyard.domain.iterations import ListedIteration, UpdateResult
 from packyard.domain.models import Iteration, Permission, TemplateType
 from packyard.domain.pagination import Page
@@ -38,34 +37,13 @@ def _decode_create(request: Request) -> NewIteration:
     return NewIteration(request.params["bucket_name"], body.fingerprint or "", template)
 
 
-def _create(ctx: Ctx, new: NewIteration) -> Iteration:
-    return service.create(ctx, new.bucket_slug, fingerprint=new.fingerprint, template_type=new.template_type)
-
-
 def _decode_get(request: Request) -> IterationQuery:
-    return IterationQuery(request.params["bucket_name"], fingerprint=request.params["fingerprint"])
-
-
-def _get(ctx: Ctx, query: IterationQuery) -> Iteration:
     # An unknown fingerprint is code 10 (ABORTED): Packer creates the version only after that answer.
-    return service.get(ctx, query.bucket_slug, iteration_id="", fingerprint=query.fingerprint, version=0, metadata=True)
+    return IterationQuery(request.params["bucket_name"], fingerprint=request.params["fingerprint"], metadata=True)
 
 
 def _decode_list(request: Request) -> IterationListing:
-    return IterationListing(request.params["bucket_name"], page(request, SORT_NAMES))
-
-
-def _list(ctx: Ctx, listing: IterationListing) -> Page[ListedIteration]:
-    p = listing.page
-    return service.list_(
-        ctx,
-        listing.bucket_slug,
-        page_size=p.size,
-        next_token=p.next_token,
-        previous_token=p.previous_token,
-        order_by=p.order_by,
-        with_builds=True,
-    )
+    return IterationListing(request.params["bucket_name"], page(request, SORT_NAMES), with_builds=True)
 
 
 def _list_response(place: Place, listed: Page[ListedIteration]) -> wire.ListVersionsResponse:
@@ -91,12 +69,6 @@ def _decode_update(request: Request) -> IterationChange:
     return IterationChange("", changes, request.params["bucket_name"], fingerprint=request.params["fingerprint"])
 
 
-def _update(ctx: Ctx, change: IterationChange) -> UpdateResult:
-    return service.update(
-        ctx, change.iteration_id, change.changes, bucket_slug=change.bucket_slug, fingerprint=change.fingerprint
-    )
-
-
 def _update_response(place: Place, result: UpdateResult) -> wire.UpdateVersionResponse:
     operation = None
     if result.cascaded:
@@ -117,21 +89,11 @@ def _decode_delete(request: Request) -> IterationDeletion:
     )
 
 
-def _delete(ctx: Ctx, deletion: IterationDeletion) -> None:
-    service.delete(
-        ctx,
-        deletion.iteration_id,
-        bucket_slug=deletion.bucket_slug,
-        rollback_channels=deletion.rollback_channels,
-        fingerprint=deletion.fingerprint,
-    )
-
-
-CREATE = Operation(_decode_create, _create, _response)
-GET = Operation(_decode_get, _get, _response)
-LIST = Operation(_decode_list, _list, _list_response)
-UPDATE = Operation(_decode_update, _update, _update_response)
-DELETE = Operation(_decode_delete, _delete, empty)
+CREATE = Operation(_decode_create, steps.create_iteration, _response)
+GET = Operation(_decode_get, steps.get_iteration, _response)
+LIST = Operation(_decode_list, steps.list_iterations, _list_response)
+UPDATE = Operation(_decode_update, steps.update_iteration, _update_response)
+DELETE = Operation(_decode_delete, steps.delete_iteration, empty)
 
 VERSION = "/buckets/{bucket_name}/versions/{fingerprint}"
 ROUTES: list[Route] = [
