@@ -4,10 +4,13 @@ of one operation that decode to the same command run the same step."""
 
 from __future__ import annotations
 
+import re
 import typing
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import packyard.http
 from packyard.http.factory import HCP_2021_ROUTES, HCP_2023_ROUTES
 from packyard.http.resource_manager import ROUTES as RESOURCE_MANAGER_ROUTES
 from packyard.http.routing import Route
@@ -78,3 +81,22 @@ def test_the_trees_share_the_steps_of_one_operation() -> None:
             differ.add(old.operation_id)
     # A build named by its id alone (2021) or with the version it must be of (2023).
     assert differ == {"PackerService_GetBuild", "PackerService_DeleteBuild", *WIRE_CALLS} - {"PackerService_GetSbom"}
+
+
+# Words of the speed machinery (SQLite's writer lock, group commit, the read cache and its change stamps).
+# HCP's own "enforced blocks" are not among them.
+_MACHINERY = re.compile(r"\b(cache[ds]?|caching|stamps?|locks?|locked|locking|savepoints?|group commit|writer)\b", re.I)
+
+
+def test_the_tree_modules_speak_no_speed_machinery() -> None:
+    """A tree module declares decode, answer and which domain step runs; where and how the step runs
+    (transactions, locks, the read cache) is the runner's and storage's alone (issue 16)."""
+    trees = Path(packyard.http.__file__).parent
+    found = [
+        f"{path.relative_to(trees)}:{number}: {line.strip()}"
+        for folder in ("hcp_2021", "hcp_2023")
+        for path in sorted((trees / folder).glob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if _MACHINERY.search(line)
+    ]
+    assert found == []

@@ -394,7 +394,7 @@ def test_two_projections_of_one_operation_never_answer_for_each_other(
         "PackerService_GetChannel",
         get_channel_op,
         permission=Permission.READ,
-        cache=True,
+        pure=True,
         api="packer/other-tree",
     )
     environment = make_env(tmp_path, backend, contracts)

@@ -48,7 +48,7 @@ class App:
         cached: set[tuple[str, str]] = set()
         for route in routes:
             self.router.add(route)
-            if route.cache:  # the read cache tells answers apart by API tree and operation
+            if route.pure:  # the read cache tells answers apart by API tree and operation
                 if not route.api or (route.api, route.operation_id) in cached:
                     raise ValueError(f"cached route {route.template} needs an API tree of its own (Route.api)")
                 cached.add((route.api, route.operation_id))

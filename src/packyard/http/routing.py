@@ -35,7 +35,9 @@ class Route:
     access: Access = Access.PROJECT
     permission: Permission = Permission.READ
     write: bool | None = None  # the transaction kind; by default every method but GET writes
-    cache: bool = False  # answers may be served from the read cache (pipeline/cache.py): pure reads only
+    # A pure read: its answer depends only on the path, the query, the principal's role, the project's data
+    # and the domain's clock, never on headers. The runner may answer it from the read cache (pipeline/cache.py).
+    pure: bool = False
     # The API tree the route projects (packer/2021-04-30): part of the read cache's key, since the same
     # operation of two trees answers the same question with different bytes.
     api: str = ""

@@ -115,7 +115,7 @@ class Runner:
             return await self._principal(route, op, request)
         if route.writes:
             return await self._write(route, op, request)
-        if route.cache and self.cache is not None:
+        if route.pure and self.cache is not None:
             hit = (
                 await self._from_cache_batched(self.batch, self.cache, route, request)
                 if self.batch is not None
@@ -145,7 +145,7 @@ class Runner:
 
     async def _read(self, route: Route, op: Operation[Any, Any], request: Request) -> bytes:
         command, refusal = _decode(op, request)
-        cache = self.cache if route.cache else None
+        cache = self.cache if route.pure else None
         unit = self._unit(route, request, command, refusal, op.call, stamp=cache is not None)
         done: Done = await self.services.db.read(unit)
         body = encode(op.answer(done.place, done.result))

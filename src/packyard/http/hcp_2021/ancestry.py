@@ -61,5 +61,5 @@ def _response(place: Place, found: RelationPage) -> wire.ListBucketAncestryRespo
 LIST = Operation(_decode, steps.list_ancestry, _response)
 
 ROUTES: list[Route] = [
-    route("GET", "/images/{bucket_slug}/ancestry", LIST, "ListBucketAncestry", Permission.READ, cache=True),
+    route("GET", "/images/{bucket_slug}/ancestry", LIST, "ListBucketAncestry", Permission.READ, pure=True),
 ]

@@ -56,8 +56,8 @@ DELETE = Operation(_decode_name, steps.delete_bucket, empty)
 
 ROUTES: list[Route] = [
     route("PUT", "/images", CREATE, "CreateBucket", Permission.WRITE),
-    route("GET", "/images", LIST, "ListBuckets", Permission.READ, cache=True),
-    route("GET", "/images/{bucket_slug}", GET, "GetBucket", Permission.READ, cache=True),
+    route("GET", "/images", LIST, "ListBuckets", Permission.READ, pure=True),
+    route("GET", "/images/{bucket_slug}", GET, "GetBucket", Permission.READ, pure=True),
     route("PATCH", "/images/{bucket_slug}", UPDATE, "UpdateBucket", Permission.WRITE),
     route("DELETE", "/images/{bucket_slug}", DELETE, "DeleteBucket", Permission.WRITE),
 ]

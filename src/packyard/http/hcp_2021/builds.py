@@ -68,9 +68,9 @@ DELETE = Operation(_decode_name, steps.delete_build, empty)
 ROUTES: list[Route] = [
     route("POST", "/images/{bucket_slug}/iterations/{iteration_id}", CREATE, "CreateBuild", Permission.WRITE),
     route(
-        "GET", "/images/{bucket_slug}/iterations/{iteration_id}/builds", LIST, "ListBuilds", Permission.READ, cache=True
+        "GET", "/images/{bucket_slug}/iterations/{iteration_id}/builds", LIST, "ListBuilds", Permission.READ, pure=True
     ),
-    route("GET", "/builds/{build_id}", GET, "GetBuild", Permission.READ, cache=True),
+    route("GET", "/builds/{build_id}", GET, "GetBuild", Permission.READ, pure=True),
     route("PATCH", "/builds/{build_id}", UPDATE, "UpdateBuild", Permission.WRITE),
     route("DELETE", "/builds/{build_id}", DELETE, "DeleteBuild", Permission.WRITE),
 ]

@@ -130,9 +130,9 @@ HISTORY = Operation(_decode_history, steps.channel_history, _history_response)
 CHANNEL = "/images/{bucket_slug}/channels/{slug}"
 ROUTES: list[Route] = [
     route("POST", "/images/{bucket_slug}/channels", CREATE, "CreateChannel", Permission.WRITE),
-    route("GET", "/images/{bucket_slug}/channels", LIST, "ListChannels", Permission.READ, cache=True),
-    route("GET", CHANNEL, GET, "GetChannel", Permission.READ, cache=True),
+    route("GET", "/images/{bucket_slug}/channels", LIST, "ListChannels", Permission.READ, pure=True),
+    route("GET", CHANNEL, GET, "GetChannel", Permission.READ, pure=True),
     route("PATCH", CHANNEL, UPDATE, "UpdateChannel", Permission.WRITE),
     route("DELETE", CHANNEL, DELETE, "DeleteChannel", Permission.WRITE),
-    route("GET", CHANNEL + "/history", HISTORY, "ListChannelHistory", Permission.READ, cache=True),
+    route("GET", CHANNEL + "/history", HISTORY, "ListChannelHistory", Permission.READ, pure=True),
 ]

@@ -24,10 +24,11 @@ def route(
     permission: Permission,
     *,
     write: bool | None = None,
-    cache: bool = False,
+    pure: bool = False,
 ) -> Route:
-    """A 2021-04-30 operation. `cache`: its answer depends only on the path, the query, the principal's role,
-    the project's data and the clock as the domain reports it (Ctx.valid_until), never on headers."""
+    """A 2021-04-30 operation. `pure`: a read whose answer depends only on the path, the query, the
+    principal's role, the project's data and the clock as the domain reports it (Ctx.valid_until), never
+    on headers."""
     return Route(
         method,
         PREFIX + path,
@@ -35,7 +36,7 @@ def route(
         operation,
         permission=permission,
         write=write,
-        cache=cache,
+        pure=pure,
         api=API,
         words=WORDS,
     )

@@ -95,8 +95,8 @@ DELETE = Operation(_decode_delete, steps.delete_iteration, empty)
 
 ROUTES: list[Route] = [
     route("POST", "/images/{bucket_slug}/iterations", CREATE, "CreateIteration", Permission.WRITE),
-    route("GET", "/images/{bucket_slug}/iterations", LIST, "ListIterations", Permission.READ, cache=True),
-    route("GET", "/images/{bucket_slug}/iteration", GET, "GetIteration", Permission.READ, cache=True),
+    route("GET", "/images/{bucket_slug}/iterations", LIST, "ListIterations", Permission.READ, pure=True),
+    route("GET", "/images/{bucket_slug}/iteration", GET, "GetIteration", Permission.READ, pure=True),
     route("PATCH", "/iterations/{iteration_id}", UPDATE, "UpdateIteration", Permission.WRITE),
     route("DELETE", "/iterations/{iteration_id}", DELETE, "DeleteIteration", Permission.WRITE),
 ]

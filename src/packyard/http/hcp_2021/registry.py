@@ -47,7 +47,7 @@ DELETE = Operation(_decode_delete, steps.delete_registry, _operation_response)
 
 ROUTES: list[Route] = [
     route("PUT", "/registry", CREATE, "CreateRegistry", Permission.ADMIN),
-    route("GET", "/registry", GET, "GetRegistry", Permission.READ, cache=True),
+    route("GET", "/registry", GET, "GetRegistry", Permission.READ, pure=True),
     route("PATCH", "/registry", UPDATE, "UpdateRegistry", Permission.ADMIN),
     route("DELETE", "/registry", DELETE, "DeleteRegistry", Permission.ADMIN),
 ]

@@ -66,5 +66,5 @@ def _response(place: Place, found: RelationPage) -> wire.ListBucketAncestryRespo
 LIST = Operation(_decode, steps.list_ancestry, _response)
 
 ROUTES: list[Route] = [
-    route("GET", "/buckets/{bucket_name}/ancestry", LIST, "ListBucketAncestry", Permission.READ, cache=True),
+    route("GET", "/buckets/{bucket_name}/ancestry", LIST, "ListBucketAncestry", Permission.READ, pure=True),
 ]

@@ -71,8 +71,8 @@ ENFORCED_BLOCKS = Operation(_decode_name, steps.require_bucket, _no_blocks)
 
 ROUTES: list[Route] = [
     route("PUT", "/buckets", CREATE, "CreateBucket", Permission.WRITE),
-    route("GET", "/buckets", LIST, "ListBuckets", Permission.READ, cache=True),
-    route("GET", "/buckets/{bucket_name}", GET, "GetBucket", Permission.READ, cache=True),
+    route("GET", "/buckets", LIST, "ListBuckets", Permission.READ, pure=True),
+    route("GET", "/buckets/{bucket_name}", GET, "GetBucket", Permission.READ, pure=True),
     route("PATCH", "/buckets/{bucket_name}", UPDATE, "UpdateBucket", Permission.WRITE),
     route("DELETE", "/buckets/{bucket_name}", DELETE, "DeleteBucket", Permission.WRITE),
     route(
@@ -81,6 +81,6 @@ ROUTES: list[Route] = [
         ENFORCED_BLOCKS,
         "GetEnforcedBlocksByBucket",
         Permission.READ,
-        cache=True,
+        pure=True,
     ),
 ]

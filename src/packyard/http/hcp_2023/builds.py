@@ -102,8 +102,8 @@ DELETE = Operation(_build, steps.delete_build_in_version, empty)
 BUILDS = "/buckets/{bucket_name}/versions/{fingerprint}/builds"
 ROUTES: list[Route] = [
     route("POST", BUILDS, CREATE, "CreateBuild", Permission.WRITE),
-    route("GET", BUILDS, LIST, "ListBuilds", Permission.READ, cache=True),
-    route("GET", BUILDS + "/{build_id}", GET, "GetBuild", Permission.READ, cache=True),
+    route("GET", BUILDS, LIST, "ListBuilds", Permission.READ, pure=True),
+    route("GET", BUILDS + "/{build_id}", GET, "GetBuild", Permission.READ, pure=True),
     route("PATCH", BUILDS + "/{build_id}", UPDATE, "UpdateBuild", Permission.WRITE),
     route("DELETE", BUILDS + "/{build_id}", DELETE, "DeleteBuild", Permission.WRITE),
 ]

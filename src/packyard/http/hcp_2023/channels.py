@@ -122,10 +122,10 @@ CHANNELS = "/buckets/{bucket_name}/channels"
 CHANNEL = CHANNELS + "/{channel_name}"
 ROUTES: list[Route] = [
     route("POST", CHANNELS, CREATE, "CreateChannel", Permission.WRITE),
-    route("GET", CHANNELS, LIST, "ListChannels", Permission.READ, cache=True),
+    route("GET", CHANNELS, LIST, "ListChannels", Permission.READ, pure=True),
     route("POST", CHANNELS + "/assign", ASSIGN, "AssignChannelVersion", Permission.WRITE),
-    route("GET", CHANNEL, GET, "GetChannel", Permission.READ, cache=True),
+    route("GET", CHANNEL, GET, "GetChannel", Permission.READ, pure=True),
     route("PATCH", CHANNEL, UPDATE, "UpdateChannel", Permission.WRITE),
     route("DELETE", CHANNEL, DELETE, "DeleteChannel", Permission.WRITE),
-    route("GET", CHANNEL + "/history", HISTORY, "ListChannelAssignmentHistory", Permission.READ, cache=True),
+    route("GET", CHANNEL + "/history", HISTORY, "ListChannelAssignmentHistory", Permission.READ, pure=True),
 ]

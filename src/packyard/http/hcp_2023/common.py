@@ -24,10 +24,10 @@ def route(
     permission: Permission,
     *,
     write: bool | None = None,
-    cache: bool = False,
+    pure: bool = False,
     body_limit: str | None = None,
 ) -> Route:
-    """A 2023-01-01 operation; `cache` as in hcp_2021.common.route, `body_limit` as Route's."""
+    """A 2023-01-01 operation; `pure` as in hcp_2021.common.route, `body_limit` as Route's."""
     return Route(
         method,
         PREFIX + path,
@@ -35,7 +35,7 @@ def route(
         operation,
         permission=permission,
         write=write,
-        cache=cache,
+        pure=pure,
         api=API,
         words=WORDS,
         body_limit=body_limit,

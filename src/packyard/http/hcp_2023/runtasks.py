@@ -38,6 +38,6 @@ CONFIG = Operation(no_command, steps.run_task_behaviour, _config_response)
 UPDATE_CONFIG = Operation(_decode_update, registry.set_run_task_behaviour, _config_response)
 
 ROUTES += [
-    route("GET", "/runtasks/config", CONFIG, "GetRunTaskConfig", Permission.READ, cache=True),
+    route("GET", "/runtasks/config", CONFIG, "GetRunTaskConfig", Permission.READ, pure=True),
     route("PATCH", "/runtasks/config", UPDATE_CONFIG, "UpdateRunTaskConfig", Permission.ADMIN),
 ]

@@ -124,7 +124,7 @@ DOWNLOAD = Operation(_decode_download, service.get, _document)
 SBOMS = "/buckets/{bucket_name}/versions/{fingerprint}/builds/{build_id}/sboms"
 ROUTES: list[Route] = [
     route("PUT", SBOMS, UPLOAD, "UploadSbom", Permission.WRITE, body_limit="max_sbom_body_bytes"),
-    route("GET", SBOMS, LIST, "ListSboms", Permission.READ, cache=True),
+    route("GET", SBOMS, LIST, "ListSboms", Permission.READ, pure=True),
     route("GET", SBOMS + "/{sbom_name}", GET, "GetSbom", Permission.READ),
     # packyard's own: the document GetSbom's download_url names (not in HashiCorp's document).
     route("GET", SBOMS + "/{sbom_name}/download", DOWNLOAD, "DownloadSbom", Permission.READ),

@@ -79,6 +79,6 @@ def _response(place: Place, found: Page[Found]) -> SearchExternalArtifactRespons
 SEARCH = Operation(_decode, steps.search_artifacts, _response)
 
 ROUTES: list[Route] = [
-    # A POST that only reads (its question is in the body, so it is not cached).
+    # A POST that only reads (its question is in the body, so it is not a pure read of the path).
     route("POST", "/_search/external_artifact", SEARCH, "SearchExternalArtifact", Permission.READ, write=False),
 ]

@@ -98,8 +98,8 @@ DELETE = Operation(_decode_delete, steps.delete_iteration, empty)
 VERSION = "/buckets/{bucket_name}/versions/{fingerprint}"
 ROUTES: list[Route] = [
     route("POST", "/buckets/{bucket_name}/versions", CREATE, "CreateVersion", Permission.WRITE),
-    route("GET", "/buckets/{bucket_name}/versions", LIST, "ListVersions", Permission.READ, cache=True),
-    route("GET", VERSION, GET, "GetVersion", Permission.READ, cache=True),
+    route("GET", "/buckets/{bucket_name}/versions", LIST, "ListVersions", Permission.READ, pure=True),
+    route("GET", VERSION, GET, "GetVersion", Permission.READ, pure=True),
     route("PATCH", VERSION, UPDATE, "UpdateVersion", Permission.WRITE),
     route("DELETE", VERSION, DELETE, "DeleteVersion", Permission.WRITE),
 ]
