@@ -451,3 +451,53 @@ def test_naive_now_is_rejected(tmp_path: Path) -> None:
 def test_empty_hosts_are_rejected(tmp_path: Path, hosts: tuple[str, ...]) -> None:
     with pytest.raises(ValueError, match="host"):
         ensure_local_tls(tmp_path, hosts=hosts)
+
+
+# --------------------------------------------------------------------------- the CA bundle
+
+
+def test_bundle_is_the_system_roots_then_the_local_ca(files: TlsFiles) -> None:
+    source, roots = system_roots()
+    if source is None:
+        pytest.skip("this machine has no system CA bundle (install ca-certificates)")
+    bundle = files.ca_bundle.read_bytes()
+    assert files.ca_bundle == files.ca_cert.parent / "ca-bundle.pem"
+    assert stat.S_IMODE(files.ca_bundle.stat().st_mode) == 0o600
+    assert roots in bundle
+    assert bundle.endswith(files.ca_cert.read_bytes()), "packyard's CA last"
+    # OpenSSL reads every certificate of it: the system's and packyard's.
+    context = ssl.create_default_context(cafile=files.ca_bundle)
+    assert context.cert_store_stats()["x509_ca"] == bundle.count(b"-----BEGIN CERTIFICATE-----")
+    with tls_server(files) as server:
+        assert handshake(server, context, "localhost") == b"ok\n"
+
+
+def test_bundle_does_not_take_roots_from_ssl_cert_file(files: TlsFiles, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A shell that pasted the block has SSL_CERT_FILE pointing at the bundle: it must not feed on itself.
+    monkeypatch.setenv("SSL_CERT_FILE", str(files.ca_bundle))
+    source, _ = system_roots()
+    assert source != files.ca_bundle
+    before = files.ca_bundle.read_bytes()
+    ensure_local_tls(files.ca_cert.parent.parent)
+    assert files.ca_bundle.read_bytes() == before
+
+
+def test_bundle_follows_a_new_ca(tmp_path: Path) -> None:
+    start = datetime(2030, 1, 1, tzinfo=UTC)
+    files = ensure_local_tls(tmp_path, now=start)
+    old_ca = files.ca_cert.read_bytes()
+    ensure_local_tls(tmp_path, now=start + timedelta(days=3650 - 20))
+    new_ca = files.ca_cert.read_bytes()
+    assert new_ca != old_ca
+    bundle = files.ca_bundle.read_bytes()
+    assert bundle.endswith(new_ca)
+    assert old_ca not in bundle
+
+
+def test_canonical_host() -> None:
+    assert canonical_host("Packyard.Example.") == "packyard.example"
+    assert canonical_host("[2001:DB8::1]") == "2001:db8::1"
+    assert canonical_host("bücher.example") == "xn--bcher-kva.example"
+    for bad in ("", "a b", "host:443", "https://x", "user@host"):
+        with pytest.raises(ValueError, match="host"):
+            canonical_host(bad)

@@ -34,6 +34,7 @@ import ipaddress
 import logging
 import math
 import os
+import re
 import ssl
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -119,9 +120,14 @@ def _read(source: CertSource) -> tuple[_Stamp, bytes, bytes]:
     return before, cert_pem, key_pem
 
 
+_PEM_BEGIN = re.compile(rb"-----BEGIN [A-Z0-9 ]+-----")
+_PEM_END = re.compile(rb"-----END [A-Z0-9 ]+-----")
+
+
 def _whole_pem(data: bytes) -> bool:
-    begins, ends = data.count(b"-----BEGIN "), data.count(b"-----END ")
-    return begins > 0 and begins == ends
+    """Every PEM block that begins also ends, and nothing but white space follows the last one."""
+    ends = list(_PEM_END.finditer(data))
+    return bool(ends) and len(_PEM_BEGIN.findall(data)) == len(ends) and not data[ends[-1].end() :].strip()
 
 
 def check_pair(cert_pem: bytes, key_pem: bytes) -> x509.Certificate:
