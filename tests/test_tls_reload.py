@@ -201,6 +201,21 @@ def test_generated_certificate_removed_is_issued_again_and_served(tmp_path: Path
         assert presented(server.host, server.port, client_for(files.ca_cert), "127.0.0.1") == reloader.serving.leaf
 
 
+def test_generated_certificate_issued_by_another_process_is_loaded_not_reissued(tmp_path: Path) -> None:
+    files = ensure_local_tls(tmp_path)
+    source = CertSource(files.cert, files.key, interval=0.1, generated_in=tmp_path, hosts=DEFAULT_HOSTS)
+    reloader = reloader_for(source)
+    # Another worker (here: the test) renewed it, for other names: this one serves that certificate and
+    # does not answer with one of its own, so two servers never take turns re-issuing.
+    ensure_local_tls(tmp_path, hosts=(*DEFAULT_HOSTS, "packyard.example"))
+    written = files.cert.read_bytes()
+    assert reloader.check()
+    assert reloader.serving is not None
+    assert reloader.serving.cert_pem == written
+    assert not reloader.check()
+    assert files.cert.read_bytes() == written
+
+
 # --------------------------------------------------------------------------- settings and startup checks
 
 

@@ -11,9 +11,9 @@ default context and starts ``Reloader.run`` on the worker's event loop, which ev
 * notices a change of the certificate or key file (device, inode, size, modification and change times;
   then the SHA-256 of both, so a file touched but not changed is not reloaded),
 * for packyard's generated certificate, also calls ``ensure_local_tls`` when the served certificate is
-  due for renewal (``tls.renew_at``: a third of its lifetime left) or its files changed, which re-issues
-  it under the same CA; when several workers do so at once, ensure_local_tls serialises them on its
-  lock file and the later ones find the fresh certificate,
+  due for renewal (``tls.renew_at``: a third of its lifetime left) or its files are gone, which issues
+  the next one under the same CA; when several workers do so at once, ensure_local_tls serialises them
+  on its lock file and the later ones find the fresh certificate (and load it as a changed file),
 * checks the new pair off the event loop (both files are whole PEM, the key belongs to the certificate,
   OpenSSL accepts the pair in a scratch context) and only then loads it into the live context, on the
   event loop's thread, so that no handshake of that worker runs while the context changes.
@@ -214,7 +214,9 @@ class Reloader:
         """The next pair to serve, checked; None when nothing changed or the change was refused. Blocks
         (reads files, may issue a certificate): run it off the event loop."""
         source = self.source
-        if source.generated_in is not None and (self.due() or self._current_stamp() != self._seen):
+        # Issue only when due or gone: a certificate another process just issued in this data dir is
+        # loaded as it is, so two servers can't take turns re-issuing it.
+        if source.generated_in is not None and (self.due() or self._current_stamp() is None):
             try:
                 ensure_local_tls(source.generated_in, hosts=source.hosts, now=self.clock.now())
             except OSError as exc:
