@@ -286,7 +286,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_serve.add_argument("--host", default=os.environ.get("PACKYARD_HOST", "127.0.0.1"))
     p_serve.add_argument("--port", type=int, default=int(os.environ.get("PACKYARD_PORT", "0")))
     p_serve.add_argument("--no-tls", action="store_true", help="plain HTTP, for use behind a TLS-terminating proxy")
-    p_serve.add_argument("--tls-cert", help="PEM certificate (chain) to serve instead of the generated one")
+    p_serve.add_argument(
+        "--tls-cert",
+        help="PEM certificate (chain) to serve instead of the generated one; re-read when it or the key changes "
+        "(every PACKYARD_TLS_RELOAD_SECONDS)",
+    )
     p_serve.add_argument("--tls-key", help="PEM private key for --tls-cert")
     p_serve.add_argument(
         "--hostname",
