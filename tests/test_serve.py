@@ -237,8 +237,14 @@ def test_first_start_serves_https_with_the_local_ca(tmp_path: Path) -> None:
         org_id, project_id = env["HCP_ORGANIZATION_ID"], env["HCP_PROJECT_ID"]
         assert str(uuid.UUID(org_id)) == org_id
         assert str(uuid.UUID(project_id)) == project_id
-        assert Path(env["SSL_CERT_FILE"]) == ca_file
-        assert ca_file.is_file()
+        # SSL_CERT_FILE is the bundle: the system's roots and packyard's CA, so other tools keep working.
+        assert Path(env["SSL_CERT_FILE"]) == data_dir / "tls" / "ca-bundle.pem"
+        assert ca_file.read_bytes() in Path(env["SSL_CERT_FILE"]).read_bytes()
+        # On a first start the block carries the credentials it just made, ready to paste.
+        assert (env["HCP_CLIENT_ID"], env["HCP_CLIENT_SECRET"]) == (
+            printed_credentials(output)["client_id"],
+            printed_credentials(output)["client_secret"],
+        )
         assert "HCP_API_TLS" not in env
 
         # First start: the admin credentials, printed once, for the same organization and project.
@@ -269,6 +275,8 @@ def test_first_start_serves_https_with_the_local_ca(tmp_path: Path) -> None:
         assert "client_secret:" not in output
         env = exports(output)
         assert (env["HCP_ORGANIZATION_ID"], env["HCP_PROJECT_ID"]) == (org_id, project_id)
+        assert "HCP_CLIENT_ID" not in env, "no secret is known on a later start: the lines are comments"
+        assert "# export HCP_CLIENT_SECRET=..." in output
         trusting = ssl.create_default_context(cafile=str(data_dir / "tls" / "ca.pem"))
         token_and_registry("https", "localhost", again.port, creds, org_id, project_id, context=trusting)
         assert_clean_exit(again)

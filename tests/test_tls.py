@@ -20,10 +20,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from packyard.tls import TlsFiles, ensure_local_tls
+from packyard.tls import TlsFiles, canonical_host, ensure_local_tls, renew_at, system_roots
 
 TIMEOUT = 5.0
-FILE_NAMES = ("ca-key.pem", "ca.pem", "server-key.pem", "server.pem")
+FILE_NAMES = ("ca-key.pem", "ca.pem", "server-key.pem", "server.pem", "ca-bundle.pem")
 
 
 # --------------------------------------------------------------------------- a real TLS server
@@ -38,10 +38,15 @@ class _Server:
 
 
 @contextmanager
-def tls_server(files: TlsFiles, host: str = "127.0.0.1") -> Iterator[_Server]:
-    """Serve TLS with ``files`` on an ephemeral port; each client gets b"ok\\n" after the handshake."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(certfile=files.cert, keyfile=files.key)
+def tls_server(
+    files: TlsFiles | None, host: str = "127.0.0.1", context: ssl.SSLContext | None = None
+) -> Iterator[_Server]:
+    """Serve TLS with ``files`` (or a ready ``context``) on an ephemeral port; each client gets b"ok\\n"
+    after the handshake."""
+    if context is None:
+        assert files is not None
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(certfile=files.cert, keyfile=files.key)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     listener = socket.socket(family, socket.SOCK_STREAM)
     stop = threading.Event()
@@ -222,7 +227,7 @@ def test_server_certificate_profile(tmp_path: Path) -> None:
     assert aki.key_identifier == ca_ski.digest
 
     assert leaf.not_valid_before_utc == now - timedelta(minutes=1)
-    assert leaf.not_valid_after_utc - leaf.not_valid_before_utc == timedelta(days=397)
+    assert leaf.not_valid_after_utc - leaf.not_valid_before_utc == timedelta(days=30)
 
 
 # --------------------------------------------------------------------------- (2) file modes
@@ -271,7 +276,7 @@ def test_server_certificate_is_reissued_near_expiry_but_ca_is_kept(tmp_path: Pat
     files = ensure_local_tls(tmp_path, now=start)
     before = read_all(files)
 
-    later = start + timedelta(days=380)  # 17 days before the 397-day certificate expires
+    later = start + timedelta(days=21)  # 9 days before the 30-day certificate expires: less than a third left
     ensure_local_tls(tmp_path, now=later)
     after = read_all(files)
 
@@ -282,12 +287,13 @@ def test_server_certificate_is_reissued_near_expiry_but_ca_is_kept(tmp_path: Pat
     leaf, ca = load_chain(files)
     assert ca == load_ca(files)
     leaf.verify_directly_issued_by(ca)
-    assert leaf.not_valid_before_utc <= later < leaf.not_valid_after_utc - timedelta(days=30)
+    assert leaf.not_valid_before_utc <= later < renew_at(leaf)
+    assert renew_at(leaf) == leaf.not_valid_after_utc - timedelta(days=10)
 
 
 def test_renewed_certificate_passes_a_real_handshake(tmp_path: Path) -> None:
-    # Issue in the past so that "now" is 380 days later; the renewed certificate is valid right now.
-    files = ensure_local_tls(tmp_path, now=datetime.now(UTC) - timedelta(days=380))
+    # Issue in the past so that "now" is 21 days later; the renewed certificate is valid right now.
+    files = ensure_local_tls(tmp_path, now=datetime.now(UTC) - timedelta(days=21))
     old = read_all(files)
     ensure_local_tls(tmp_path)
     assert read_all(files)["ca.pem"] == old["ca.pem"]
@@ -296,12 +302,15 @@ def test_renewed_certificate_passes_a_real_handshake(tmp_path: Path) -> None:
         assert handshake(server, trusting(files), "localhost") == b"ok\n"
 
 
-def test_certificate_with_more_than_30_days_left_is_kept(tmp_path: Path) -> None:
+def test_certificate_with_more_than_a_third_of_its_lifetime_left_is_kept(tmp_path: Path) -> None:
     start = datetime(2030, 1, 1, tzinfo=UTC)
     files = ensure_local_tls(tmp_path, now=start)
     before = read_all(files)
-    ensure_local_tls(tmp_path, now=start + timedelta(days=360))  # 37 days left
+    ensure_local_tls(tmp_path, now=start + timedelta(days=19))  # 11 days left
     assert read_all(files) == before
+    ensure_local_tls(tmp_path, now=start + timedelta(days=20, minutes=1))  # just under 10 days left
+    assert read_all(files)["server.pem"] != before["server.pem"]
+    assert read_all(files)["ca.pem"] == before["ca.pem"]
 
 
 def test_ca_near_expiry_is_replaced_along_with_server_certificate(tmp_path: Path) -> None:
@@ -367,10 +376,20 @@ def test_extra_host_reissues_certificate_with_that_name(files: TlsFiles) -> None
     with tls_server(files) as server:
         assert handshake(server, trusting(files), "packyard.internal") == b"ok\n"
 
-    # The wider certificate covers both the same request and the default hosts: no more churn.
+    # The same request again changes nothing.
     ensure_local_tls(data_dir, hosts=hosts)
-    ensure_local_tls(data_dir)
     assert read_all(files) == after
+
+    # A name no longer asked for is taken out: the certificate names exactly the requested hosts.
+    ensure_local_tls(data_dir)
+    narrowed = read_all(files)
+    assert narrowed["ca.pem"] == before["ca.pem"]
+    assert narrowed["server.pem"] != after["server.pem"]
+    assert san_of(load_chain(files)[0]).get_values_for_type(x509.DNSName) == ["localhost"]
+    with tls_server(files) as server:
+        with pytest.raises(ssl.SSLCertVerificationError):
+            handshake(server, trusting(files), "packyard.internal")
+        assert handshake(server, trusting(files), "localhost") == b"ok\n"
 
 
 def test_hosts_are_matched_case_insensitively_and_ips_by_value(tmp_path: Path) -> None:
@@ -432,3 +451,53 @@ def test_naive_now_is_rejected(tmp_path: Path) -> None:
 def test_empty_hosts_are_rejected(tmp_path: Path, hosts: tuple[str, ...]) -> None:
     with pytest.raises(ValueError, match="host"):
         ensure_local_tls(tmp_path, hosts=hosts)
+
+
+# --------------------------------------------------------------------------- the CA bundle
+
+
+def test_bundle_is_the_system_roots_then_the_local_ca(files: TlsFiles) -> None:
+    source, roots = system_roots()
+    if source is None:
+        pytest.skip("this machine has no system CA bundle (install ca-certificates)")
+    bundle = files.ca_bundle.read_bytes()
+    assert files.ca_bundle == files.ca_cert.parent / "ca-bundle.pem"
+    assert stat.S_IMODE(files.ca_bundle.stat().st_mode) == 0o600
+    assert roots in bundle
+    assert bundle.endswith(files.ca_cert.read_bytes()), "packyard's CA last"
+    # OpenSSL reads every certificate of it: the system's and packyard's.
+    context = ssl.create_default_context(cafile=files.ca_bundle)
+    assert context.cert_store_stats()["x509_ca"] == bundle.count(b"-----BEGIN CERTIFICATE-----")
+    with tls_server(files) as server:
+        assert handshake(server, context, "localhost") == b"ok\n"
+
+
+def test_bundle_does_not_take_roots_from_ssl_cert_file(files: TlsFiles, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A shell that pasted the block has SSL_CERT_FILE pointing at the bundle: it must not feed on itself.
+    monkeypatch.setenv("SSL_CERT_FILE", str(files.ca_bundle))
+    source, _ = system_roots()
+    assert source != files.ca_bundle
+    before = files.ca_bundle.read_bytes()
+    ensure_local_tls(files.ca_cert.parent.parent)
+    assert files.ca_bundle.read_bytes() == before
+
+
+def test_bundle_follows_a_new_ca(tmp_path: Path) -> None:
+    start = datetime(2030, 1, 1, tzinfo=UTC)
+    files = ensure_local_tls(tmp_path, now=start)
+    old_ca = files.ca_cert.read_bytes()
+    ensure_local_tls(tmp_path, now=start + timedelta(days=3650 - 20))
+    new_ca = files.ca_cert.read_bytes()
+    assert new_ca != old_ca
+    bundle = files.ca_bundle.read_bytes()
+    assert bundle.endswith(new_ca)
+    assert old_ca not in bundle
+
+
+def test_canonical_host() -> None:
+    assert canonical_host("Packyard.Example.") == "packyard.example"
+    assert canonical_host("[2001:DB8::1]") == "2001:db8::1"
+    assert canonical_host("bücher.example") == "xn--bcher-kva.example"
+    for bad in ("", "a b", "host:443", "https://x", "user@host"):
+        with pytest.raises(ValueError, match="host"):
+            canonical_host(bad)

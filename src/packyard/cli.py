@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from packyard import hcp_env
 from packyard.auth.service import NewPrincipal, create_principal
 from packyard.bootstrap import InitResult, default_tenant, initialize
 from packyard.clock import SystemClock
@@ -79,69 +80,52 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
-def _hcp_block(
-    settings: Settings, host: str, port: int, org_id: str, project_id: str, tls: bool, ca_file: Path | None
-) -> str:
-    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 - display only
-    address = f"{shown}:{port}"
-    lines = [
-        f"packyard serves the HCP Packer API on {'https' if tls else 'http'}://{address}",
-        "",
-        "Point Packer and Terraform at it with:",
-        f"  export HCP_API_HOST={address}",
-        f"  export HCP_AUTH_URL=https://{address}",
-        f"  export HCP_ORGANIZATION_ID={org_id}",
-        f"  export HCP_PROJECT_ID={project_id}",
-        "  export HCP_CLIENT_ID=<client_id from `packyard init`>",
-        "  export HCP_CLIENT_SECRET=<client_secret from `packyard init`>",
-    ]
-    if tls and ca_file is not None:
-        lines.append(f"  export SSL_CERT_FILE={ca_file}   # trust packyard's local CA")
-    if not tls:
-        lines += [
-            "  export HCP_API_TLS=disabled",
-            "  # HCP_AUTH_URL must be https for every HCP SDK: serve the token endpoint behind a TLS proxy.",
-        ]
-    lines.append(f"Data directory: {settings.data_dir}")
-    return "\n".join(lines)
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn  # noqa: PLC0415 - only serve needs it
 
     from packyard.http import access_log  # noqa: PLC0415
     from packyard.http.factory import create_app  # noqa: PLC0415
     from packyard.http.protocol import JoinedWritesProtocol, raise_fd_limit  # noqa: PLC0415
-    from packyard.tls import ensure_local_tls  # noqa: PLC0415
+    from packyard.tls_reload import prepare as prepare_tls  # noqa: PLC0415
 
     settings = _settings(args)
+    names = hcp_env.hostnames(args.hostname)
     if bool(args.tls_cert) != bool(args.tls_key):
         raise SystemExit("packyard: --tls-cert and --tls-key go together")
     db = _prepare(settings, migrate_postgres=args.migrate)
     warning = open_dir_warning(settings.data_dir)
     if warning is not None:
         print(warning, file=sys.stderr, flush=True)
+    served = None if args.no_tls else prepare_tls(settings.data_dir, args.tls_cert, args.tls_key, names, args.host)
     now = SystemClock().now()
     org_id, project_id, created = default_tenant(db, now)
+    credentials = None
     if created:
         print("First start: created the default organization, project and registry.")
-        _print_credentials(initialize(db, now), as_json=False)
+        result = initialize(db, now)
+        _print_credentials(result, as_json=False)
+        credentials = (result.client_id, result.client_secret)
         print()
-    tls = not args.no_tls
-    cert = key = ca = None
-    if tls:
-        if args.tls_cert:
-            cert, key = Path(args.tls_cert), Path(args.tls_key)
-        else:
-            files = ensure_local_tls(settings.data_dir)
-            cert, key, ca = files.cert, files.key, files.ca_cert
-    port = args.port or (8443 if tls else 8080)
-    print(_hcp_block(settings, args.host, port, org_id, project_id, tls, ca), flush=True)
+    port = args.port or (8443 if served else 8080)
+    block = hcp_env.block(
+        data_dir=settings.data_dir,
+        listen_host=args.host,
+        port=port,
+        organization_id=org_id,
+        project_id=project_id,
+        names=names,
+        tls=served is not None,
+        ca_bundle=served.ca_bundle if served else None,
+        credentials=credentials,
+    )
+    print(block, flush=True)
     options: dict[str, Any] = {
         "host": args.host,
         "port": port,
-        "ssl_certfile": str(cert) if cert else None,
-        "ssl_keyfile": str(key) if key else None,
+        "ssl_certfile": str(served.cert) if served else None,
+        "ssl_keyfile": str(served.key) if served else None,
+        # Renews the generated certificate and reloads given ones while serving, in every worker.
+        "ssl_context_factory": served.factory if served else None,
         "log_level": args.log_level,
         "log_config": access_log.log_config(),  # no secrets from query strings in the access log
         "lifespan": "on",
@@ -302,8 +286,19 @@ def build_parser() -> argparse.ArgumentParser:
     p_serve.add_argument("--host", default=os.environ.get("PACKYARD_HOST", "127.0.0.1"))
     p_serve.add_argument("--port", type=int, default=int(os.environ.get("PACKYARD_PORT", "0")))
     p_serve.add_argument("--no-tls", action="store_true", help="plain HTTP, for use behind a TLS-terminating proxy")
-    p_serve.add_argument("--tls-cert", help="PEM certificate (chain) to serve instead of the generated one")
+    p_serve.add_argument(
+        "--tls-cert",
+        help="PEM certificate (chain) to serve instead of the generated one; re-read when it or the key changes "
+        "(every PACKYARD_TLS_RELOAD_SECONDS)",
+    )
     p_serve.add_argument("--tls-key", help="PEM private key for --tls-cert")
+    p_serve.add_argument(
+        "--hostname",
+        action="append",
+        metavar="NAME",
+        help="a DNS name or IP address clients reach this server by, named in the generated certificate and the "
+        "printed HCP_* block (the first one there); repeatable (PACKYARD_HOSTNAMES, comma-separated)",
+    )
     p_serve.add_argument("--migrate", action="store_true", help="apply pending PostgreSQL migrations on start")
     p_serve.add_argument(
         "--workers", type=int, default=int(os.environ.get("PACKYARD_WORKERS", "1")), help="worker processes"

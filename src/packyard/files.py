@@ -29,7 +29,7 @@ DIR_MODE = 0o700
 # What packyard keeps in the data directory, beside the SQLite files (see private_sqlite_file).
 SECRET_FILE = "secret.key"  # noqa: S105 - a file name, not a secret
 TLS_DIR = "tls"
-TLS_FILES = ("ca.pem", "ca-key.pem", "server.pem", "server-key.pem", ".lock")
+TLS_FILES = ("ca.pem", "ca-key.pem", "server.pem", "server-key.pem", "ca-bundle.pem", ".lock")
 SQLITE_COMPANIONS = ("-wal", "-shm", "-journal", "-writer")
 
 

@@ -1,20 +1,25 @@
 """A private certificate authority and server certificate for serving HTTPS on a local machine.
 
-``ensure_local_tls`` keeps four PEM files under ``<data_dir>/tls``:
+``ensure_local_tls`` keeps five PEM files under ``<data_dir>/tls``:
 
-* ``ca.pem``          the local CA certificate; clients trust this one (e.g. via ``SSL_CERT_FILE``)
+* ``ca.pem``          the local CA certificate; clients trust this one
 * ``ca-key.pem``      the CA private key
 * ``server.pem``      the server certificate followed by the CA certificate, so clients that want the
                       chain (Go's crypto/tls, for one) get it
 * ``server-key.pem``  the server private key
+* ``ca-bundle.pem``   the system's trusted roots followed by the local CA: what ``SSL_CERT_FILE`` points
+                      at, so that a shell that trusts packyard still trusts everyone else
 
 The directory is 0700 and every file 0600, certificates included (see packyard/files.py: one rule for
 everything packyard writes; the certificates are no secret, but nobody else can reach them anyway).
 
-Existing files are reused. The server certificate is re-issued (keeping the CA) when it is missing,
-unreadable, not signed by the current CA, expiring within 30 days, or does not name every requested
-host. The CA is replaced, together with the server certificate, when it is missing, unreadable or
-expiring within 30 days. Every file is written atomically, and private keys are never logged.
+Existing files are reused. The server certificate lives 30 days and is re-issued (keeping the CA)
+when it is missing, unreadable, not signed by the current CA, has less than a third of its lifetime
+left (``renew_at``), or does not name exactly the requested hosts. ``packyard serve`` calls this again
+while it runs (packyard/tls_reload.py), so the short-lived certificate is renewed without a restart.
+The CA is replaced, together with the server certificate, when it is missing, unreadable or expiring
+within 30 days. The bundle is rewritten whenever the CA or the system's roots change. Every file is
+written atomically, and private keys are never logged.
 """
 
 from __future__ import annotations
@@ -38,15 +43,16 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from packyard.files import DIR_MODE, FILE_MODE, private_dir
 
-__all__ = ["TlsFiles", "ensure_local_tls"]
+__all__ = ["TlsFiles", "canonical_host", "ensure_local_tls", "renew_at", "system_roots", "tls_lock"]
 
 logger = logging.getLogger(__name__)
 
 CA_COMMON_NAME = "packyard local CA"
 SERVER_COMMON_NAME = "localhost"
 CA_VALIDITY = timedelta(days=3650)
-SERVER_VALIDITY = timedelta(days=397)
-RENEW_BEFORE = timedelta(days=30)
+SERVER_VALIDITY = timedelta(days=30)
+CA_RENEW_BEFORE = timedelta(days=30)  # at least SERVER_VALIDITY, so no server certificate outlives its CA
+DEFAULT_HOSTS = ("localhost", "127.0.0.1", "::1")
 CLOCK_SKEW = timedelta(minutes=1)
 
 _DIR_MODE = DIR_MODE
@@ -57,6 +63,7 @@ _CA_CERT = "ca.pem"
 _CA_KEY = "ca-key.pem"
 _SERVER_CERT = "server.pem"
 _SERVER_KEY = "server-key.pem"
+_CA_BUNDLE = "ca-bundle.pem"
 _LOCK = ".lock"
 
 _IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -67,6 +74,7 @@ class TlsFiles:
     ca_cert: Path  # PEM of the local CA certificate: what clients trust
     cert: Path  # PEM server certificate followed by the CA certificate
     key: Path  # PEM server private key, mode 0600
+    ca_bundle: Path  # the system's roots followed by ca_cert: what SSL_CERT_FILE points at
 
 
 @dataclass(frozen=True)
@@ -83,13 +91,14 @@ class _Hosts:
 def ensure_local_tls(
     data_dir: Path,
     *,
-    hosts: Sequence[str] = ("localhost", "127.0.0.1", "::1"),
+    hosts: Sequence[str] = DEFAULT_HOSTS,
     now: datetime | None = None,
 ) -> TlsFiles:
     """Create, reuse or renew the local CA and server certificate under ``data_dir / "tls"``.
 
-    ``hosts`` are DNS names or IP addresses the server certificate must be valid for. ``now`` must be
-    timezone-aware; it defaults to the current time and exists so tests can move the clock.
+    ``hosts`` are the DNS names and IP addresses the server certificate names, exactly: a certificate
+    naming other hosts, or fewer, is re-issued. ``now`` must be timezone-aware; it defaults to the
+    current time and exists so tests (and the renewal loop's injected clock) can move it.
     """
     wanted = _parse_hosts(hosts)
     if now is None:
@@ -108,6 +117,7 @@ def ensure_local_tls(
         ca_cert=tls_dir / _CA_CERT,
         cert=tls_dir / _SERVER_CERT,
         key=tls_dir / _SERVER_KEY,
+        ca_bundle=tls_dir / _CA_BUNDLE,
     )
     ca_key_path = tls_dir / _CA_KEY
 
@@ -125,7 +135,21 @@ def ensure_local_tls(
         else:
             _tighten_mode(files.key)
             _tighten_mode(files.cert)
+        _write_bundle(files.ca_bundle, ca[0])
     return files
+
+
+def canonical_host(raw: str) -> str:
+    """``raw`` as the certificate names it: an IP address in its short form, a DNS name lower-case and
+    IDNA-encoded. ValueError says what is wrong with it."""
+    hosts = _parse_hosts([raw])
+    return hosts.dns_names[0] if hosts.dns_names else str(hosts.ips[0])
+
+
+def renew_at(cert: x509.Certificate) -> datetime:
+    """When a server certificate is due for renewal: once less than a third of its lifetime is left."""
+    lifetime = cert.not_valid_after_utc - cert.not_valid_before_utc
+    return cert.not_valid_after_utc - lifetime / 3
 
 
 # --------------------------------------------------------------------------- hosts
@@ -168,14 +192,14 @@ def _normalise_dns_name(host: str) -> str:
     return name
 
 
-def _covers(cert: x509.Certificate, wanted: _Hosts) -> bool:
+def _names_exactly(cert: x509.Certificate, wanted: _Hosts) -> bool:
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         return False
     have_dns = {name.rstrip(".").lower() for name in san.get_values_for_type(x509.DNSName)}
     have_ips = set(san.get_values_for_type(x509.IPAddress))
-    return set(wanted.dns_names) <= have_dns and all(ip in have_ips for ip in wanted.ips)
+    return have_dns == set(wanted.dns_names) and have_ips == set(wanted.ips)
 
 
 # --------------------------------------------------------------------------- CA
@@ -204,8 +228,12 @@ def _load_ca(
     if not is_ca:
         logger.warning("%s is not a self-signed CA certificate; creating a new CA", cert_path)
         return None
-    if not _valid_for_a_while(cert, now):
-        logger.info("local CA in %s expires %s; creating a new one", cert_path, cert.not_valid_after_utc)
+    if not (cert.not_valid_before_utc <= now and cert.not_valid_after_utc > now + CA_RENEW_BEFORE):
+        logger.warning(
+            "local CA in %s expires %s; creating a new one: clients must trust the new ca.pem (or ca-bundle.pem)",
+            cert_path,
+            cert.not_valid_after_utc,
+        )
         return None
     return cert, key
 
@@ -279,10 +307,10 @@ def _server_problem(
         leaf.verify_directly_issued_by(ca_cert)
     except (ValueError, TypeError, InvalidSignature):
         return "not issued by the current CA"
-    if not _valid_for_a_while(leaf, now):
-        return f"expires {leaf.not_valid_after_utc.isoformat()}"
-    if not _covers(leaf, wanted):
-        return "does not name every requested host"
+    if not leaf.not_valid_before_utc <= now < renew_at(leaf):
+        return f"due for renewal, expires {leaf.not_valid_after_utc.isoformat()}"
+    if not _names_exactly(leaf, wanted):
+        return "the requested hosts changed"
     return None
 
 
@@ -307,6 +335,7 @@ def _issue_server_cert(
         .public_key(public_key)
         .serial_number(x509.random_serial_number())
         .not_valid_before(not_before)
+        # Ends before the CA does: a CA is replaced while it has more than SERVER_VALIDITY left.
         .not_valid_after(not_before + SERVER_VALIDITY)
         .add_extension(x509.SubjectAlternativeName(wanted.general_names()), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
@@ -345,9 +374,63 @@ def _issue_server_cert(
 # --------------------------------------------------------------------------- helpers
 
 
-def _valid_for_a_while(cert: x509.Certificate, now: datetime) -> bool:
-    """Already valid at ``now`` and not expiring within RENEW_BEFORE of it."""
-    return cert.not_valid_before_utc <= now and cert.not_valid_after_utc > now + RENEW_BEFORE
+# Where the system's trusted roots are, most specific first: OpenSSL's compiled-in default file (not
+# SSL_CERT_FILE, which may point at an older packyard bundle), the distributions' usual bundles, then
+# certifi's copy of Mozilla's list.
+_SYSTEM_BUNDLES = (
+    "/etc/ssl/certs/ca-certificates.crt",  # Debian, Ubuntu, Alpine, Arch
+    "/etc/pki/tls/certs/ca-bundle.crt",  # Fedora, RHEL
+    "/etc/ssl/ca-bundle.pem",  # openSUSE
+    "/etc/ssl/cert.pem",  # macOS, the BSDs
+)
+
+
+def system_roots() -> tuple[Path | None, bytes]:
+    """The file the system's trusted roots come from and its PEM text; (None, b"") if none is found."""
+    import ssl  # noqa: PLC0415 - only the bundle needs it
+
+    candidates = [ssl.get_default_verify_paths().openssl_cafile, *_SYSTEM_BUNDLES]
+    try:
+        import certifi  # noqa: PLC0415 - optional
+
+        candidates.append(certifi.where())
+    except ImportError:
+        pass
+    for candidate in candidates:
+        path = Path(candidate)
+        try:
+            text = path.read_bytes()
+        except OSError:
+            continue
+        if b"-----BEGIN CERTIFICATE-----" in text:
+            return path, text
+    return None, b""
+
+
+def _write_bundle(bundle_path: Path, ca_cert: x509.Certificate) -> None:
+    source, roots = system_roots()
+    if source is None:
+        logger.warning("found no system CA bundle; %s holds only packyard's local CA", bundle_path)
+    if roots and not roots.endswith(b"\n"):
+        roots += b"\n"
+    bundle = (
+        b"# The system's trusted roots (from "
+        + (str(source) if source else "nowhere: none was found").encode()
+        + b") followed by packyard's local CA.\n"
+        + b"# packyard serve rewrites this file when either changes; point SSL_CERT_FILE at it.\n"
+        + roots
+        + b"# packyard local CA\n"
+        + ca_cert.public_bytes(serialization.Encoding.PEM)
+    )
+    try:
+        unchanged = bundle_path.read_bytes() == bundle
+    except OSError:
+        unchanged = False
+    if unchanged:
+        _tighten_mode(bundle_path)
+    else:
+        _write_atomic(bundle_path, bundle, _CERT_MODE)
+        logger.info("wrote %s: the system's roots from %s and packyard's local CA", bundle_path, source)
 
 
 def _load_ec_key(path: Path) -> ec.EllipticCurvePrivateKey | None:
@@ -399,6 +482,13 @@ def _fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def tls_lock(data_dir: Path) -> Iterator[None]:
+    """The lock ``ensure_local_tls`` writes under: hold it to read the server certificate and key whole."""
+    with _locked(Path(data_dir) / "tls" / _LOCK):
+        yield
 
 
 @contextlib.contextmanager

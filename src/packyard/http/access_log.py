@@ -80,4 +80,6 @@ def log_config() -> dict[str, Any]:
     config.setdefault("filters", {})[_FILTER] = {"()": f"{__name__}.RedactQuery"}
     access = config["loggers"]["uvicorn.access"]
     access["filters"] = [*access.get("filters", []), _FILTER]
+    # packyard's own lines (the TLS renewal and reload, for one) beside uvicorn's, on stderr.
+    config["loggers"]["packyard"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
     return config
