@@ -15,6 +15,7 @@ so spacing and key order don't count, while SQL NULL and JSON null stay apart) a
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -62,7 +63,7 @@ def shown(url: str, *, password: bool = True) -> str:
     parsed = sa.make_url(url)
     parsed = parsed.set(drivername=parsed.get_backend_name())
     if not password:
-        parsed = parsed.set(password=None)
+        parsed = parsed._replace(password=None)  # set() takes None as "unchanged"
     return parsed.render_as_string(hide_password=True)
 
 
@@ -85,57 +86,81 @@ def _select(table: sa.Table, dialect: str) -> sa.Select[Any]:
     return sa.select(*[_column(c) for c in table.columns]).order_by(*keys)
 
 
-def _normaliser(table: sa.Table) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
-    kinds = []
-    for col in table.columns:
+@functools.lru_cache(maxsize=4096)
+def _canonical_json(text: str) -> str:
+    return json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _normal(kind: str, v: Any) -> Any:
+    if v is None:
+        return None
+    if kind == "json":
+        return _canonical_json(v)
+    if kind == "bool":
+        return bool(v)
+    if kind == "bytes":
+        return bytes(v)
+    if isinstance(v, datetime):
+        return (v if v.tzinfo else v.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
+    return v
+
+
+def _normaliser(table: sa.Table) -> Callable[[list[tuple[Any, ...]]], str]:
+    """A batch of the table's rows as one text: each row's normalised values' repr and a newline (so the
+    text of a table doesn't depend on how it was cut in batches). Strings and integers are what both
+    databases return; only the other kinds of column are touched."""
+    special = []
+    for i, col in enumerate(table.columns):
         if isinstance(col.type, sa.JSON):
-            kinds.append("json")
+            special.append((i, "json"))
         elif isinstance(col.type, sa.Boolean):
-            kinds.append("bool")
+            special.append((i, "bool"))
         elif isinstance(col.type, sa.LargeBinary):
-            kinds.append("bytes")
-        else:
-            kinds.append("")
+            special.append((i, "bytes"))
+        elif not isinstance(col.type, sa.String | sa.Integer):
+            special.append((i, ""))
 
-    def value(kind: str, v: Any) -> Any:
-        if v is None:
-            return None
-        if kind == "json":
-            return json.dumps(json.loads(v), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        if kind == "bool":
-            return bool(v)
-        if kind == "bytes":
-            return bytes(v)
-        if isinstance(v, datetime):
-            return (v if v.tzinfo else v.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
-        return v
+    def text(rows: list[tuple[Any, ...]]) -> str:
+        if not special:
+            return "".join(f"{r!r}\n" for r in rows)
+        out = []
+        for r in rows:
+            values = list(r)
+            for i, kind in special:
+                values[i] = _normal(kind, values[i])
+            out.append(f"{tuple(values)!r}\n")
+        return "".join(out)
 
-    def row(values: Sequence[Any]) -> tuple[Any, ...]:
-        return tuple(value(k, v) for k, v in zip(kinds, values, strict=True))
-
-    return row
+    return text
 
 
 class _Summer:
     def __init__(self, table: sa.Table) -> None:
-        self.normalise = _normaliser(table)
+        self.text = _normaliser(table)
         self.hash = hashlib.sha256()
         self.rows = 0
 
-    def add(self, rows: Iterable[Sequence[Any]]) -> None:
-        for r in rows:
-            self.hash.update(repr(self.normalise(r)).encode())
-            self.hash.update(b"\n")
-            self.rows += 1
+    def add(self, rows: list[tuple[Any, ...]]) -> None:
+        self.hash.update(self.text(rows).encode())
+        self.rows += len(rows)
 
     def result(self) -> TableSum:
         return TableSum(self.rows, self.hash.hexdigest())
 
 
 def _batches(conn: Connection, table: sa.Table) -> Iterable[list[tuple[Any, ...]]]:
-    result = conn.execution_options(yield_per=BATCH_ROWS).execute(_select(table, conn.dialect.name))
-    for part in result.partitions(BATCH_ROWS):
-        yield [tuple(r) for r in part]
+    """The table's rows in primary-key order, in batches, as the driver returns them (SQLAlchemy's rows
+    would cost more than the rest of the copy), in conn's transaction: a server-side cursor on PostgreSQL."""
+    sql = str(_select(table, conn.dialect.name).compile(dialect=conn.dialect))
+    driver: Any = conn.connection.driver_connection
+    cursor = driver.execute(sql) if conn.dialect.name == "sqlite" else driver.cursor(name=f"packyard_copy_{table.name}")
+    try:
+        if conn.dialect.name != "sqlite":
+            cursor.execute(sql)
+        while rows := cursor.fetchmany(BATCH_ROWS):
+            yield rows
+    finally:
+        cursor.close()
 
 
 def table_sums(conn: Connection) -> dict[str, TableSum]:
