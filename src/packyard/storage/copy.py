@@ -33,6 +33,8 @@ from packyard.storage.db import Database, is_sqlite, normalize_url, sqlite_file
 from packyard.storage.schema import metadata
 
 BATCH_ROWS = 5000
+# Rows with a blob (an SBOM is up to 16 MiB decompressed, stored compressed) go a few at a time.
+BLOB_BATCH_ROWS = 8
 
 
 class CopyError(Exception):
@@ -157,7 +159,8 @@ def _batches(conn: Connection, table: sa.Table) -> Iterable[list[tuple[Any, ...]
     try:
         if conn.dialect.name != "sqlite":
             cursor.execute(sql)
-        while rows := cursor.fetchmany(BATCH_ROWS):
+        size = BLOB_BATCH_ROWS if any(isinstance(c.type, sa.LargeBinary) for c in table.columns) else BATCH_ROWS
+        while rows := cursor.fetchmany(size):
             yield rows
     finally:
         cursor.close()
