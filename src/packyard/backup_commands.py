@@ -4,6 +4,7 @@ packyard/storage/copy.py); cli.py adds their parsers with add_parsers."""
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 from packyard.backup import BackupError, backup, restore
 from packyard.clock import SystemClock
 from packyard.config import Settings
-from packyard.storage.copy import CopyError, run_copy, shown
+from packyard.storage.copy import CopyError, one_line, run_copy, shown
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -25,6 +26,8 @@ def cmd_backup(args: argparse.Namespace) -> int:
         result = backup(settings, Path(args.path), SystemClock().now())
     except (BackupError, CopyError) as exc:
         raise SystemExit(str(exc)) from None
+    except (OSError, sqlite3.Error) as exc:
+        raise SystemExit(f"packyard: the backup into {args.path} failed: {_reason(exc)}") from None
     rows = sum(s.rows for s in result.tables.values())
     print(f"backed up {rows:,} rows (schema {result.revision}) and {len(result.files) - 1} files to {result.path}")
     if result.key_from == "environment":
@@ -40,12 +43,20 @@ def cmd_restore(args: argparse.Namespace) -> int:
         result = restore(settings, Path(args.path), force=args.force)
     except (BackupError, CopyError) as exc:
         raise SystemExit(str(exc)) from None
+    except (OSError, sqlite3.Error) as exc:
+        raise SystemExit(f"packyard: the restore from {args.path} failed: {_reason(exc)}") from None
     others = [f for f in result.files if f != "packyard.db"]
     print(
         f"restored {result.rows:,} rows (schema {result.revision}) into {result.database}"
         + (f" and {len(others)} files into {settings.data_dir}" if others else "")
     )
     return 0
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    return one_line(exc)
 
 
 def cmd_db_copy(args: argparse.Namespace) -> int:
@@ -57,9 +68,7 @@ def cmd_db_copy(args: argparse.Namespace) -> int:
     except CopyError as exc:
         raise SystemExit(str(exc)) from None
     except Exception as exc:  # the database's own error, in one line
-        orig = getattr(exc, "orig", None) or exc
-        first = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
-        raise SystemExit(f"packyard: copying {shown(source)} to {shown(target)} failed: {first}") from None
+        raise SystemExit(f"packyard: copying {shown(source)} to {shown(target)} failed: {one_line(exc)}") from None
     return 0 if agreed else 1
 
 
@@ -84,8 +93,12 @@ def add_parsers(
     p_copy = db_sub.add_parser(
         "copy", help="copy every row into another database (SQLite to PostgreSQL and back), verified per table"
     )
-    p_copy.add_argument("--to", required=True, help="the target database URL (migrated to the current schema first)")
-    p_copy.add_argument("--from", dest="source", help="the source database URL (default: the configured database)")
+    p_copy.add_argument(
+        "--to", required=True, metavar="URL", help="the target database URL (migrated to the current schema first)"
+    )
+    p_copy.add_argument(
+        "--from", dest="source", metavar="URL", help="the source database URL (default: the configured database)"
+    )
     p_copy.add_argument("--force", action="store_true", help="replace everything in a target that holds rows")
     p_copy.add_argument("--data-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p_copy.set_defaults(func=cmd_db_copy)
