@@ -244,6 +244,17 @@ def test_backup_of_a_server_under_write_load_restores_every_acknowledged_write(t
         refused = one_line_error(in_process("restore", "--force", "--data-dir", str(data), str(backup)))
         assert "open in another process" in refused
         assert "stop it first" in refused
+        # Nor is one copied over by db copy.
+        into_live = (
+            "db",
+            "copy",
+            "--from",
+            f"sqlite:///{backup / 'packyard.db'}",
+            "--to",
+            f"sqlite:///{data}/packyard.db",
+        )
+        refused = one_line_error(in_process(*into_live, "--force"))
+        assert "open in another process" in refused
     finally:
         assert stop(server) == 0, server.output()[-2000:]
 

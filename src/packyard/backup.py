@@ -21,8 +21,6 @@ exists is complete. PostgreSQL is backed up with its own tools (pg_dump), see do
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import json
 import os
 import shutil
@@ -38,7 +36,7 @@ from packyard import __version__
 from packyard.config import Settings
 from packyard.files import FILE_MODE, SECRET_FILE, TLS_DIR, private_dir, private_sqlite_file
 from packyard.storage import migrate
-from packyard.storage.copy import TableSum, shown, table_sums
+from packyard.storage.copy import TableSum, in_use, shown, table_sums
 from packyard.storage.db import SQLITE_BUSY_TIMEOUT_MS, Database, is_sqlite, normalize_url, sqlite_file
 
 DATABASE = "packyard.db"
@@ -67,30 +65,6 @@ def _connect(path: Path | str, *, readonly: bool = False) -> sqlite3.Connection:
     conn = sqlite3.connect(where, isolation_level=None, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000, uri=readonly)
     conn.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     return conn
-
-
-def in_use(database: str | Path) -> bool:
-    """Whether another process has the SQLite database open (a running server, an admin command).
-
-    Every connection that has a WAL database's wal-index open holds a shared lock on its "DMS" byte
-    (offset 128 of the -shm file, see https://www.sqlite.org/walformat.html): an exclusive lock on it is
-    refused while any other process has it open. POSIX locks don't conflict within one process, so this
-    must be asked before this process opens the database itself."""
-    try:
-        fd = os.open(f"{database}-shm", os.O_RDWR | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 128)
-    except OSError as exc:
-        if exc.errno in (errno.EAGAIN, errno.EACCES):
-            return True
-        raise
-    else:
-        fcntl.lockf(fd, fcntl.LOCK_UN, 1, 128)
-        return False
-    finally:
-        os.close(fd)
 
 
 def _snapshot_copy(source: sqlite3.Connection, target: Path) -> None:

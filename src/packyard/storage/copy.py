@@ -15,9 +15,12 @@ so spacing and key order don't count, while SQL NULL and JSON null stay apart) a
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import functools
 import hashlib
 import json
+import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -221,6 +224,30 @@ def _clear(conn: Connection) -> None:
 # ---- the copy
 
 
+def in_use(database: str | Path) -> bool:
+    """Whether another process has the SQLite database open (a running server, an admin command).
+
+    Every connection that has a WAL database's wal-index open holds a shared lock on its "DMS" byte
+    (offset 128 of the -shm file, see https://www.sqlite.org/walformat.html): an exclusive lock on it is
+    refused while any other process has it open. POSIX locks don't conflict within one process, so this
+    must be asked before this process opens the database itself."""
+    try:
+        fd = os.open(f"{database}-shm", os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 128)
+    except OSError as exc:
+        if exc.errno in (errno.EAGAIN, errno.EACCES):
+            return True
+        raise
+    else:
+        fcntl.lockf(fd, fcntl.LOCK_UN, 1, 128)
+        return False
+    finally:
+        os.close(fd)
+
+
 def open_source(url: str) -> Database:
     """The database to copy from, which must exist and be at the current schema (never created here)."""
     file = sqlite_file(url)
@@ -255,6 +282,12 @@ def copy_database(
     rows, unless force, which replaces them), then compare each table's count and checksum."""
     if normalize_url(source_url) == normalize_url(target_url):
         raise CopyError("packyard: the source and the target are the same database")
+    file = sqlite_file(target_url)
+    if file is not None and in_use(file):  # before this process opens it (see in_use)
+        raise CopyError(
+            f"packyard: the target database {file} is open in another process (a running `packyard serve`?): "
+            "stop it first"
+        )
     source = open_source(source_url)
     try:
         target = Database(target_url)
