@@ -379,6 +379,15 @@ def test_sqlite_upgrade_copies_the_database_first_and_says_where(tmp_path: Path,
     assert again.returncode == 0
     assert again.stderr == ""
     assert len(list((data / "backups").iterdir())) == 1
+    empty = tmp_path / "empty"
+    empty.mkdir(mode=0o700)
+    db = Database(f"sqlite:///{empty / 'packyard.db'}")
+    try:
+        migrate.upgrade(db, previous)  # a schema, no rows
+    finally:
+        db.dispose()
+    assert in_process("db", "upgrade", "--data-dir", str(empty)).stderr == ""
+    assert not (empty / "backups").exists()
     new = in_process("init", "--data-dir", str(tmp_path / "new"))
     assert new.returncode == 0
     assert "before migrating" not in new.stderr

@@ -329,14 +329,14 @@ def _restore_files(source: Path, data_dir: Path) -> list[str]:
 
 
 def upgrade(db: Database, revision: str = "head", say: Callable[[str], None] = print) -> Path | None:
-    """migrate.upgrade, after copying a SQLite database that has migrations pending to
+    """migrate.upgrade, after copying a SQLite database that has migrations pending and rows to lose to
     ``<its directory>/backups/`` (said in one line); returns the copy's path, None when none was made."""
     kept = None
     file = sqlite_file(db.url) if db.is_sqlite else None
     if file is not None and Path(file).is_file() and Path(file).stat().st_size > 0:
         current = migrate.current_revision(db)
         target = revision if revision != "head" else migrate.head_revision(db)
-        if current is not None and current != target:
+        if current is not None and current != target and _live(Path(file)) > 0:
             stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
             folder = Path(file).parent / "backups"
             private_dir(folder)
