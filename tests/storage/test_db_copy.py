@@ -263,3 +263,31 @@ def test_db_copy_knows_every_table_and_has_no_sequence_to_reset(tmp_path: Path) 
     for table in tables():
         for column in table.primary_key:
             assert isinstance(column.type, sa.String), f"{table.name}.{column.name}: db copy must reset its sequence"
+
+
+def test_a_refused_target_is_left_as_it_was(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in [k for k in os.environ if k.startswith("PACKYARD_")]:
+        monkeypatch.delenv(key)
+    source = f"sqlite:///{tmp_path / 'source.db'}"
+    target = f"sqlite:///{tmp_path / 'old.db'}"
+    for url, revision in ((source, "head"), (target, "0001")):
+        db = Database(url)
+        try:
+            migrate.upgrade(db, revision)
+            if revision == "0001":
+                with db.engine.begin() as conn:
+                    conn.execute(sa.text("INSERT INTO organization (id, name, created_at) VALUES ('o', 'old', 1)"))
+            else:
+                initialize(db, START)
+        finally:
+            db.dispose()
+    refused = run("db", "copy", "--from", source, "--to", target)
+    assert refused.returncode == 1
+    assert "already holds a registry" in refused.stderr
+    db = Database(target)
+    try:
+        assert migrate.current_revision(db) == "0001", "not migrated by a copy that was refused"
+    finally:
+        db.dispose()
+    assert run("db", "copy", "--from", source, "--to", target, "--force").returncode == 0
+    assert sums(target) == sums(source)

@@ -209,7 +209,11 @@ def _writer(conn: Connection, table: sa.Table) -> Callable[[list[tuple[Any, ...]
 
 
 def has_rows(conn: Connection) -> bool:
-    return any(conn.execute(sa.select(sa.literal(1)).select_from(t).limit(1)).first() for t in tables())
+    """Whether any of packyard's tables that exist on conn's database holds a row."""
+    present = set(sa.inspect(conn).get_table_names())
+    return any(
+        conn.execute(sa.select(sa.literal(1)).select_from(t).limit(1)).first() for t in tables() if t.name in present
+    )
 
 
 def _clear(conn: Connection) -> None:
@@ -275,9 +279,7 @@ def one_line(exc: BaseException) -> str:
     return (str(orig).strip().splitlines() or [type(orig).__name__])[0]
 
 
-def copy_database(
-    source_url: str, target_url: str, *, force: bool = False, on_table: Callable[[str, int], None] | None = None
-) -> list[TableReport]:
+def copy_database(source_url: str, target_url: str, *, force: bool = False) -> list[TableReport]:
     """Copy every row of source_url's registry into target_url (migrated first; refused when it holds
     rows, unless force, which replaces them), then compare each table's count and checksum."""
     if normalize_url(source_url) == normalize_url(target_url):
@@ -292,18 +294,25 @@ def copy_database(
     try:
         target = Database(target_url)
         try:
-            return _copy(source, target, force=force, on_table=on_table)
+            return _copy(source, target, force=force)
         finally:
             target.dispose()
     finally:
         source.dispose()
 
 
-def _copy(
-    source: Database, target: Database, *, force: bool, on_table: Callable[[str, int], None] | None
-) -> list[TableReport]:
+def _copy(source: Database, target: Database, *, force: bool) -> list[TableReport]:
     try:
+        with target.engine.connect() as conn:
+            holds_rows = has_rows(conn)
+        if holds_rows and not force:  # asked before migrating it: a refused target is left as it was
+            raise CopyError(
+                f"packyard: the target database {shown(target.url)} already holds a registry: "
+                f"pass --force to replace everything in it"
+            )
         migrate.upgrade(target)
+    except CopyError:
+        raise
     except Exception as exc:
         raise CopyError(f"packyard: can't prepare the target database {shown(target.url)}: {one_line(exc)}") from None
     sums: dict[str, TableSum] = {}
@@ -314,7 +323,7 @@ def _copy(
         else:
             read.execution_options(isolation_level="REPEATABLE READ")
         with read.begin(), write.begin():
-            if has_rows(write):
+            if has_rows(write):  # with --force (or written since the check above: a copy never merges)
                 if not force:
                     raise CopyError(
                         f"packyard: the target database {shown(target.url)} already holds a registry: "
@@ -328,8 +337,6 @@ def _copy(
                     insert(rows)
                     summer.add(rows)
                 sums[table.name] = summer.result()
-                if on_table is not None:
-                    on_table(table.name, summer.rows)
     copied = database_sums(target)
     return [TableReport(name, sums[name], copied[name]) for name in sums]
 
