@@ -12,8 +12,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from packyard import hcp_env
+from packyard import backup_commands, hcp_env
 from packyard.auth.service import NewPrincipal, create_principal
+from packyard.backup import upgrade as upgrade_after_backup
 from packyard.bootstrap import InitResult, default_tenant, initialize
 from packyard.clock import SystemClock
 from packyard.config import Settings
@@ -44,7 +45,7 @@ def _prepare(settings: Settings, *, migrate_postgres: bool) -> Database:
     _private_data_dir(settings)
     db = Database(settings.effective_database_url)
     if db.is_sqlite or migrate_postgres:
-        migrate.upgrade(db)
+        upgrade_after_backup(db, say=backup_commands.say_stderr)  # SQLite: copied first when migrations are due
     elif migrate.pending(db):
         db.dispose()
         raise SystemExit(
@@ -158,7 +159,7 @@ def cmd_db(args: argparse.Namespace) -> int:
     db = Database(settings.effective_database_url)
     try:
         if args.db_command == "upgrade":
-            migrate.upgrade(db, args.revision)
+            upgrade_after_backup(db, args.revision, say=backup_commands.say_stderr)
             print(f"database at revision {migrate.current_revision(db)}")
         elif args.db_command == "downgrade":
             migrate.downgrade(db, args.revision)
@@ -306,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p_serve.set_defaults(func=cmd_serve)
 
-    p_db = sub.add_parser("db", help="schema migrations")
+    p_db = sub.add_parser("db", help="schema migrations, and copies between databases")
     data_dir_arg(p_db)
     db_sub = p_db.add_subparsers(dest="db_command", required=True)
     p_up = db_sub.add_parser("upgrade", help="apply migrations")
@@ -318,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     for p in (p_up, p_down, p_current, p_check):  # `db check --data-dir D` as well as `db --data-dir D check`
         p.add_argument("--data-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p_db.set_defaults(func=cmd_db)
+    backup_commands.add_parsers(sub, db_sub, data_dir_arg)
 
     p_org = sub.add_parser("org", help="organizations")
     org_sub = p_org.add_subparsers(dest="org_command", required=True)
