@@ -37,7 +37,8 @@ from packyard.config import Settings
 from packyard.files import FILE_MODE, SECRET_FILE, TLS_DIR, private_dir, private_sqlite_file
 from packyard.storage import migrate
 from packyard.storage.copy import TableSum, in_use, shown, table_sums
-from packyard.storage.db import SQLITE_BUSY_TIMEOUT_MS, Database, is_sqlite, normalize_url, sqlite_file
+from packyard.storage.db import SQLITE_BUSY_TIMEOUT_MS, Database
+from packyard.storage.urls import is_sqlite, normalize_url, sqlite_file
 
 DATABASE = "packyard.db"
 MANIFEST = "manifest.json"

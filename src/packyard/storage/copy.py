@@ -32,8 +32,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from packyard.storage import migrate
-from packyard.storage.db import Database, is_sqlite, normalize_url, sqlite_file
+from packyard.storage.db import Database
 from packyard.storage.schema import metadata
+from packyard.storage.urls import is_sqlite, normalize_url, sqlite_file
 
 BATCH_ROWS = 5000
 # Rows with a blob (an SBOM is up to 16 MiB decompressed, stored compressed) go a few at a time.
