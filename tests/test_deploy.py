@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import configparser
 import contextlib
+import fnmatch
 import io
 import os
 import shlex
@@ -104,13 +105,21 @@ def test_the_images_one_build_step_is_the_install_script() -> None:
 
 
 def copy_checkout(target: Path) -> Path:
-    """The build context as docker would send it: the checkout less what .dockerignore leaves out."""
+    """The build context as docker would send it: the checkout less what .dockerignore leaves out (a
+    pattern names a path from the root; `**/` lets it match at any depth)."""
     patterns = [
-        line.strip().removeprefix("**/")
-        for line in (ROOT / ".dockerignore").read_text().splitlines()
-        if line.strip() and not line.startswith("#")
+        line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines() if line.strip() and line[0] != "#"
     ]
-    shutil.copytree(ROOT, target, ignore=shutil.ignore_patterns(*patterns))
+    anywhere = [p.removeprefix("**/") for p in patterns if p.startswith("**/")]
+    at_root = [p for p in patterns if not p.startswith("**/")]
+
+    def ignored(directory: str, names: list[str]) -> set[str]:
+        out = {n for n in names if any(fnmatch.fnmatch(n, p) for p in anywhere)}
+        if Path(directory) == ROOT:
+            out |= {n for n in names if any(fnmatch.fnmatch(n, p) for p in at_root)}
+        return out
+
+    shutil.copytree(ROOT, target, ignore=ignored)
     return target
 
 
