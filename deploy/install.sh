@@ -25,13 +25,16 @@ while [ $# -gt 0 ]; do
         --from) [ $# -ge 2 ] || die "--from needs a checkout directory or a wheel"; source_path=$2; shift 2 ;;
         --user) [ $# -ge 2 ] || die "--user needs a name"; user=$2; shift 2 ;;
         --data-dir) [ $# -ge 2 ] || die "--data-dir needs a directory"; data_dir=$2; shift 2 ;;
-        -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         -*) die "unknown option $1 (see --help)" ;;
         *) break ;;
     esac
 done
 [ $# -eq 1 ] || die "give exactly one PREFIX, e.g. deploy/install.sh /opt/packyard (see --help)"
 prefix=$1
+if [ -n "$user" ] && [ "$(id -u)" != 0 ]; then
+    die "--user $user creates a system user, which needs root; leave it out to run as $(id -un)"
+fi
 
 python=${PYTHON:-python3}
 command -v "$python" >/dev/null || die "$python not found: install Python 3.11 or newer, or set PYTHON"
@@ -39,9 +42,6 @@ command -v "$python" >/dev/null || die "$python not found: install Python 3.11 o
     || die "$python is $("$python" -c 'import sys; print(sys.version.split()[0])'); packyard needs 3.11 or newer"
 if [ -f "$source_path/pyproject.toml" ] || [[ "$source_path" == *.whl && -f "$source_path" ]]; then :
 else die "--from $source_path is neither a packyard checkout nor a wheel"; fi
-if [ -n "$user" ] && [ "$(id -u)" != 0 ]; then
-    die "--user $user creates a system user, which needs root; leave it out to run as $(id -un)"
-fi
 
 # The virtual environment: packyard and its dependencies only, nothing from the system's site-packages.
 "$python" -m venv "$prefix"

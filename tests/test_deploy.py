@@ -216,6 +216,24 @@ def test_the_install_script_refuses_bad_arguments_in_one_line(args: list[str], m
     assert len(done.stderr.strip().splitlines()) == 1
 
 
+def test_the_install_script_creates_a_user_only_as_root() -> None:
+    runuser = shutil.which("runuser")
+    if os.geteuid() != 0 or runuser is None:
+        pytest.skip("needs root (and runuser) to run the script as an ordinary user")
+    script = (DEPLOY / "install.sh").read_text()  # given as text: the user may not reach the checkout
+    done = subprocess.run(
+        [runuser, "-u", "nobody", "--", "bash", "-c", script, "install.sh", "--user", "pky", "/nonexistent/p"],
+        env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        cwd="/",
+    )
+    assert done.returncode == 2, done.stderr
+    assert "--user pky creates a system user, which needs root" in done.stderr
+
+
 def test_health_says_in_one_line_what_did_not_answer(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{free_port()}/readyz"
     assert main(["health", "--url", url, "--data-dir", str(tmp_path / "absent")]) == 1
