@@ -75,6 +75,7 @@ class Through(ApiClient):
 
     def __init__(self, base_url: str, ca: Path, contracts: list[SwaggerContract], org: str, project: str) -> None:
         super().__init__(None, contracts, asyncio.new_event_loop(), org, project)
+        self.close()  # the in-process transport ApiClient made, replaced by a real one
         self.http = httpx.AsyncClient(
             base_url=base_url, verify=ssl.create_default_context(cafile=ca), timeout=30.0, trust_env=False
         )
