@@ -256,6 +256,25 @@ def compose() -> dict[str, Any]:
     return loaded
 
 
+def test_compose_is_valid_against_the_compose_specification() -> None:
+    # check-jsonschema ships the Compose Specification's JSON schema (the one `docker compose` validates with).
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "check_jsonschema",
+            "--builtin-schema",
+            "vendor.compose-spec",
+            str(DEPLOY / "compose.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def test_compose_runs_one_migrator_two_replicas_and_nginx_on_postgresql() -> None:
     services = compose()["services"]
     assert set(services) == {"postgres", "migrate", "packyard-1", "packyard-2", "nginx"}
