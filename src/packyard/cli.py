@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from packyard import backup_commands, hcp_env
+from packyard import backup_commands, hcp_env, health
 from packyard.auth.service import NewPrincipal, create_principal
 from packyard.backup import upgrade as upgrade_after_backup
 from packyard.bootstrap import InitResult, default_tenant, initialize
@@ -131,6 +131,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "log_config": access_log.log_config(),  # no secrets from query strings in the access log
         "lifespan": "on",
         "server_header": False,
+        # X-Forwarded-For/-Proto are believed only from these addresses (uvicorn's own default when None:
+        # FORWARDED_ALLOW_IPS, else 127.0.0.1 and ::1); see docs/deploy.md.
+        "proxy_headers": True,
+        "forwarded_allow_ips": args.forwarded_allow_ips,
         "timeout_graceful_shutdown": 30,
         "http": JoinedWritesProtocol,  # uvicorn's httptools protocol, one socket write per answer
     }
@@ -304,6 +308,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_serve.add_argument(
         "--workers", type=int, default=int(os.environ.get("PACKYARD_WORKERS", "1")), help="worker processes"
     )
+    p_serve.add_argument(
+        "--forwarded-allow-ips",
+        default=os.environ.get("PACKYARD_FORWARDED_ALLOW_IPS"),
+        help="comma-separated proxy addresses (or networks, or *) whose X-Forwarded-For/-Proto are believed "
+        "(PACKYARD_FORWARDED_ALLOW_IPS; default 127.0.0.1,::1)",
+    )
     p_serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p_serve.set_defaults(func=cmd_serve)
 
@@ -357,6 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
     for p in (p_pc, p_pl, p_pd):
         data_dir_arg(p)
     p_principal.set_defaults(func=cmd_principal)
+
+    health.add_parser(sub, data_dir_arg)
     return parser
 
 

@@ -140,9 +140,10 @@ def parse_time(value: str, field: str) -> datetime | None:
 
 
 def base_url(request: Request) -> str:
-    """Where clients reach this server: PACKYARD_PUBLIC_URL, or the scheme and Host of the request."""
+    """Where clients reach this server: PACKYARD_PUBLIC_URL, or the scheme and Host of the request. The
+    scheme is the connection's, or X-Forwarded-Proto when uvicorn believed it (the peer is a trusted proxy,
+    `serve --forwarded-allow-ips`): the header itself is not read here, so no client can choose it."""
     if request.public_url:
         return request.public_url.rstrip("/")
     host = request.header(b"host") or "localhost"
-    scheme = request.header(b"x-forwarded-proto") or request.scheme
-    return f"{scheme}://{host}"
+    return f"{request.scheme}://{host}"
