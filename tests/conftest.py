@@ -23,10 +23,17 @@ from packyard.http.app import App
 from packyard.http.factory import create_app
 from packyard.storage import migrate
 from packyard.storage.db import Database, normalize_url
-from tests.contract.validator import SwaggerContract, spec_dir
+from tests.contract.validator import SwaggerContract, missing_spec, spec_dir
 from tests.support.client import VALIDATED, ApiClient
 
 START = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Without HashiCorp's API documents the suite stops before collecting anything, in one line."""
+    problem = missing_spec()
+    if problem is not None:
+        raise pytest.UsageError(problem)
 
 
 @pytest.fixture(scope="session")
