@@ -290,6 +290,14 @@ def test_an_unsupported_database_url_is_refused(tmp_path: Path, url: str, fragme
         assert "postgresql://" in line  # the fix: what a URL packyard takes looks like
 
 
+def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "packyard.db").write_bytes(b"these are not the bytes of a SQLite database\n" * 4)
+    for args in (["org", "list"], ["init"]):
+        refused(packyard(*args, "--data-dir", str(data_dir)), "is not a SQLite database", "--data-dir")
+
+
 def _set_revision(url: str, revision: str) -> None:
     engine = sa.create_engine(normalize_url(url), poolclass=sa.pool.NullPool)
     try:

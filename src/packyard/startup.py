@@ -189,6 +189,8 @@ def _unreachable(db: Database, url: str, exc: DBAPIError) -> str:
     reason = _first_line(exc.orig if exc.orig is not None else exc).removeprefix("connection failed: ")
     if db.is_sqlite:
         where = sqlite_file(url) or url
+        if "not a database" in reason:
+            return f"{where} is not a SQLite database ({reason}): point --data-dir at packyard's data directory"
         return f"can't open the SQLite database {where}: {reason}: check that it and its directory are writable"
     return (
         f"can't connect to PostgreSQL at {shown_url(url)}: {reason}: check PACKYARD_DATABASE_URL "
