@@ -159,14 +159,17 @@ def open_database(settings: Settings, *, create: bool, schema_required: bool = T
 
     With create=False (the admin and db commands), a SQLite data directory that doesn't exist or holds no
     database is refused rather than made: a mistyped --data-dir must not become an empty registry. A
-    database without packyard's tables is refused too, unless schema_required is False (`db` commands on
-    PostgreSQL, where `db upgrade` is how the tables are made)."""
+    database without packyard's tables is refused too, unless schema_required is False (the `db`
+    commands: on a database PACKYARD_DATABASE_URL names, PostgreSQL's or a SQLite file, `db upgrade` is
+    how the tables are made)."""
     url = check_database_url(settings)
     path = sqlite_file(url)
     if path is not None and not create:
-        if not settings.data_dir.is_dir() and not settings.database_url:
+        named = bool(settings.database_url)  # a file PACKYARD_DATABASE_URL names, not the data directory's
+        if not named and not settings.data_dir.is_dir():
             raise Refusal(f"there is no data directory {settings.data_dir}: {_init_hint(settings)}")
-        if not os.path.isfile(path) or os.path.getsize(path) == 0:
+        missing = not os.path.isfile(path) or os.path.getsize(path) == 0
+        if missing and (schema_required or not named):  # `db upgrade` may make the file a URL names
             raise Refusal(f"there is no packyard database in {Path(path).parent}: {_init_hint(settings)}")
     if create or not settings.database_url:  # on PostgreSQL the admin commands don't use the data directory
         prepare_data_dir(settings)
