@@ -24,10 +24,17 @@ from packyard.http.factory import create_app
 from packyard.storage import migrate
 from packyard.storage.db import Database
 from packyard.storage.urls import normalize_url
-from tests.contract.validator import SwaggerContract, spec_dir
+from tests.contract.validator import SwaggerContract, missing_spec, spec_dir
 from tests.support.client import VALIDATED, ApiClient
 
 START = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Without HashiCorp's API documents the suite stops before collecting anything, in one line."""
+    problem = missing_spec()
+    if problem is not None:
+        raise pytest.UsageError(problem)
 
 
 @pytest.fixture(scope="session")

@@ -162,6 +162,8 @@ def test_db_check_and_current_after_init(tmp_path: Path) -> None:
 
 def test_db_check_fails_before_migrations_and_passes_after_upgrade(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
+    init_json(tmp_path, data_dir)
+    packyard(tmp_path, "db", "downgrade", "base", "--data-dir", str(data_dir))
     before = packyard(tmp_path, "db", "check", "--data-dir", str(data_dir), check=False)
     assert before.returncode == 1, before.stdout + before.stderr
     assert "db upgrade" in before.stderr

@@ -20,6 +20,7 @@ import pytest
 
 from packyard.config import Settings
 from packyard.http.factory import create_app
+from packyard.storage import migrate
 from packyard.storage.db import Database
 
 RM = "/resource-manager/2019-12-10"
@@ -109,7 +110,16 @@ class Tenant:
 
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
-    return tmp_path / "data"
+    """A data directory holding a migrated database with no organization yet (the admin commands refuse a
+    data directory without a database: tests/test_cli_errors.py)."""
+    path = tmp_path / "data"
+    path.mkdir(mode=0o700)
+    db = Database(Settings(data_dir=path).effective_database_url)
+    try:
+        migrate.upgrade(db)
+    finally:
+        db.dispose()
+    return path
 
 
 @pytest.fixture

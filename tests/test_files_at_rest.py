@@ -194,4 +194,7 @@ def test_a_data_dir_that_cant_be_made_is_one_line(tmp_path: Path) -> None:
             check=False,
         )
         assert done.returncode == 1
-        assert done.stderr == f"packyard: can't make the data directory {data_dir}: Not a directory\n"
+        assert done.stderr == (
+            f"packyard: the data directory {data_dir} is a file, or lies under one: "
+            "choose another --data-dir (or PACKYARD_DATA_DIR)\n"
+        )

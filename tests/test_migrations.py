@@ -81,7 +81,7 @@ def test_serve_applies_migrations_on_sqlite_and_refuses_pending_ones_on_postgres
     import subprocess
     import sys
 
-    from tests.support.server import serving
+    from tests.support.server import free_port, serving
 
     url = backend.empty_url(tmp_path)
     try:
@@ -94,7 +94,7 @@ def test_serve_applies_migrations_on_sqlite_and_refuses_pending_ones_on_postgres
             "serve",
             "--no-tls",
             "--port",
-            "0",
+            str(free_port()),  # serve checks its port before the database: a free one, whatever else runs here
             "--data-dir",
             str(tmp_path / "d"),
         ]

@@ -8,6 +8,7 @@ import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from packyard.backup import BackupError, backup, restore
 from packyard.clock import SystemClock
@@ -73,8 +74,8 @@ def cmd_db_copy(args: argparse.Namespace) -> int:
 
 
 def add_parsers(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser],
-    db_sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    sub: argparse._SubParsersAction[Any],
+    db_sub: argparse._SubParsersAction[Any],
     data_dir_arg: Callable[[argparse.ArgumentParser], None],
 ) -> None:
     p_backup = sub.add_parser(

@@ -1,4 +1,4 @@
-"""The `packyard` command: init, serve, db."""
+"""The `packyard` command: a self-hosted registry of machine-image metadata that speaks HCP Packer's API."""
 
 from __future__ import annotations
 
@@ -21,7 +21,18 @@ from packyard.config import Settings
 from packyard.domain import tenants
 from packyard.domain.errors import DomainError, NotFound
 from packyard.domain.models import Role
-from packyard.files import open_dir_warning, private_data_dir
+from packyard.files import open_dir_warning
+from packyard.startup import (
+    Parser,
+    Refusal,
+    check_listen,
+    check_tls_files,
+    open_database,
+    port_number,
+    run,
+    version,
+    worker_count,
+)
 from packyard.storage import migrate
 from packyard.storage.db import Database
 from packyard.storage.unit_of_work import SqlUnitOfWork
@@ -34,23 +45,16 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings.from_env(data_dir=Path(data_dir) if data_dir else None)
 
 
-def _private_data_dir(settings: Settings) -> None:
-    try:
-        private_data_dir(settings.data_dir)
-    except OSError as exc:
-        raise SystemExit(f"packyard: can't make the data directory {settings.data_dir}: {exc.strerror}") from None
-
-
-def _prepare(settings: Settings, *, migrate_postgres: bool) -> Database:
-    _private_data_dir(settings)
-    db = Database(settings.effective_database_url)
+def _prepare(settings: Settings, *, migrate_postgres: bool, create: bool = True) -> Database:
+    """The database, migrated to head on SQLite (and on PostgreSQL when asked); see startup.open_database."""
+    db = open_database(settings, create=create)
     if db.is_sqlite or migrate_postgres:
         upgrade_after_backup(db, say=backup_commands.say_stderr)  # SQLite: copied first when migrations are due
     elif migrate.pending(db):
         db.dispose()
-        raise SystemExit(
-            "packyard: the PostgreSQL schema is not at the current version. Run `packyard db upgrade` "
-            "(once, from one process), or start with `packyard serve --migrate` to apply it now."
+        raise Refusal(
+            "the PostgreSQL schema is not at the current version: run `packyard db upgrade` "
+            "(once, from one process), or start with `packyard serve --migrate` to apply it now"
         )
     return db
 
@@ -92,7 +96,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     names = hcp_env.hostnames(args.hostname)
     if bool(args.tls_cert) != bool(args.tls_key):
-        raise SystemExit("packyard: --tls-cert and --tls-key go together")
+        raise Refusal("--tls-cert and --tls-key go together: give both, or neither for a generated certificate")
+    tls = not args.no_tls
+    port = args.port or (8443 if tls else 8080)
+    # Before the database and the banner: a server that can't start prints no credentials.
+    check_listen(args.host, port)
+    if args.tls_cert:
+        check_tls_files(Path(args.tls_cert), Path(args.tls_key))
     db = _prepare(settings, migrate_postgres=args.migrate)
     warning = open_dir_warning(settings.data_dir)
     if warning is not None:
@@ -107,7 +117,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         _print_credentials(result, as_json=False)
         credentials = (result.client_id, result.client_secret)
         print()
-    port = args.port or (8443 if served else 8080)
     block = hcp_env.block(
         data_dir=settings.data_dir,
         listen_host=args.host,
@@ -158,9 +167,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_db(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    if settings.database_url is None:
-        _private_data_dir(settings)
-    db = Database(settings.effective_database_url)
+    db = open_database(settings, create=False, schema_required=False)
     try:
         if args.db_command == "upgrade":
             upgrade_after_backup(db, args.revision, say=backup_commands.say_stderr)
@@ -193,11 +200,11 @@ def cmd_db(args: argparse.Namespace) -> int:
 def _admin(args: argparse.Namespace, work: Callable[[SqlUnitOfWork, datetime], T]) -> T:
     """Run one administrative change in one transaction against the configured database."""
     settings = _settings(args)
-    db = _prepare(settings, migrate_postgres=False)
+    db = _prepare(settings, migrate_postgres=False, create=False)
     try:
         return db.run(lambda conn: work(SqlUnitOfWork(conn), SystemClock().now()), write=True)
     except DomainError as exc:
-        raise SystemExit(f"packyard: {exc.message}") from None
+        raise Refusal(exc.message) from None
     finally:
         db.dispose()
 
@@ -275,28 +282,57 @@ def cmd_principal(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="packyard", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = Parser(prog="packyard", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"packyard {version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    data_help = (
+        "where the SQLite database, the server secret and the TLS files live "
+        "(PACKYARD_DATA_DIR; default $XDG_DATA_HOME/packyard, i.e. ~/.local/share/packyard)"
+    )
 
-    def data_dir_arg(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--data-dir", help="where the SQLite file, TLS files and secrets live (PACKYARD_DATA_DIR)")
+    def data_dir_arg(p: argparse.ArgumentParser, existing: bool = True) -> None:
+        more = "; must hold a registry made by `packyard init` or `serve`" if existing else ""
+        p.add_argument("--data-dir", metavar="DIR", help=data_help + more)
 
-    p_init = sub.add_parser("init", help="create the default organization and project, and a new admin principal")
-    data_dir_arg(p_init)
-    p_init.add_argument("--json", action="store_true", help="print one JSON object")
+    def json_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--json", action="store_true", help="print one JSON object instead of lines of text")
+
+    p_init = sub.add_parser(
+        "init",
+        help="create the registry if there is none (default organization and project), and a new admin principal",
+        description="Create the data directory and the registry in it if there is none (a default organization "
+        "and project), then a new admin principal; prints its client id and secret, once.",
+    )
+    data_dir_arg(p_init, existing=False)
+    json_arg(p_init)
     p_init.set_defaults(func=cmd_init)
 
-    p_serve = sub.add_parser("serve", help="serve the HCP Packer API and the token endpoint")
-    data_dir_arg(p_serve)
-    p_serve.add_argument("--host", default=os.environ.get("PACKYARD_HOST", "127.0.0.1"))
-    p_serve.add_argument("--port", type=int, default=int(os.environ.get("PACKYARD_PORT", "0")))
+    p_serve = sub.add_parser(
+        "serve",
+        help="serve the HCP Packer API and the token endpoint (creates the registry on first start)",
+        description="Serve the HCP Packer API (2021-04-30 and 2023-01-01) and the OAuth2 token endpoint. The "
+        "first start creates the data directory and the registry and prints an admin principal's credentials.",
+    )
+    data_dir_arg(p_serve, existing=False)
+    p_serve.add_argument(
+        "--host",
+        default=os.environ.get("PACKYARD_HOST", "127.0.0.1"),
+        help="address to listen on (PACKYARD_HOST; default 127.0.0.1; 0.0.0.0 for every IPv4 interface)",
+    )
+    p_serve.add_argument(
+        "--port",
+        type=port_number,
+        default=os.environ.get("PACKYARD_PORT", "0"),
+        help="port to listen on (PACKYARD_PORT; default 8443 with TLS, 8080 with --no-tls)",
+    )
     p_serve.add_argument("--no-tls", action="store_true", help="plain HTTP, for use behind a TLS-terminating proxy")
     p_serve.add_argument(
         "--tls-cert",
+        metavar="FILE",
         help="PEM certificate (chain) to serve instead of the generated one; re-read when it or the key changes "
         "(every PACKYARD_TLS_RELOAD_SECONDS)",
     )
-    p_serve.add_argument("--tls-key", help="PEM private key for --tls-cert")
+    p_serve.add_argument("--tls-key", metavar="FILE", help="PEM private key of --tls-cert")
     p_serve.add_argument(
         "--hostname",
         action="append",
@@ -304,74 +340,104 @@ def build_parser() -> argparse.ArgumentParser:
         help="a DNS name or IP address clients reach this server by, named in the generated certificate and the "
         "printed HCP_* block (the first one there); repeatable (PACKYARD_HOSTNAMES, comma-separated)",
     )
-    p_serve.add_argument("--migrate", action="store_true", help="apply pending PostgreSQL migrations on start")
     p_serve.add_argument(
-        "--workers", type=int, default=int(os.environ.get("PACKYARD_WORKERS", "1")), help="worker processes"
+        "--migrate",
+        action="store_true",
+        help="apply pending migrations on start on PostgreSQL (SQLite is migrated on start always)",
+    )
+    p_serve.add_argument(
+        "--workers",
+        type=worker_count,
+        default=os.environ.get("PACKYARD_WORKERS", "1"),
+        help="worker processes sharing the port (PACKYARD_WORKERS; default 1)",
     )
     p_serve.add_argument(
         "--forwarded-allow-ips",
+        metavar="IPS",
         default=os.environ.get("PACKYARD_FORWARDED_ALLOW_IPS"),
         help="comma-separated proxy addresses (or networks, or *) whose X-Forwarded-For/-Proto are believed "
         "(PACKYARD_FORWARDED_ALLOW_IPS; default 127.0.0.1,::1)",
     )
-    p_serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p_serve.add_argument(
+        "--log-level",
+        default="info",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="the server log's level (default info)",
+    )
     p_serve.set_defaults(func=cmd_serve)
 
-    p_db = sub.add_parser("db", help="schema migrations, and copies between databases")
+    p_db = sub.add_parser(
+        "db",
+        help="schema migrations (upgrade, downgrade, current, check) and copies between databases (copy)",
+        description="Schema migrations of the configured database (PACKYARD_DATABASE_URL, or the SQLite "
+        "database in the data directory, which must exist: `packyard init` makes it).",
+    )
     data_dir_arg(p_db)
-    db_sub = p_db.add_subparsers(dest="db_command", required=True)
-    p_up = db_sub.add_parser("upgrade", help="apply migrations")
-    p_up.add_argument("revision", nargs="?", default="head")
+    db_sub = p_db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
+    p_up = db_sub.add_parser("upgrade", help="apply migrations (once, from one process, on PostgreSQL)")
+    p_up.add_argument("revision", nargs="?", default="head", help="the revision to reach (default head, the latest)")
     p_down = db_sub.add_parser("downgrade", help="revert migrations")
-    p_down.add_argument("revision")
-    p_current = db_sub.add_parser("current", help="print the database's revision")
+    p_down.add_argument("revision", help="the revision to go back to (`base` removes every table)")
+    p_current = db_sub.add_parser("current", help="print the database's revision ((empty) when it has no tables)")
     p_check = db_sub.add_parser("check", help="fail when migrations are pending or disagree with the models")
     for p in (p_up, p_down, p_current, p_check):  # `db check --data-dir D` as well as `db --data-dir D check`
         p.add_argument("--data-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p_db.set_defaults(func=cmd_db)
     backup_commands.add_parsers(sub, db_sub, data_dir_arg)
 
-    p_org = sub.add_parser("org", help="organizations")
-    org_sub = p_org.add_subparsers(dest="org_command", required=True)
-    p_org_create = org_sub.add_parser("create", help="create an organization")
-    p_org_create.add_argument("--name", required=True)
-    p_org_create.add_argument("--json", action="store_true")
-    p_org_list = org_sub.add_parser("list", help="list organizations")
+    p_org = sub.add_parser("org", help="organizations: create, list")
+    org_sub = p_org.add_subparsers(dest="org_command", required=True, metavar="COMMAND")
+    p_org_create = org_sub.add_parser("create", help="create an organization (with no project)")
+    p_org_create.add_argument("--name", required=True, help="its name")
+    json_arg(p_org_create)
+    p_org_list = org_sub.add_parser("list", help="list organizations: id and name")
     for p in (p_org_create, p_org_list):
         data_dir_arg(p)
     p_org.set_defaults(func=cmd_org)
 
-    p_project = sub.add_parser("project", help="projects (each has its own registry)")
-    project_sub = p_project.add_subparsers(dest="project_command", required=True)
+    p_project = sub.add_parser("project", help="projects (each has its own registry): create, list")
+    project_sub = p_project.add_subparsers(dest="project_command", required=True, metavar="COMMAND")
     p_project_create = project_sub.add_parser("create", help="create a project and its registry")
-    p_project_create.add_argument("--org", required=True, help="organization id")
-    p_project_create.add_argument("--name", required=True)
-    p_project_create.add_argument("--json", action="store_true")
-    p_project_list = project_sub.add_parser("list", help="list the projects of an organization")
-    p_project_list.add_argument("--org", required=True, help="organization id")
+    p_project_create.add_argument("--org", required=True, metavar="ORG_ID", help="organization id")
+    p_project_create.add_argument("--name", required=True, help="its name")
+    json_arg(p_project_create)
+    p_project_list = project_sub.add_parser("list", help="list the projects of an organization: id and name")
+    p_project_list.add_argument("--org", required=True, metavar="ORG_ID", help="organization id")
     for p in (p_project_create, p_project_list):
         data_dir_arg(p)
     p_project.set_defaults(func=cmd_project)
 
-    p_principal = sub.add_parser("principal", help="service principals")
-    principal_sub = p_principal.add_subparsers(dest="principal_command", required=True)
-    p_pc = principal_sub.add_parser("create", help="create a principal; prints its client secret once")
-    p_pc.add_argument("--org", required=True, help="organization id")
-    p_pc.add_argument("--project", help="limit it to one project of the organization")
-    p_pc.add_argument("--role", required=True, choices=[r.value for r in Role])
+    p_principal = sub.add_parser("principal", help="service principals (API credentials): create, list, delete")
+    principal_sub = p_principal.add_subparsers(dest="principal_command", required=True, metavar="COMMAND")
+    p_pc = principal_sub.add_parser("create", help="create a principal; prints its client secret, once")
+    p_pc.add_argument("--org", required=True, metavar="ORG_ID", help="organization id")
+    p_pc.add_argument("--project", metavar="PROJECT_ID", help="limit it to one project of the organization")
+    p_pc.add_argument(
+        "--role",
+        required=True,
+        choices=[r.value for r in Role],
+        help="viewer reads; contributor also writes; admin also manages the registry and the run-task key",
+    )
     p_pc.add_argument("--name", help="a name to recognise it by (shown as revocation_author)")
-    p_pc.add_argument("--json", action="store_true")
-    p_pl = principal_sub.add_parser("list", help="list principals")
+    json_arg(p_pc)
+    p_pl = principal_sub.add_parser("list", help="list principals: client id, role, organization, scope, name")
     p_pd = principal_sub.add_parser("delete", help="delete a principal; its tokens stop working at once")
-    p_pd.add_argument("client_id")
+    p_pd.add_argument("client_id", help="the principal's client id")
     for p in (p_pc, p_pl, p_pd):
         data_dir_arg(p)
     p_principal.set_defaults(func=cmd_principal)
 
     health.add_parser(sub, data_dir_arg)
+    p_version = sub.add_parser("version", help="print packyard's version (as --version does)")
+    p_version.set_defaults(func=cmd_version)
     return parser
+
+
+def cmd_version(args: argparse.Namespace) -> int:
+    print(f"packyard {version()}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    return run(args.func, args)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from packyard.domain.rules import Limits
 
@@ -42,9 +44,9 @@ class ConnectionLimits:
                     value = kind(env[name])
                 except ValueError:
                     value = 0
-                if not value > 0:
+                if not 0 < value < math.inf:
                     what = "number of seconds" if kind is float else "whole number"
-                    raise SystemExit(f"{name} must be a positive {what}, not {env[name]!r}")
+                    raise SystemExit(f"packyard: {name} must be a positive {what}, not {env[name]!r}")
                 values[key] = value
         return cls(**values)  # type: ignore[arg-type]
 
@@ -71,16 +73,26 @@ class Settings:
         if env.get("PACKYARD_DATABASE_URL"):
             values["database_url"] = env["PACKYARD_DATABASE_URL"]
         if env.get("PACKYARD_PUBLIC_URL"):
+            url = urlsplit(env["PACKYARD_PUBLIC_URL"])
+            if url.scheme not in ("http", "https") or not url.netloc:
+                raise SystemExit(
+                    "packyard: PACKYARD_PUBLIC_URL must be where clients reach this server, such as "
+                    f"https://packyard.example.com, not {env['PACKYARD_PUBLIC_URL']!r}"
+                )
             values["public_url"] = env["PACKYARD_PUBLIC_URL"]
         if env.get("PACKYARD_SECRET_KEY"):
             values["secret_key"] = env["PACKYARD_SECRET_KEY"]
         if env.get("PACKYARD_READ_CACHE_MB"):
             try:
-                values["read_cache_bytes"] = int(float(env["PACKYARD_READ_CACHE_MB"]) * 1024 * 1024)
+                megabytes = float(env["PACKYARD_READ_CACHE_MB"])
             except ValueError:
+                megabytes = math.nan
+            if not 0 <= megabytes < math.inf:
                 raise SystemExit(
-                    f"PACKYARD_READ_CACHE_MB must be a number of megabytes, not {env['PACKYARD_READ_CACHE_MB']!r}"
-                ) from None
+                    "packyard: PACKYARD_READ_CACHE_MB must be a number of megabytes (0 turns the cache off), "
+                    f"not {env['PACKYARD_READ_CACHE_MB']!r}"
+                )
+            values["read_cache_bytes"] = int(megabytes * 1024 * 1024)
         for key, name in (
             ("token_ttl_seconds", "PACKYARD_TOKEN_TTL_SECONDS"),
             ("heartbeat_grace_seconds", "PACKYARD_HEARTBEAT_GRACE_SECONDS"),
@@ -88,9 +100,12 @@ class Settings:
         ):
             if env.get(name):
                 try:
-                    values[key] = float(env[name]) if key == "job_interval_seconds" else int(env[name])
+                    number = float(env[name]) if key == "job_interval_seconds" else int(env[name])
                 except ValueError:
-                    raise SystemExit(f"{name} must be a number of seconds, not {env[name]!r}") from None
+                    number = 0
+                if not 0 < number < math.inf:
+                    raise SystemExit(f"packyard: {name} must be a positive number of seconds, not {env[name]!r}")
+                values[key] = number
         values["connections"] = ConnectionLimits.from_env(env)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return replace(cls(), **values)  # type: ignore[arg-type]

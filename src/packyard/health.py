@@ -17,6 +17,7 @@ import ssl
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from packyard.config import Settings
 
@@ -26,7 +27,7 @@ def default_url(environ: dict[str, str] | None = None) -> str:
     return f"https://localhost:{env.get('PACKYARD_PORT') or '8443'}/readyz"
 
 
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], data_dir_arg: Callable[..., None]) -> None:
+def add_parser(sub: argparse._SubParsersAction[Any], data_dir_arg: Callable[..., None]) -> None:
     p = sub.add_parser(
         "health",
         help="exit 0 when a running server answers /readyz (for container healthchecks), else 1",

@@ -30,10 +30,12 @@ __all__ = [
     "ALWAYS_PRESENT_ENUMS",
     "ALWAYS_PRESENT_FIELDS",
     "MEANINGFUL_ZERO_ENUMS",
+    "SPEC_FILES",
     "ContractViolation",
     "Operation",
     "Problem",
     "SwaggerContract",
+    "missing_spec",
     "spec_dir",
 ]
 
@@ -113,15 +115,39 @@ _ERROR_KEY = "error"
 _ERROR_REQUIRED = frozenset({"code", "message", "details", _ERROR_KEY})
 
 
+# The documents the suite validates against (HashiCorp's, kept byte for byte; not in this repository).
+SPEC_FILES = (
+    "packer-service-2021-04-30.swagger.json",
+    "packer-service-2023-01-01.swagger.json",
+    "resource-manager-2019-12-10.swagger.json",
+)
+
+
 def spec_dir() -> pathlib.Path:
     """Directory holding HashiCorp's Swagger documents.
 
-    ``$PACKYARD_SPEC_DIR`` wins; otherwise ``shared/spec/hcp`` beside the repository checkout.
+    ``$PACKYARD_SPEC_DIR`` wins: the directory holding the documents, or one holding them in ``hcp/``
+    (as ``shared/spec`` does); otherwise ``shared/spec/hcp`` beside the repository checkout.
     """
     override = os.environ.get("PACKYARD_SPEC_DIR")
     if override:
-        return pathlib.Path(override)
+        given = pathlib.Path(override)
+        return given / "hcp" if (given / "hcp" / SPEC_FILES[0]).is_file() else given
     return pathlib.Path(__file__).resolve().parents[3] / "shared" / "spec" / "hcp"
+
+
+def missing_spec() -> str | None:
+    """One line saying where to get the documents when spec_dir() lacks any of them; None when all are there."""
+    where = spec_dir()
+    missing = [name for name in SPEC_FILES if not (where / name).is_file()]
+    if not missing:
+        return None
+    return (
+        f"the tests need HashiCorp's API documents, and {where} lacks {', '.join(missing)}: download them "
+        "from the HCP API reference (https://developer.hashicorp.com/hcp/api-docs/packer and "
+        "https://developer.hashicorp.com/hcp/api-docs/resource-manager) "
+        "into a directory and set PACKYARD_SPEC_DIR to it, or put them in shared/spec/hcp beside the checkout"
+    )
 
 
 @dataclass(frozen=True)

@@ -124,8 +124,12 @@ class App:
         path: str = scope["path"]
         route, params, path_exists = self.router.match(method, path, scope.get("raw_path"))
         if route is None:
-            what = "method" if path_exists else "path"
-            return 404, status_body(5, f"no operation {method} {path} (unknown {what})"), []
+            allowed = self.router.allowed(path, scope.get("raw_path")) if path_exists else []
+            if allowed:  # a known path, another method: 405 and what it takes, as grpc-gateway answers
+                methods = ", ".join(allowed)
+                message = f"method {method} is not allowed on {path}; it takes {methods}"
+                return 405, status_body(12, message), [(b"allow", methods.encode())]
+            return 404, status_body(5, f"no operation {method} {path} (unknown path)"), []
         request = Request(method, path, scope.get("query_string", b""), scope["headers"], params)
         request.scheme = scope.get("scheme", "http")
         request.client_host = scope["client"][0] if scope.get("client") else ""

@@ -23,6 +23,15 @@ packyard/config.py and docs/limits.md):
   gets in while slow clients fill the worker), or is closed at once when every connection is busy with
   a request.
 
+An answer given before the request's body has all arrived (a body over its limit is refused on its
+Content-Length) on a connection that then closes (the client sent `Connection: close`, as Python's
+urllib does) would be lost to most clients: closing a socket with unread data in it makes the kernel
+send a reset, and a client still sending its body sees `Connection reset` or `Broken pipe`, never the
+answer. So such a close lingers: the answer is written, the write side shut down where the transport
+can (plain TCP; TLS can't half-close), and the rest of the body read and dropped, unparsed, until the
+client closes, or `DRAIN_MAX_BYTES` or `DRAIN_SECONDS` have passed. On a kept-alive connection uvicorn
+already reads and drops the rest of the body, within the body's deadline.
+
 The deadlines are kept by one sweep per worker (a timer every quarter of the shorter timeout, at most a
 second apart, while connections are open), not a timer per request; a request costs two clock reads
 and a few attribute updates. Nothing else about uvicorn changes; `packyard serve` and the benchmark's
@@ -44,6 +53,10 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from packyard.config import ConnectionLimits
 
 DEFAULT_MAX_CONNECTIONS = 1000
+# How much of an answered request's unread body a closing connection reads and drops, at most, and for
+# how long, so that the client gets to read the answer (docs/limits.md).
+DRAIN_MAX_BYTES = 64 * 1024 * 1024
+DRAIN_SECONDS = 10.0
 
 # Where a connection is in reading its current request: waiting for the rest of a head, or past it.
 _HEAD = 1
@@ -179,12 +192,16 @@ class _HeadTooLarge(Exception):
 class _JoinedWrites:
     """A transport whose writes within one turn of the loop reach the real transport as one."""
 
-    __slots__ = ("_held", "_loop", "_transport")
+    __slots__ = ("_held", "_lingering", "_loop", "_protocol", "_transport")
 
-    def __init__(self, transport: Any, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, transport: Any, loop: asyncio.AbstractEventLoop, protocol: JoinedWritesProtocol | None = None
+    ) -> None:
         self._transport = transport
         self._loop = loop
+        self._protocol = protocol
         self._held: list[bytes] = []
+        self._lingering = False
 
     def write(self, data: bytes) -> None:
         if not self._held:
@@ -202,7 +219,16 @@ class _JoinedWrites:
 
     def close(self) -> None:
         self._flush()
+        if self._lingering:
+            return
+        if self._protocol is not None and self._protocol._body_unread():
+            self._lingering = True
+            self._protocol._linger(self._transport)
+            return
         self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._lingering or bool(self._transport.is_closing())
 
     def abort(self) -> None:
         self._held = []
@@ -221,9 +247,12 @@ class JoinedWritesProtocol(HttpToolsProtocol):
     _body_progress = False  # the current read ended a head or brought a piece of body
     _body_stall = 0  # bytes read in a body phase since its last progress (chunk framing, trailers)
     _too_large = False
+    _body_complete = True  # the current request's body has all been read (or it has none)
+    _drained = -1  # bytes dropped while lingering; -1 while not lingering
+    _drain_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(_JoinedWrites(transport, self.loop))  # type: ignore[arg-type]
+        super().connection_made(_JoinedWrites(transport, self.loop, self))  # type: ignore[arg-type]
         self._since = monotonic()
         guard = self._guard = _Guard.of(self)
         if not guard.admit(self):
@@ -231,10 +260,17 @@ class JoinedWritesProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._guard.release(self)
+        if self._drain_timer is not None:
+            self._drain_timer.cancel()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        # uvicorn's, with the refusal of a head that is too large
+        # uvicorn's, with the refusal of a head that is too large, and the lingering close
+        if self._drained >= 0:
+            self._drained += len(data)
+            if self._drained > DRAIN_MAX_BYTES:
+                self.transport.abort()
+            return
         self._unset_keepalive_if_required()
         self._read = len(data)
         try:
@@ -264,7 +300,7 @@ class JoinedWritesProtocol(HttpToolsProtocol):
             self._body_stall += self._read
             if self._body_stall > self._guard.max_head_bytes:
                 self._guard.counts["trailers too large"] += 1
-                self.transport.close()
+                self.transport.abort()  # no answer to deliver, nothing to linger for
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -285,11 +321,28 @@ class JoinedWritesProtocol(HttpToolsProtocol):
         self._phase = _BODY
         self._since = monotonic()
         self._body_progress = True
+        self._body_complete = False
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
         self._body_progress = True
         super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        self._body_complete = True
+        super().on_message_complete()
+
+    def _body_unread(self) -> bool:
+        """Whether the current request's body is still (partly) to come from the client."""
+        return self._phase == _BODY and not self._body_complete and self._drained < 0
+
+    def _linger(self, transport: asyncio.Transport) -> None:
+        """Close gracefully with an answer written and a body still coming (see the module's docstring)."""
+        self._drained = 0
+        if transport.can_write_eof():
+            transport.write_eof()  # the answer, then end of stream: the client may read it while it sends
+        transport.resume_reading()  # uvicorn paused reads when the unread body filled its buffer
+        self._drain_timer = self.loop.call_later(DRAIN_SECONDS, transport.close)
 
     def handle_websocket_upgrade(self) -> None:
         self._guard.release(self)  # the WebSocket protocol takes the connection over

@@ -118,6 +118,29 @@ class Router:
             return found[0], found[1], True
         return None, {}, self._search(self._root, segments, 0, None, {}) is not None
 
+    def allowed(self, path: str, raw: bytes | None = None) -> list[str]:
+        """The methods some route takes at this path (sorted; empty for a path no route has). Asked only
+        when match() found no route for the request's method, so matched requests never pay for it."""
+        if raw is not None:
+            parts = raw.strip(b"/").split(b"/")
+            segments = [(unquote_to_bytes(s) if b"%" in s else s).decode("utf-8", "replace") for s in parts]
+        else:
+            segments = path.strip("/").split("/")
+        methods: set[str] = set()
+        if len(segments) <= self._depth:
+            self._collect(self._root, segments, 0, methods)
+        return sorted(methods)
+
+    def _collect(self, node: _Node, segments: list[str], i: int, methods: set[str]) -> None:
+        if i == len(segments):
+            methods.update(node.routes)
+            return
+        static = node.static.get(segments[i])
+        if static is not None:
+            self._collect(static, segments, i + 1, methods)
+        if node.param is not None and segments[i]:
+            self._collect(node.param[1], segments, i + 1, methods)
+
     def _search(
         self, node: _Node, segments: list[str], i: int, method: str | None, params: dict[str, str]
     ) -> tuple[Route | None, dict[str, str]] | None:

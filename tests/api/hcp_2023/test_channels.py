@@ -127,5 +127,7 @@ def test_a_channel_named_like_a_literal_route_is_reachable(env: Env) -> None:
     error(c.get(c.p23("/buckets/base/channels/assign")), 5, 404)
     # What matches nothing still says so, for a path as for a method.
     assert c.get(c.p23("/buckets/base/channels/assign/nothing")).status_code == 404
-    assert c.put(c.p23("/buckets/base/channels/assign")).status_code == 404
+    wrong_method = c.put(c.p23("/buckets/base/channels/assign"))  # a known path, another method
+    assert wrong_method.status_code == 405
+    assert wrong_method.headers["allow"] == "DELETE, GET, PATCH, POST"
     assert c.get(c.p23("/a" * 5000)).status_code == 404
