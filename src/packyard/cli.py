@@ -20,6 +20,7 @@ from packyard.domain import tenants
 from packyard.domain.errors import DomainError, NotFound
 from packyard.domain.models import Role
 from packyard.files import open_dir_warning, private_data_dir
+from packyard.ops.serve import add_arguments as ops_arguments
 from packyard.storage import migrate
 from packyard.storage.db import Database
 from packyard.storage.unit_of_work import SqlUnitOfWork
@@ -109,12 +110,12 @@ def _hcp_block(
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn  # noqa: PLC0415 - only serve needs it
 
-    from packyard.http import access_log  # noqa: PLC0415
     from packyard.http.factory import create_app  # noqa: PLC0415
     from packyard.http.protocol import JoinedWritesProtocol, raise_fd_limit  # noqa: PLC0415
+    from packyard.ops import serve as ops  # noqa: PLC0415 - logs and metrics (docs/operations.md)
     from packyard.tls import ensure_local_tls  # noqa: PLC0415
 
-    settings = _settings(args)
+    settings = ops.settings(args, _settings(args))
     if bool(args.tls_cert) != bool(args.tls_key):
         raise SystemExit("packyard: --tls-cert and --tls-key go together")
     db = _prepare(settings, migrate_postgres=args.migrate)
@@ -143,7 +144,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "ssl_certfile": str(cert) if cert else None,
         "ssl_keyfile": str(key) if key else None,
         "log_level": args.log_level,
-        "log_config": access_log.log_config(),  # no secrets from query strings in the access log
+        **ops.uvicorn_options(settings.ops, args.log_level),  # packyard's request lines, json or plain
         "lifespan": "on",
         "server_header": False,
         "timeout_graceful_shutdown": 30,
@@ -161,9 +162,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         os.environ["PACKYARD_DATA_DIR"] = str(settings.data_dir)
         if settings.database_url:
             os.environ["PACKYARD_DATABASE_URL"] = settings.database_url
-        uvicorn.run("packyard.http.factory:app_from_env", factory=True, workers=args.workers, **options)
+        with ops.metrics(settings, workers=args.workers):
+            uvicorn.run("packyard.http.factory:app_from_env", factory=True, workers=args.workers, **options)
         return 0
-    uvicorn.run(create_app(settings, db=db), **options)
+    app = create_app(settings, db=db)
+    with ops.metrics(settings, workers=1, app=app):
+        uvicorn.run(app, **options)
     return 0
 
 
@@ -308,7 +312,13 @@ def build_parser() -> argparse.ArgumentParser:
     p_serve.add_argument(
         "--workers", type=int, default=int(os.environ.get("PACKYARD_WORKERS", "1")), help="worker processes"
     )
-    p_serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p_serve.add_argument(
+        "--log-level",
+        default=os.environ.get("PACKYARD_LOG_LEVEL", "info"),
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="info logs a line per request (PACKYARD_LOG_LEVEL)",
+    )
+    ops_arguments(p_serve)
     p_serve.set_defaults(func=cmd_serve)
 
     p_db = sub.add_parser("db", help="schema migrations")

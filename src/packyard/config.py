@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from packyard.domain.rules import Limits
+from packyard.ops.settings import OpsSettings
 
 
 def default_data_dir() -> Path:
@@ -61,6 +62,7 @@ class Settings:
     read_cache_bytes: int = 16 * 1024 * 1024  # per process; 0 turns the read cache off
     limits: Limits = field(default_factory=Limits)
     connections: ConnectionLimits = field(default_factory=ConnectionLimits)
+    ops: OpsSettings = field(default_factory=OpsSettings)  # metrics and logs (packyard/ops/settings.py)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -92,6 +94,7 @@ class Settings:
                 except ValueError:
                     raise SystemExit(f"{name} must be a number of seconds, not {env[name]!r}") from None
         values["connections"] = ConnectionLimits.from_env(env)
+        values["ops"] = OpsSettings.from_env(env)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return replace(cls(), **values)  # type: ignore[arg-type]
 

@@ -1,22 +1,51 @@
-"""uvicorn's access log without secrets from query strings.
+"""The request log: one line per request, in JSON or plain text, with its request id, and never a secret.
 
-uvicorn logs every request as ``client - "METHOD /path?query HTTP/1.1" status``, the query string as the
-client sent it. packyard takes its bearer token only from the Authorization header, but a client (or a
-proxy, or a person pasting a URL) can still put one in ``?access_token=...``, and an access log is read
-by more people than the database. ``RedactQuery`` rewrites the request target of each access log record:
-the value of every parameter whose name looks secret (access_token, token, client_secret, code,
-password, key, signature ...), every value that looks like a JWT, and every bare parameter without a
-name become ``[redacted]``; the path and the other parameters stay, so the line still says what was
-asked. ``log_config`` is uvicorn's own logging configuration with that filter on the ``uvicorn.access``
-logger; uvicorn applies it in every worker process too (``--workers N``).
+Each answered request gets a line with its time (RFC 3339, UTC), request id, operation, API tree,
+principal id (the authenticated principal's id, never its token or secret; null when none was
+authenticated), status, latency, method, peer address and path. The path's query string has the value
+of every parameter whose name looks secret (access_token, token, client_secret, code, password, key,
+signature ...), every value that looks like a JWT, and every bare parameter without a name replaced by
+``[redacted]`` (`redact_query`): packyard takes its bearer token only from the Authorization header,
+but a client, a proxy or a person pasting a URL can still put one in ``?access_token=...``. Headers and
+bodies are never logged.
+
+The request id is the client's ``X-Request-Id`` when it is sane (1 to 128 characters out of letters,
+digits and ``._:@/+=-``), or one made here (a random per-process prefix and a counter: unique across
+processes and restarts without a random draw per request); it is sent back in the answer's
+``X-Request-Id`` header either way.
+
+Cost. The line's fields are gathered as the answer leaves (a tuple appended to a list), and the lines
+of all the requests answered in one turn of the event loop go to the standard `logging` module
+together, as one record on the ``packyard.access`` logger, at the end of that turn: the moment their
+answers leave too (http/protocol.py joins a turn's socket writes the same way). A record per request
+would cost a LogRecord, a handler lock and a write() each: more than the request's own work allows
+(docs/performance.md). A formatter here writes the record as one line per request.
+
+Formats: `JsonFormatter` (one JSON object per line, encoded by msgspec, which packyard already uses for
+every answer) and `PlainFormatter` (for a terminal). Both also format every other record (uvicorn's,
+packyard's warnings) in the same format. `log_config` is the logging configuration `packyard serve`
+hands uvicorn, which applies it in every worker process too.
 """
 
 from __future__ import annotations
 
-import copy
+import asyncio
 import logging
-from typing import Any
+import logging.handlers
+import os
+import re
+import time
+from itertools import count
+from time import perf_counter_ns
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
+
+import msgspec
+
+if TYPE_CHECKING:
+    from packyard.http.request import Request
+    from packyard.http.routing import Route
+    from packyard.ops.metrics import Metrics, RouteCounts
 
 REDACTED = "[redacted]"
 # A parameter whose name contains one of these has its value redacted.
@@ -33,7 +62,8 @@ SECRET_NAME_PARTS = (
     "session",
     "assertion",
 )
-_FILTER = "packyard_redact_query"
+ACCESS_LOGGER = "packyard.access"
+access = logging.getLogger(ACCESS_LOGGER)
 
 
 def _secret_name(name: str) -> bool:
@@ -62,22 +92,230 @@ def redact_query(target: str) -> str:
     return f"{path}?{'&'.join(parts)}"
 
 
-class RedactQuery(logging.Filter):
-    """Redacts the request target of uvicorn's access log records (their third argument)."""
+# ---- request ids
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        args = record.args
-        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str) and "?" in args[2]:
-            record.args = (*args[:2], redact_query(args[2]), *args[3:])
-        return True
+_SANE_ID = re.compile(rb"[A-Za-z0-9._:@/+=\-]{1,128}")
 
 
-def log_config() -> dict[str, Any]:
-    """uvicorn's default logging configuration with RedactQuery on its access logger."""
-    from uvicorn.config import LOGGING_CONFIG  # noqa: PLC0415 - only `packyard serve` needs uvicorn
+class RequestIds:
+    def __init__(self) -> None:
+        self._prefix = os.urandom(8).hex().encode() + b"-"
+        self._counter = count(1)
 
-    config = copy.deepcopy(LOGGING_CONFIG)
-    config.setdefault("filters", {})[_FILTER] = {"()": f"{__name__}.RedactQuery"}
-    access = config["loggers"]["uvicorn.access"]
-    access["filters"] = [*access.get("filters", []), _FILTER]
-    return config
+    def for_request(self, headers: list[tuple[bytes, bytes]]) -> bytes:
+        """The client's X-Request-Id when it is sane, else a new one."""
+        for key, value in headers:
+            if key == b"x-request-id":
+                if _SANE_ID.fullmatch(value):
+                    return value
+                break
+        return b"%s%x" % (self._prefix, next(self._counter))
+
+
+# ---- one line per request
+
+
+class Line(msgspec.Struct):
+    time: str
+    level: str
+    logger: str
+    request_id: str
+    operation: str
+    api: str
+    principal_id: str | None
+    status: int
+    latency_ms: float
+    method: str
+    path: str
+    client: str
+
+
+class RequestLines:
+    """The lines of the requests answered in one turn of the event loop: one logging record's message."""
+
+    __slots__ = ("lines",)
+
+    def __init__(self, lines: list[Line]) -> None:
+        self.lines = lines
+
+    def __str__(self) -> str:
+        return "\n".join(plain_line(line) for line in self.lines)
+
+
+def plain_line(line: Line) -> str:
+    principal = line.principal_id or "-"
+    return (
+        f'{line.time} {line.client} "{line.method} {line.path}" {line.status} {line.latency_ms:.2f}ms '
+        f"{line.operation} {line.api} principal={principal} id={line.request_id}"
+    )
+
+
+_last_second = -1
+_second_text = ""
+
+
+def rfc3339(ns: int) -> str:
+    """UTC, milliseconds, Z: 2026-12-07T12:00:00.123Z (the second's text made once per second)."""
+    global _last_second, _second_text  # noqa: PLW0603 - a one-entry cache of the formatted second
+    second, rest = divmod(ns, 1_000_000_000)
+    if second != _last_second:
+        _second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _last_second = second
+    return f"{_second_text}.{rest // 1_000_000:03d}Z"
+
+
+def _target(scope: dict[str, Any]) -> str:
+    raw = scope.get("raw_path")
+    path = raw.decode("latin-1") if raw else scope["path"]  # as sent: a decoded %0A can't break the line
+    query = scope.get("query_string", b"")
+    return redact_query(f"{path}?{query.decode('latin-1')}") if query else path
+
+
+def _client(scope: dict[str, Any]) -> str:
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else "-"
+
+
+class RequestLog:
+    """Per request: its id, its counts (when metrics are on) and its log line (when the access logger
+    is on for INFO). `done` is the request path's part; `flush` runs once per event-loop turn."""
+
+    def __init__(self, slots: Metrics, *, counting: bool) -> None:
+        self.ids = RequestIds()
+        self.slots = slots
+        self.counting = counting
+        self.logging = access.isEnabledFor(logging.INFO)
+        self._pending: list[tuple[int, int, int, RouteCounts, bytes, str, dict[str, Any]]] = []
+        self._scheduled = False
+
+    def refresh(self) -> None:
+        """Re-read whether request lines are wanted (after logging was configured, and on SIGHUP)."""
+        self.logging = access.isEnabledFor(logging.INFO)
+
+    def done(
+        self, route: Route | None, request: Request | None, status: int, start: int, rid: bytes, scope: dict[str, Any]
+    ) -> None:
+        end = perf_counter_ns()
+        slot = self.slots.routes.get(id(route), self.slots.unmatched)
+        if self.counting:
+            slot.add(status, end - start)
+        if self.logging:
+            principal = request.principal_id if request is not None else ""
+            self._pending.append((end, end - start, status, slot, rid, principal, scope))
+            if not self._scheduled:
+                self._scheduled = True
+                asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        offset = time.time_ns() - perf_counter_ns()  # perf_counter instants to wall-clock time
+        lines = [
+            Line(
+                time=rfc3339(end + offset),
+                level="info",
+                logger=ACCESS_LOGGER,
+                request_id=rid.decode("ascii", "replace"),
+                operation=slot.operation,
+                api=slot.api,
+                principal_id=principal or None,
+                status=status,
+                latency_ms=round(ns / 1e6, 3),
+                method=scope["method"],
+                path=_target(scope),
+                client=_client(scope),
+            )
+            for end, ns, status, slot, rid, principal, scope in pending
+        ]
+        access.info(RequestLines(lines))
+
+
+# ---- formatters
+
+
+_encoder = msgspec.json.Encoder()
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: a request line's fields (see Line), or for any other record its time,
+    level, logger, message and, with an exception, its traceback."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if isinstance(record.msg, RequestLines):
+            return _encoder.encode_lines(record.msg.lines).decode()[:-1]
+        entry: dict[str, Any] = {
+            "time": rfc3339(int(record.created * 1e9)),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return _encoder.encode(entry).decode()
+
+
+class PlainFormatter(logging.Formatter):
+    """A line a person reads: UTC time, level, logger and message; a request line as plain_line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if isinstance(record.msg, RequestLines):
+            return str(record.msg)
+        text = f"{rfc3339(int(record.created * 1e9))} {record.levelname} {record.name}: {record.getMessage()}"
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
+
+
+class ReopeningFileHandler(logging.handlers.WatchedFileHandler):
+    """A log file that is opened again when it was moved away (logrotate), checked as each record is
+    written, and on SIGHUP (`reopen_log_files`)."""
+
+    def reopen(self) -> None:
+        self.acquire()
+        try:
+            if self.stream is not None:
+                self.stream.flush()
+                self.stream.close()
+            self.stream = self._open()
+            self._statstream()
+        finally:
+            self.release()
+
+
+def reopen_log_files() -> int:
+    """Reopen every log file packyard writes (SIGHUP); returns how many."""
+    reopened = 0
+    for name in ("", "packyard", "uvicorn"):
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, ReopeningFileHandler):
+                handler.reopen()
+                reopened += 1
+    return reopened
+
+
+def log_config(log_format: str, level: str, log_file: str | None = None) -> dict[str, Any]:
+    """The logging configuration of `packyard serve` (uvicorn applies it in each worker process): every
+    record in one format on stderr or in log_file, request lines on packyard.access at INFO, uvicorn's
+    own access log off (packyard's request lines replace it)."""
+    formatter = JsonFormatter if log_format == "json" else PlainFormatter
+    handler: dict[str, Any] = (
+        {"class": "logging.StreamHandler", "stream": "ext://sys.stderr"}
+        if log_file is None
+        else {"class": f"{__name__}.ReopeningFileHandler", "filename": log_file, "encoding": "utf-8"}
+    )
+    level = level.upper()
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"packyard": {"()": f"{formatter.__module__}.{formatter.__qualname__}"}},
+        "handlers": {"packyard": {**handler, "formatter": "packyard"}},
+        "loggers": {
+            "uvicorn": {"handlers": ["packyard"], "level": level, "propagate": False},
+            "uvicorn.error": {"level": level},
+            "uvicorn.access": {"handlers": [], "propagate": False},
+            "packyard": {"handlers": ["packyard"], "level": level, "propagate": False},
+        },
+        "root": {"handlers": ["packyard"], "level": "WARNING"},
+    }
