@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 CHECK_TIMEOUT_SECONDS = 3.0
 STUCK_SECONDS = 300.0
+NOT_CHECKED = "not checked (no database)"
 
 
 class NotReady(DomainError):
@@ -107,10 +108,10 @@ async def check(svc: Services) -> dict[str, str]:
             loop.run_in_executor(None, _database, svc.db, health), CHECK_TIMEOUT_SECONDS
         )
     except TimeoutError:
-        database, migrations = f"no answer within {CHECK_TIMEOUT_SECONDS:.0f} s (locked or overloaded?)", None
+        database, migrations = f"no answer within {CHECK_TIMEOUT_SECONDS:g} s (locked or overloaded?)", None
     problems = {
         "database": database,
-        "migrations": migrations if database is None else "not checked (no database)",
+        "migrations": migrations if database is None else NOT_CHECKED,
         "jobs": health.jobs_problem(),
         "shutdown": "the server is shutting down" if health.shutting_down else None,
     }
@@ -122,7 +123,7 @@ _encoder = msgspec.json.Encoder()
 
 async def readyz(svc: Services, request: Request) -> bytes:
     checks = await check(svc)
-    failing = [f"{name}: {state}" for name, state in checks.items() if state != "ok"]
+    failing = [f"{name}: {state}" for name, state in checks.items() if state not in ("ok", NOT_CHECKED)]
     if failing:
         raise NotReady("not ready: " + "; ".join(failing))
     return _encoder.encode({"status": "ready", "checks": checks})
