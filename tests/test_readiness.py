@@ -77,7 +77,8 @@ def test_migrations_behind_the_code_are_named(env: Env) -> None:
     current = migrate.current_revision(env.db)
     message = not_ready(env)
     assert message == (
-        f"not ready: migrations: the database is at revision {current}, this code needs {head}: run `packyard db upgrade`"
+        f"not ready: migrations: the database is at revision {current}, this code needs {head}: "
+        "run `packyard db upgrade`"
     )
     migrate.upgrade(env.db)
     assert ok(env.client.get("/readyz", token=""))["status"] == "ready"
