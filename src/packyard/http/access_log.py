@@ -35,12 +35,15 @@ import logging.handlers
 import os
 import re
 import time
+from bisect import bisect_left
 from itertools import count
 from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
 import msgspec
+
+from packyard.ops.metrics import REQUEST_BOUNDS_NS
 
 if TYPE_CHECKING:
     from packyard.http.request import Request
@@ -150,18 +153,20 @@ def plain_line(line: Line) -> str:
     )
 
 
-_last_second = -1
-_second_text = ""
+_last = (-1, "")  # the last millisecond formatted, and its text
 
 
 def rfc3339(ns: int) -> str:
-    """UTC, milliseconds, Z: 2026-12-07T12:00:00.123Z (the second's text made once per second)."""
-    global _last_second, _second_text  # noqa: PLW0603 - a one-entry cache of the formatted second
-    second, rest = divmod(ns, 1_000_000_000)
-    if second != _last_second:
-        _second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        _last_second = second
-    return f"{_second_text}.{rest // 1_000_000:03d}Z"
+    """UTC, milliseconds, Z: 2026-12-07T12:00:00.123Z (the lines of one turn mostly share a millisecond)."""
+    global _last  # noqa: PLW0603 - a one-entry cache
+    ms = ns // 1_000_000
+    last = _last
+    if ms == last[0]:
+        return last[1]
+    second, rest = divmod(ms, 1000)
+    text = f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(second))}.{rest:03d}Z"
+    _last = (ms, text)
+    return text
 
 
 def _target(scope: dict[str, Any]) -> str:
@@ -197,8 +202,13 @@ class RequestLog:
     ) -> None:
         end = perf_counter_ns()
         slot = self.slots.routes.get(id(route), self.slots.unmatched)
-        if self.counting:
-            slot.add(status, end - start)
+        if self.counting:  # RouteCounts.add, in line: this runs for every request
+            series = slot.by_status.get(status)
+            if series is None:
+                series = slot.series(status)
+            series.count += 1
+            series.sum_ns += end - start
+            series.buckets[bisect_left(REQUEST_BOUNDS_NS, end - start)] += 1
         if self.logging:
             principal = request.principal_id if request is not None else ""
             self._pending.append((end, end - start, status, slot, rid, principal, scope))
@@ -212,20 +222,20 @@ class RequestLog:
         if not pending:
             return
         offset = time.time_ns() - perf_counter_ns()  # perf_counter instants to wall-clock time
-        lines = [
+        lines = [  # Line's fields in order (positional: this runs for every request)
             Line(
-                time=rfc3339(end + offset),
-                level="info",
-                logger=ACCESS_LOGGER,
-                request_id=rid.decode("ascii", "replace"),
-                operation=slot.operation,
-                api=slot.api,
-                principal_id=principal or None,
-                status=status,
-                latency_ms=round(ns / 1e6, 3),
-                method=scope["method"],
-                path=_target(scope),
-                client=_client(scope),
+                rfc3339(end + offset),
+                "info",
+                ACCESS_LOGGER,
+                rid.decode("ascii", "replace"),
+                slot.operation,
+                slot.api,
+                principal or None,
+                status,
+                round(ns / 1e6, 3),
+                scope["method"],
+                _target(scope),
+                _client(scope),
             )
             for end, ns, status, slot, rid, principal, scope in pending
         ]
