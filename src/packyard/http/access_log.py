@@ -36,6 +36,7 @@ import os
 import re
 import time
 from bisect import bisect_left
+from collections.abc import MutableMapping
 from itertools import count
 from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any
@@ -169,14 +170,14 @@ def rfc3339(ns: int) -> str:
     return text
 
 
-def _target(scope: dict[str, Any]) -> str:
+def _target(scope: MutableMapping[str, Any]) -> str:
     raw = scope.get("raw_path")
     path = raw.decode("latin-1") if raw else scope["path"]  # as sent: a decoded %0A can't break the line
     query = scope.get("query_string", b"")
     return redact_query(f"{path}?{query.decode('latin-1')}") if query else path
 
 
-def _client(scope: dict[str, Any]) -> str:
+def _client(scope: MutableMapping[str, Any]) -> str:
     client = scope.get("client")
     return f"{client[0]}:{client[1]}" if client else "-"
 
@@ -190,7 +191,7 @@ class RequestLog:
         self.slots = slots
         self.counting = counting
         self.logging = access.isEnabledFor(logging.INFO)
-        self._pending: list[tuple[int, int, int, RouteCounts, bytes, str, dict[str, Any]]] = []
+        self._pending: list[tuple[int, int, int, RouteCounts, bytes, str, MutableMapping[str, Any]]] = []
         self._scheduled = False
 
     def refresh(self) -> None:
@@ -198,7 +199,13 @@ class RequestLog:
         self.logging = access.isEnabledFor(logging.INFO)
 
     def done(
-        self, route: Route | None, request: Request | None, status: int, start: int, rid: bytes, scope: dict[str, Any]
+        self,
+        route: Route | None,
+        request: Request | None,
+        status: int,
+        start: int,
+        rid: bytes,
+        scope: MutableMapping[str, Any],
     ) -> None:
         end = perf_counter_ns()
         slot = self.slots.routes.get(id(route), self.slots.unmatched)

@@ -77,7 +77,7 @@ class App:
         start = perf_counter_ns()
         route, request, status, body, extra = await self._handle(scope, receive)
         rid = self.requests.ids.for_request(scope["headers"])
-        ctype = JSON if type(body) is bytes else body.content_type  # type: ignore[attr-defined]
+        ctype = JSON if type(body) is bytes else getattr(body, "content_type", JSON)  # ops.metrics.Exposition
         headers = [
             (b"content-type", ctype),
             (b"content-length", str(len(body)).encode()),
@@ -86,7 +86,7 @@ class App:
         ]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
-        self.requests.done(route, request, status, start, rid, scope)  # type: ignore[arg-type]
+        self.requests.done(route, request, status, start, rid, scope)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         svc = self.services
