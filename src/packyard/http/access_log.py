@@ -14,12 +14,14 @@ digits and ``._:@/+=-``), or one made here (a random per-process prefix and a co
 processes and restarts without a random draw per request); it is sent back in the answer's
 ``X-Request-Id`` header either way.
 
-Cost. The line's fields are gathered as the answer leaves (a tuple appended to a list), and the lines
-of all the requests answered in one turn of the event loop go to the standard `logging` module
-together, as one record on the ``packyard.access`` logger, at the end of that turn: the moment their
-answers leave too (http/protocol.py joins a turn's socket writes the same way). A record per request
-would cost a LogRecord, a handler lock and a write() each: more than the request's own work allows
-(docs/performance.md). A formatter here writes the record as one line per request.
+Cost. The line's fields are gathered as the answer leaves (a tuple appended to a list); the lines
+go to the standard `logging` module together, as one record on the ``packyard.access`` logger, at most
+FLUSH_SECONDS after the first of them (or sooner, once MAX_PENDING are waiting, and when the server
+stops), and the handler writes them with one write(). A record and a write() per request would cost
+more than the request's own work allows (docs/performance.md, docs/operations.md); the price is that
+a line reaches the log up to FLUSH_SECONDS after its answer left, and that a process that is killed
+(not stopped) loses the lines of that last moment. A formatter here writes the record as one line per
+request.
 
 Formats: `JsonFormatter` (one JSON object per line, encoded by msgspec, which packyard already uses for
 every answer) and `PlainFormatter` (for a terminal). Both also format every other record (uvicorn's,
@@ -49,7 +51,7 @@ from packyard.ops.metrics import REQUEST_BOUNDS_NS
 if TYPE_CHECKING:
     from packyard.http.request import Request
     from packyard.http.routing import Route
-    from packyard.ops.metrics import Metrics, RouteCounts
+    from packyard.ops.metrics import Metrics
 
 REDACTED = "[redacted]"
 # A parameter whose name contains one of these has its value redacted.
@@ -67,6 +69,8 @@ SECRET_NAME_PARTS = (
     "assertion",
 )
 ACCESS_LOGGER = "packyard.access"
+FLUSH_SECONDS = 0.02  # the longest a request's line waits to be written
+MAX_PENDING = 512  # lines waiting that are written at once, without waiting for the rest of FLUSH_SECONDS
 access = logging.getLogger(ACCESS_LOGGER)
 
 
@@ -135,7 +139,7 @@ class Line(msgspec.Struct):
 
 
 class RequestLines:
-    """The lines of the requests answered in one turn of the event loop: one logging record's message."""
+    """The lines of the requests answered together (see FLUSH_SECONDS): one logging record's message."""
 
     __slots__ = ("lines",)
 
@@ -158,7 +162,7 @@ _last = (-1, "")  # the last millisecond formatted, and its text
 
 
 def rfc3339(ns: int) -> str:
-    """UTC, milliseconds, Z: 2026-12-07T12:00:00.123Z (the lines of one turn mostly share a millisecond)."""
+    """UTC, milliseconds, Z: 2026-12-07T12:00:00.123Z (answers come many to a millisecond under load)."""
     global _last  # noqa: PLW0603 - a one-entry cache
     ms = ns // 1_000_000
     last = _last
@@ -170,29 +174,18 @@ def rfc3339(ns: int) -> str:
     return text
 
 
-def _target(scope: MutableMapping[str, Any]) -> str:
-    raw = scope.get("raw_path")
-    path = raw.decode("latin-1") if raw else scope["path"]  # as sent: a decoded %0A can't break the line
-    query = scope.get("query_string", b"")
-    return redact_query(f"{path}?{query.decode('latin-1')}") if query else path
-
-
-def _client(scope: MutableMapping[str, Any]) -> str:
-    client = scope.get("client")
-    return f"{client[0]}:{client[1]}" if client else "-"
-
-
 class RequestLog:
     """Per request: its id, its counts (when metrics are on) and its log line (when the access logger
-    is on for INFO). `done` is the request path's part; `flush` runs once per event-loop turn."""
+    is on for INFO). `done` is the request path's part; `flush` writes the lines gathered since the
+    last (see FLUSH_SECONDS)."""
 
     def __init__(self, slots: Metrics, *, counting: bool) -> None:
         self.ids = RequestIds()
         self.slots = slots
         self.counting = counting
         self.logging = access.isEnabledFor(logging.INFO)
-        self._pending: list[tuple[int, int, int, RouteCounts, bytes, str, MutableMapping[str, Any]]] = []
-        self._scheduled = False
+        self._pending: list[tuple[Any, ...]] = []
+        self._timer: asyncio.TimerHandle | None = None
 
     def refresh(self) -> None:
         """Re-read whether request lines are wanted (after logging was configured, and on SIGHUP)."""
@@ -218,34 +211,46 @@ class RequestLog:
             series.buckets[bisect_left(REQUEST_BOUNDS_NS, end - start)] += 1
         if self.logging:
             principal = request.principal_id if request is not None else ""
-            self._pending.append((end, end - start, status, slot, rid, principal, scope))
-            if not self._scheduled:
-                self._scheduled = True
-                asyncio.get_running_loop().call_soon(self.flush)
+            pending = self._pending
+            client = scope.get("client")  # what the line needs, not the scope (which holds much more)
+            query = scope.get("query_string")
+            path = scope.get("raw_path") or scope["path"]
+            pending.append((end, end - start, status, slot, rid, principal, scope["method"], path, query, client))
+            if len(pending) == 1:
+                self._timer = asyncio.get_running_loop().call_later(FLUSH_SECONDS, self.flush)
+            elif len(pending) >= MAX_PENDING:
+                self.flush()
 
     def flush(self) -> None:
-        self._scheduled = False
+        """Write the lines gathered so far (on a timer; when many are waiting; when the server stops)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         pending, self._pending = self._pending, []
         if not pending:
             return
         offset = time.time_ns() - perf_counter_ns()  # perf_counter instants to wall-clock time
-        lines = [  # Line's fields in order (positional: this runs for every request)
-            Line(
-                rfc3339(end + offset),
-                "info",
-                ACCESS_LOGGER,
-                rid.decode("ascii", "replace"),
-                slot.operation,
-                slot.api,
-                principal or None,
-                status,
-                round(ns / 1e6, 3),
-                scope["method"],
-                _target(scope),
-                _client(scope),
+        lines = []
+        for end, ns, status, slot, rid, principal, method, path, query, client in pending:  # kept lean
+            target = path.decode("latin-1") if type(path) is bytes else path  # as sent: %0A stays %0A
+            if query:
+                target = redact_query(f"{target}?{query.decode('latin-1')}")
+            lines.append(
+                Line(  # the fields in order
+                    rfc3339(end + offset),
+                    "info",
+                    ACCESS_LOGGER,
+                    rid.decode("ascii", "replace"),
+                    slot.operation,
+                    slot.api,
+                    principal or None,
+                    status,
+                    ns // 1000 / 1000,  # to the microsecond
+                    method,
+                    target,
+                    f"{client[0]}:{client[1]}" if client else "-",
+                )
             )
-            for end, ns, status, slot, rid, principal, scope in pending
-        ]
         access.info(RequestLines(lines))
 
 
