@@ -5,6 +5,7 @@ listener of its own; every worker's counts in one scrape with --workers 2."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -202,3 +203,39 @@ def test_one_scrape_adds_up_every_worker(tmp_path: Path, backend: Backend, worke
     assert list(tmp_path.glob("packyard-metrics-*")) == []  # the workers' counts went with the run
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=2)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"PACKYARD_METRICS_TOKEN": "short"}, "PACKYARD_METRICS_TOKEN must be at least 16 characters"),
+        ({"PACKYARD_METRICS_PORT": "70000"}, "PACKYARD_METRICS_PORT must be a TCP port number (1-65535), not '70000'"),
+        ({"PACKYARD_METRICS_PORT": "x"}, "PACKYARD_METRICS_PORT must be a TCP port number (1-65535), not 'x'"),
+        ({"PACKYARD_LOG_FORMAT": "xml"}, "PACKYARD_LOG_FORMAT must be json or plain, not 'xml'"),
+    ],
+)
+def test_bad_settings_are_one_line(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SystemExit) as refused:
+        OpsSettings.from_env(env)
+    assert str(refused.value).startswith(message)
+    assert "\n" not in str(refused.value)
+
+
+@pytest.mark.slow
+def test_a_metrics_port_in_use_is_one_line_and_a_failed_start(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PACKYARD_")}
+        out = subprocess.run(
+            [sys.executable, "-m", "packyard", "serve", "--no-tls", "--port", str(free_port()),
+             "--data-dir", str(tmp_path / "data"), "--metrics-port", str(port)],
+            env=env, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    assert out.returncode != 0
+    assert "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines()[-1] == (
+        f"packyard: can't serve metrics on 127.0.0.1:{port}: Address already in use; choose another --metrics-port "
+        "(PACKYARD_METRICS_PORT)"
+    )
