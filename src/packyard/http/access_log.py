@@ -215,7 +215,21 @@ class RequestLog:
             client = scope.get("client")  # what the line needs, not the scope (which holds much more)
             query = scope.get("query_string")
             path = scope.get("raw_path") or scope["path"]
-            pending.append((end, end - start, status, slot, rid, principal, scope["method"], path, query, client))
+            # Strings, numbers and the client's (host, port) only: tuples the garbage collector stops tracking.
+            line = (
+                end,
+                end - start,
+                status,
+                slot.operation,
+                slot.api,
+                rid,
+                principal,
+                scope["method"],
+                path,
+                query,
+                client,
+            )
+            pending.append(line)
             if len(pending) == 1:
                 self._timer = asyncio.get_running_loop().call_later(FLUSH_SECONDS, self.flush)
             elif len(pending) >= MAX_PENDING:
@@ -231,7 +245,7 @@ class RequestLog:
             return
         offset = time.time_ns() - perf_counter_ns()  # perf_counter instants to wall-clock time
         lines = []
-        for end, ns, status, slot, rid, principal, method, path, query, client in pending:  # kept lean
+        for end, ns, status, operation, api, rid, principal, method, path, query, client in pending:  # kept lean
             target = path.decode("latin-1") if type(path) is bytes else path  # as sent: %0A stays %0A
             if query:
                 target = redact_query(f"{target}?{query.decode('latin-1')}")
@@ -241,8 +255,8 @@ class RequestLog:
                     "info",
                     ACCESS_LOGGER,
                     rid.decode("ascii", "replace"),
-                    slot.operation,
-                    slot.api,
+                    operation,
+                    api,
                     principal or None,
                     status,
                     ns // 1000 / 1000,  # to the microsecond
