@@ -67,6 +67,10 @@ def test_metrics_need_the_metrics_token(menv: Env) -> None:
     error(c.get("/metrics", token=METRICS_TOKEN[:-1]), 16)
     error(c.get("/metrics", headers={"Authorization": f"Basic {METRICS_TOKEN}"}, token=""), 16)
     assert c.get("/metrics", token=METRICS_TOKEN).status_code == 200
+    # The format the scraper asks for, as prometheus_client's own server chooses it.
+    open_metrics = c.get("/metrics", token=METRICS_TOKEN, headers={"Accept": "application/openmetrics-text"})
+    assert open_metrics.headers["content-type"].startswith("application/openmetrics-text")
+    assert open_metrics.text.endswith("# EOF\n")
 
 
 def test_requests_are_counted_by_operation_tree_and_status(menv: Env) -> None:

@@ -42,8 +42,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector, CollectorRegistry
 
@@ -431,9 +432,18 @@ def attach(services: Services, routes: Iterable[Route]) -> Metrics:
 
 
 class Exposition(bytes):
-    """An answer in Prometheus's text format (the app sends it with this media type, not JSON's)."""
+    """An answer in a Prometheus format (the app sends it with its media type, not JSON's)."""
 
     content_type = CONTENT_TYPE_LATEST.encode()
+
+
+def _exposition(reg: CollectorRegistry, accept: str) -> Exposition:
+    """The format the scraper asks for (Accept: OpenMetrics or the text format), as prometheus_client's
+    own server chooses it."""
+    encode, content_type = choose_encoder(accept)
+    answer = Exposition(encode(reg))
+    answer.content_type = content_type.encode()
+    return answer
 
 
 async def metrics_route(svc: Services, request: Request) -> bytes:
@@ -451,8 +461,8 @@ async def metrics_route(svc: Services, request: Request) -> bytes:
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.encode()):
         raise Unauthenticated("/metrics needs the header Authorization: Bearer <PACKYARD_METRICS_TOKEN>")
     # Off the event loop: the registry counts may take a statement's time.
-    body = await asyncio.get_running_loop().run_in_executor(None, generate_latest, reg)
-    return Exposition(body)
+    accept = request.header(b"accept")
+    return await asyncio.get_running_loop().run_in_executor(None, _exposition, reg, accept)
 
 
 # ---- --metrics-port
