@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, ParamSpec, TypeVar
 
 import psycopg
@@ -256,11 +257,11 @@ class Database:
         timed = self.timed
         if timed is None:
             return self._peek_row(sql, params)
-        start = time.perf_counter_ns()
+        start = perf_counter_ns()
         try:
             return self._peek_row(sql, params)
         finally:
-            timed("statement", time.perf_counter_ns() - start)
+            timed("statement", perf_counter_ns() - start)
 
     def _peek_row(self, sql: str, params: tuple[object, ...]) -> tuple[Any, ...] | None:
         try:
@@ -437,11 +438,11 @@ class Database:
         timed = self.timed
         if timed is None:
             return self._transaction_untimed(work, write=write)
-        start = time.perf_counter_ns()
+        start = perf_counter_ns()
         try:
             return self._transaction_untimed(work, write=write)
         finally:
-            timed("write" if write else "read", time.perf_counter_ns() - start)
+            timed("write" if write else "read", perf_counter_ns() - start)
 
     def _transaction_untimed(self, work: Callable[[Connection], T], *, write: bool) -> T:
         with self.writing() if write else contextlib.nullcontext():
