@@ -171,12 +171,16 @@ def table(run: BackendRun, opts: Options) -> str:
 def observed_line(size: SizeRun) -> str:
     o = size.observed
     assert o is not None
-    runs = ", ".join(f"{off:,.0f} / {on:,.0f}" for off, on in zip(o.off_rps, o.on_rps, strict=False))
+    runs = ", ".join(
+        f"{off:,.0f} / {on:,.0f} req/s, {off_us:.1f} / {on_us:.1f} us"
+        for off, on, off_us, on_us in zip(o.off_rps, o.on_rps, o.off_cpu_us, o.on_cpu_us, strict=False)
+    )
     return (
         f"GetChannel at {size.spec.name} with metrics and JSON request logs off / on, alternating runs "
-        f"(off / on: {runs}): best {o.off:,.0f} / {o.on:,.0f} req/s, p50 {_ms(o.off_p50)} / {_ms(o.on_p50)}; "
-        f"the observed server counted {o.counted:,.0f} and logged {o.logged:,} of the {o.requested:,} "
-        "GetChannel requests wrk made of it"
+        f"(throughput and the server's CPU time per request, off / on: {runs}): best {o.off:,.0f} / {o.on:,.0f} "
+        f"req/s ({o.throughput_cost:.1%} fewer), {min(o.off_cpu_us):.1f} / {min(o.on_cpu_us):.1f} us of CPU per "
+        f"request ({o.cost:+.1%}), p50 {_ms(o.off_p50)} / {_ms(o.on_p50)}; the observed server counted "
+        f"{o.counted:,.0f} and logged {o.logged:,} of the {o.requested:,} GetChannel requests wrk made of it"
     )
 
 
@@ -186,8 +190,10 @@ def observed_verdict(size: SizeRun) -> Verdict:
     seen = o.counted >= o.requested and o.logged >= o.requested
     return Verdict(
         o.cost < MAX_OBSERVABILITY_COST and seen and not o.errors,
-        f"metrics and JSON request logs on GetChannel at {size.spec.name}: {o.on:,.0f} vs {o.off:,.0f} req/s "
-        f"without = {o.cost:.1%} cost; bar < {MAX_OBSERVABILITY_COST:.0%}"
+        f"metrics and JSON request logs on GetChannel at {size.spec.name}: {min(o.on_cpu_us):.1f} vs "
+        f"{min(o.off_cpu_us):.1f} us of the server's CPU per request without = {o.cost:+.1%} "
+        f"(throughput {o.on:,.0f} vs {o.off:,.0f} req/s = {o.throughput_cost:.1%} fewer); "
+        f"bar < {MAX_OBSERVABILITY_COST:.0%}"
         + ("" if seen else f" (but only {o.counted:,.0f} counted, {o.logged:,} logged of {o.requested:,})")
         + (f" ({o.errors})" if o.errors else ""),
     )

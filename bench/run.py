@@ -264,7 +264,7 @@ def run_backend(backend: str, opts: Options, say: Say, admin_url: str | None = N
     return result
 
 
-OBSERVED_ROUNDS = 3  # alternating pairs of runs for the cost of metrics and logs (at least)
+OBSERVED_ROUNDS = 4  # alternating runs of each side for the cost of metrics and logs (at least)
 
 
 def _run_size(
@@ -336,8 +336,8 @@ def _run_size(
             cost = observability.measure(server, data_dir, database_url, paths["get_channel"], token, opts.load, rounds)
             run.observed = cost
             say(
-                f"  GetChannel with metrics and JSON logs off / on: {cost.off:,.0f} / {cost.on:,.0f} req/s "
-                f"(cost {cost.cost:.1%}) {cost.errors}"
+                f"  GetChannel with metrics and JSON logs off / on: {cost.off:,.0f} / {cost.on:,.0f} req/s, "
+                f"{cost.cost:+.1%} CPU per request {cost.errors}"
             )
         # The ceiling again, after packyard's runs, the best of both kept: other processes on the machine
         # slow some runs down, and a ceiling measured low would flatter packyard's share of it.

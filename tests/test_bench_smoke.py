@@ -91,8 +91,9 @@ def test_quick_benchmark_reports_every_workload(tmp_path: Path) -> None:
         if run["name"] == "SQLite":
             assert len(observed) == 1
             (o,) = observed
-            assert len(o["off_rps"]) == len(o["on_rps"]) == 3
+            assert len(o["off_rps"]) == len(o["on_rps"]) == len(o["off_cpu_us"]) == len(o["on_cpu_us"]) == 4
             assert min(o["off_rps"] + o["on_rps"]) > 0
+            assert min(o["off_cpu_us"] + o["on_cpu_us"]) > 0  # the server's CPU time per request, read from /proc
             assert o["counted"] >= o["requested"] > 0
             assert o["logged"] >= o["requested"]
             assert not o["errors"]
