@@ -46,11 +46,6 @@ class ObservedCost:
         return max(self.on_rps, default=0.0)
 
     @property
-    def throughput_cost(self) -> float:
-        """The share of GetChannel's throughput that metrics and logs take (negative: within the noise)."""
-        return 1.0 - self.on / self.off if self.off > 0 else 1.0
-
-    @property
     def cost(self) -> float:
         """What metrics and logs add to the server's CPU time per GetChannel (best run of each side)."""
         off, on = min(self.off_cpu_us, default=0.0), min(self.on_cpu_us, default=0.0)
