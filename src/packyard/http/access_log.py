@@ -123,7 +123,7 @@ class RequestIds:
 # ---- one line per request
 
 
-class Line(msgspec.Struct):
+class Line(msgspec.Struct, gc=False):  # strings and numbers only: nothing for the garbage collector to track
     time: str
     level: str
     logger: str
