@@ -567,7 +567,7 @@ def integrity_check(database_url: str) -> tuple[bool, str]:
     """SQLite's integrity_check and foreign_key_check; on both databases, every declared foreign key
     resolves, every primary and unique key holds, and the bucket counters agree with the iterations."""
     from packyard.storage import schema
-    from packyard.storage.db import normalize_url
+    from packyard.storage.urls import normalize_url
 
     problems: list[str] = []
     notes: list[str] = []
@@ -852,7 +852,8 @@ def fresh_database(database_url: str | None, workdir: Path) -> Iterator[tuple[st
     dropped afterwards."""
     from packyard.bootstrap import initialize
     from packyard.storage import migrate
-    from packyard.storage.db import Database, normalize_url
+    from packyard.storage.db import Database
+    from packyard.storage.urls import normalize_url
 
     admin = None
     name = ""

@@ -231,7 +231,7 @@ def _database(backend: str, admin_url: str | None, name: str) -> Iterator[str | 
         yield None
         return
     assert admin_url is not None
-    from packyard.storage.db import normalize_url
+    from packyard.storage.urls import normalize_url
 
     admin = sa.create_engine(normalize_url(admin_url), isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
     url = sa.make_url(normalize_url(admin_url)).set(database=name).render_as_string(hide_password=False)
@@ -351,7 +351,7 @@ def _run_size(
             name = f"getchannel-{spec.name}-{'sqlite' if database_url is None else 'postgresql'}"
             profile.record(server, server.base + paths["get_channel"], token, opts, profile_seconds, say, name)
     # Publishes are writes, which SQLite takes one at a time: the way to use more of the machine for
-    # them is more worker processes (they queue on the writer lock, storage/db.py WriterLock).
+    # them is more worker processes (they queue on the writer lock, storage/writer_lock.py).
     log = data_dir / "packyard-workers.log"
     with servers.packyard(data_dir, database_url, log, workers=opts.publish_workers) as server:
         token = servers.token(server.port, creds["client_id"], creds["client_secret"])

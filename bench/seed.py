@@ -47,11 +47,12 @@ from packyard.domain.models import (
 )
 from packyard.storage import schema as t
 from packyard.storage.codecs import from_us
-from packyard.storage.db import create_engine, is_sqlite, normalize_url
+from packyard.storage.db import create_engine
 from packyard.storage.repositories.buckets import SqlBuckets
 from packyard.storage.repositories.builds import SqlBuilds
 from packyard.storage.repositories.channels import SqlChannels
 from packyard.storage.repositories.iterations import SqlIterations
+from packyard.storage.urls import is_sqlite, normalize_url
 
 HOT = "hot"
 US = 1_000_000

@@ -22,7 +22,8 @@ from packyard.config import Settings
 from packyard.http.app import App
 from packyard.http.factory import create_app
 from packyard.storage import migrate
-from packyard.storage.db import Database, normalize_url
+from packyard.storage.db import Database
+from packyard.storage.urls import normalize_url
 from tests.contract.validator import SwaggerContract, spec_dir
 from tests.support.client import VALIDATED, ApiClient
 

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from packyard.ops import readiness
 from packyard.storage import migrate
-from packyard.storage.db import normalize_url, sqlite_file
+from packyard.storage.urls import normalize_url, sqlite_file
 from tests.conftest import Backend, Env
 from tests.support.client import error, ok
 

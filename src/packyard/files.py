@@ -72,7 +72,7 @@ def private_sqlite_file(database: str) -> None:
     """Create the SQLite database file 0600 if it is missing, and tighten it and its companions.
 
     SQLite gives the -wal, -shm and -journal files the database file's mode, so they follow; the
-    -writer lock file is packyard's own (storage/db.py's WriterLock) and is created 0600 there."""
+    -writer lock file is packyard's own (storage/writer_lock.py) and is created 0600 there."""
     with contextlib.suppress(OSError):  # a directory that can't be written: SQLite reports it itself
         os.close(os.open(database, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, FILE_MODE))
     tighten(database)

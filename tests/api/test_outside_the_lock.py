@@ -16,7 +16,7 @@ from packyard.domain import builds as build_service
 from packyard.domain.models import Role
 from packyard.http.hcp_2021 import builds as build_handlers
 from packyard.http.hcp_2021 import wire
-from packyard.storage.db import WriterLock
+from packyard.storage.writer_lock import WriterLock
 from tests.api.test_roles import token_for_role
 from tests.conftest import Env
 from tests.support.client import ApiClient, error, ok
@@ -55,7 +55,7 @@ def _iteration_with_a_build(c: ApiClient) -> tuple[dict[str, Any], dict[str, Any
 def test_a_builds_body_is_decoded_and_its_answer_projected_outside_the_writer_lock(
     env: Env, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if env.db.writes is None:
+    if not env.db.is_sqlite:
         pytest.skip("the writer lock is SQLite's")
     free = _lock_is_free(env)
     seen: dict[str, list[bool]] = {"decode": [], "domain": [], "project": []}
@@ -118,7 +118,7 @@ def test_creating_a_bucket_that_exists_is_refused_without_the_writer_lock(env: E
     first: a read decides it, answered even while another process holds the writer lock."""
     c = env.client
     upsert_bucket(c, "app")
-    if env.db.writes is not None:
+    if env.db.is_sqlite:
         other = _another_process(env)
         assert other.try_hold()
         requests = env.db.writes.requests
@@ -149,7 +149,7 @@ def test_update_bucket_reads_its_answer_after_the_commit_and_shows_the_latest_it
     write queue that is read after the commit, with the writer lock free; the answer is the same."""
     c = env.client
     publish(c, "app", "f1", ["amazon-ebs.a", "amazon-ebs.b"])
-    lock_free = _lock_is_free(env) if env.db.writes is not None else None
+    lock_free = _lock_is_free(env) if env.db.is_sqlite else None
     seen: list[bool] = []
     real_view = bucket_service.view
 

@@ -356,11 +356,18 @@ class CountsCollector(Collector):
 
     def _count(self) -> tuple[int, int, int]:
         def work(conn: Any) -> tuple[int, int, int]:
-            if not self.db.is_sqlite:
-                conn.exec_driver_sql(f"SET LOCAL statement_timeout = {COUNT_TIMEOUT_MS}")
-            row = conn.exec_driver_sql(
-                "SELECT (SELECT COUNT(*) FROM bucket), (SELECT COUNT(*) FROM iteration), (SELECT COUNT(*) FROM build)"
-            ).one()
+            postgres = not self.db.is_sqlite
+            if postgres:  # a read may run outside a transaction there: SET, then RESET, not SET LOCAL
+                conn.exec_driver_sql(f"SET statement_timeout = {COUNT_TIMEOUT_MS}")
+            try:
+                row = conn.exec_driver_sql(
+                    "SELECT (SELECT COUNT(*) FROM bucket), (SELECT COUNT(*) FROM iteration), "
+                    "(SELECT COUNT(*) FROM build)"
+                ).one()
+            finally:
+                if postgres:
+                    with contextlib.suppress(Exception):  # an aborted transaction undoes the SET anyway
+                        conn.exec_driver_sql("RESET statement_timeout")
             return int(row[0]), int(row[1]), int(row[2])
 
         result: tuple[int, int, int] = self.db.run(work, write=False)

@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from packyard.domain.errors import DomainError
-from packyard.storage.db import sqlite_file
+from packyard.storage.urls import sqlite_file
 
 if TYPE_CHECKING:
     from packyard.http.request import Request

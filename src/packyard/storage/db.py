@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
-import functools
 import logging
-import os
 import sqlite3
 import threading
 import time
@@ -15,7 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from time import perf_counter_ns
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar
 
 import psycopg
 import sqlalchemy as sa
@@ -23,7 +20,9 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from packyard.files import FILE_MODE, private_sqlite_file
+from packyard.files import private_sqlite_file
+from packyard.storage.urls import is_sqlite, normalize_url, sqlite_file
+from packyard.storage.writer_lock import WriterLock
 
 if TYPE_CHECKING:
     from packyard.storage.writes import WriteQueue
@@ -61,29 +60,6 @@ class Outcome(NamedTuple):
 DATABASE_ERRORS: tuple[type[Exception], ...] = (DBAPIError, sqlite3.Error, psycopg.Error)
 
 
-def normalize_url(url: str) -> str:
-    if url.startswith("postgres://"):
-        url = "postgresql://" + url[len("postgres://") :]
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url[len("postgresql://") :]
-    return url
-
-
-def is_sqlite(url: str) -> bool:
-    return url.startswith("sqlite")
-
-
-def sqlite_file(url: str) -> str | None:
-    """The absolute path of a SQLite database's file; None for an in-memory SQLite database, for a
-    SQLite URI (``file:...``) and for any other database, whose URL names no file."""
-    if not is_sqlite(normalize_url(url)):
-        return None
-    database = sa.make_url(url).database
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return None
-    return os.path.abspath(database)
-
-
 def create_engine(url: str, *, echo: bool = False) -> Engine:
     url = normalize_url(url)
     if is_sqlite(url):
@@ -119,7 +95,11 @@ def create_engine(url: str, *, echo: bool = False) -> Engine:
         return engine
     # No pre-ping (a round trip on every request): a connection found dead is invalidated by SQLAlchemy
     # and the transaction is re-run on a fresh one (is_transient).
-    return sa.create_engine(url, echo=echo, pool_size=10, max_overflow=10, pool_recycle=1800)
+    # READ COMMITTED whatever the server's default: reads run without a transaction (_autocommit_read),
+    # which gives the same answers only at this level.
+    return sa.create_engine(
+        url, echo=echo, pool_size=10, max_overflow=10, pool_recycle=1800, isolation_level="READ COMMITTED"
+    )
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -141,14 +121,20 @@ def is_transient(exc: BaseException) -> bool:
 
 def bump_stamps(conn: Connection, project_ids: Sequence[str]) -> None:
     """Mark the projects' data changed: the read cache's freshness check (pipeline/cache.py) compares
-    these stamps. Storage does it once per write transaction, last (so that PostgreSQL holds the project
-    rows' locks only while committing); units of work and their callers never do."""
+    these stamps. Storage does it once per write transaction, last; units of work and their callers
+    never do. On PostgreSQL this also commits: the UPDATEs and the COMMIT go to the server together
+    (psycopg's pipeline mode), one round trip, so the project rows stay locked only while committing."""
     sql = "UPDATE project SET change_stamp = change_stamp + 1 WHERE id = ?"
-    if conn.dialect.name != "sqlite":
-        sql = sql.replace("?", "%s")
     driver: Any = conn.connection.driver_connection
-    for project_id in project_ids:
-        driver.execute(sql, (project_id,))
+    if conn.dialect.name == "sqlite":
+        for project_id in project_ids:
+            driver.execute(sql, (project_id,))
+        return
+    sql = sql.replace("?", "%s")
+    with driver.pipeline():
+        for project_id in project_ids:
+            driver.execute(sql, (project_id,))
+        driver.commit()  # the transaction object around (Database._transaction) then finds nothing to end
 
 
 class Database:
@@ -190,18 +176,16 @@ class Database:
 
     async def write(self, work: Callable[[Connection], T], project_id: str) -> T:
         """work's answer, committed; work changes project_id's data, whose change stamp storage bumps
-        once per commit. On SQLite a unit of the group of writes that reached the event loop in the same
-        turn (one commit for all); on PostgreSQL a transaction of its own on a worker thread."""
-        queue = self.writes
-        if queue is not None:
-            result: T = await queue.run(work, project_id)
-            return result
-        return await self.off_loop(self.run_write, work, project_id)
+        once per commit. work is a unit of the group of writes that reached the event loop in the same
+        turn, which share one transaction and its commit (storage/writes.py): on SQLite in line, under
+        the writer lock; on PostgreSQL on a worker thread, side by side with the other groups."""
+        result: T = await self.writes.run(work, project_id)
+        return result
 
     @property
-    def writes(self) -> WriteQueue | None:
-        """SQLite's group commit (None on PostgreSQL, which commits transactions side by side)."""
-        if self._queue is None and self.is_sqlite:
+    def writes(self) -> WriteQueue:
+        """The group commit of this database's writes."""
+        if self._queue is None:
             from packyard.storage.writes import WriteQueue  # noqa: PLC0415 - it builds on this module
 
             self._queue = WriteQueue(self)
@@ -221,10 +205,14 @@ class Database:
         """fn(*args, **kwargs) on one of the database's worker threads on PostgreSQL; in line on SQLite."""
         if self.is_sqlite:
             return fn(*args, **kwargs)
+        return await asyncio.wrap_future(self.threads.submit(fn, *args, **kwargs))
+
+    @property
+    def threads(self) -> ThreadPoolExecutor:
+        """PostgreSQL's worker threads."""
         if self._threads is None:
             self._threads = ThreadPoolExecutor(POSTGRES_THREADS, thread_name_prefix="packyard-db")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._threads, functools.partial(fn, *args, **kwargs))
+        return self._threads
 
     # ---- SQLite's writer lock
 
@@ -381,14 +369,15 @@ class Database:
     def _run_group(
         self, works: Sequence[Callable[[Connection], Any]], finish: Callable[[Connection], None] | None
     ) -> list[Outcome]:
-        if self.is_sqlite:
-            # Without a savepoint per unit (two statements each) while no refused unit has changed a
-            # row: the driver counts the rows changed, so a refusal that changed none needs no undo.
-            # One that did undoes the whole transaction, which then runs again with savepoints.
-            try:
-                return self._transaction(lambda conn: self._group(conn, works, finish, savepoints=False), write=True)
-            except _UnitChangedRows:
-                log.debug("a refused write had changed rows; running its group again with savepoints")
+        # Without a savepoint per unit (two statements, on PostgreSQL two round trips, each) while no
+        # refused unit has changed a row: SQLite's driver counts the rows changed, so a refusal that
+        # changed none needs no undo; on PostgreSQL every refusal counts as one that did. Such a refusal
+        # undoes the whole transaction, which then runs again with savepoints. (Most refusals come from
+        # a write's precheck, before its unit joins a group.)
+        try:
+            return self._transaction(lambda conn: self._group(conn, works, finish, savepoints=False), write=True)
+        except _UnitChangedRows:
+            log.debug("a refused write may have changed rows; running its group again with savepoints")
         return self._transaction(lambda conn: self._group(conn, works, finish, savepoints=True), write=True)
 
     @staticmethod
@@ -414,7 +403,7 @@ class Database:
             if savepoints:
                 driver.execute("SAVEPOINT packyard_unit")
             else:
-                changes = driver.total_changes
+                changes = driver.total_changes if isinstance(driver, sqlite3.Connection) else None
             try:
                 value = work(conn)
             except DATABASE_ERRORS:
@@ -423,7 +412,7 @@ class Database:
                 if savepoints:
                     driver.execute("ROLLBACK TO SAVEPOINT packyard_unit")
                     driver.execute("RELEASE SAVEPOINT packyard_unit")
-                elif driver.total_changes != changes:
+                elif changes is None or driver.total_changes != changes:
                     raise _UnitChangedRows from exc
                 outcomes.append(Outcome(None, exc))
             else:
@@ -450,11 +439,27 @@ class Database:
             if kept is not None:
                 if self.is_sqlite:
                     return self._driver_transaction(kept, work, write=write)
+                if not write:
+                    return self._autocommit_read(kept, work)
                 kept.execution_options(packyard_write=write)
                 with kept.begin():
                     return work(kept)
             with self.connect(write=write) as conn:
                 return work(conn)
+
+    @staticmethod
+    def _autocommit_read(conn: Connection, work: Callable[[Connection], T]) -> T:
+        """A PostgreSQL read without BEGIN and COMMIT, two round trips of a request's few: packyard reads
+        at READ COMMITTED, where each statement sees the data as of its own start, in a transaction or
+        not, so the answers are the same."""
+        driver: Any = conn.connection.driver_connection
+        driver.autocommit = True
+        try:
+            return work(conn)
+        finally:
+            if conn.in_transaction():  # a Core statement inside work began SQLAlchemy's (empty) transaction
+                conn.rollback()
+            driver.autocommit = False
 
     @staticmethod
     def _driver_transaction(conn: Connection, work: Callable[[Connection], T], *, write: bool) -> T:
@@ -492,92 +497,3 @@ class Database:
             conn.close()
         self._local = threading.local()
         self.engine.dispose()
-
-
-class WriterLock:
-    """One SQLite writer at a time among the processes and threads that share a database file, queued
-    in the kernel (flock on a file beside the database) instead of in SQLite's busy handler.
-
-    SQLite's own lock is a try-lock: a writer that finds it taken sleeps and tries again, 1 ms, then
-    2, 5, 10 ... so with several worker processes every collision costs milliseconds while the lock
-    itself is held for a fraction of one. A waiter on flock is woken the moment the holder lets go.
-    SQLite's lock stays underneath for writers that don't take this one (another program, an old
-    packyard); BEGIN IMMEDIATE and the busy timeout still order those. The wait has no timeout of its
-    own: a holder keeps the lock for one transaction, whose statements are bounded by that busy
-    timeout, and the kernel releases it when the holding process dies. One lock per process and file,
-    so that two Database objects on one file in one thread can't wait for each other here."""
-
-    _shared: ClassVar[dict[str, WriterLock]] = {}
-    _shared_lock: ClassVar[threading.Lock] = threading.Lock()
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._fd: int | None = None
-        self._thread = threading.RLock()  # flock excludes other open files, not other threads of this one
-        self._depth = 0
-
-    @classmethod
-    def for_url(cls, url: str) -> WriterLock | None:
-        """The lock of a SQLite database file (one per process and file); None for an in-memory SQLite
-        database and for any other database, whose URL names no file."""
-        database = sqlite_file(url)
-        if database is None:
-            return None
-        path = database + "-writer"
-        with cls._shared_lock:
-            lock = cls._shared.get(path)
-            if lock is None:
-                lock = cls._shared[path] = cls(path)
-            return lock
-
-    def acquire(self, *, wait: bool) -> bool:
-        """Take the lock, waiting for it or not; True when taken, and release() gives it back."""
-        if not self._thread.acquire(blocking=wait):
-            return False
-        try:
-            if self._depth == 0:
-                fcntl.flock(self._descriptor(), fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._thread.release()
-            return False
-        except BaseException:
-            self._thread.release()
-            raise
-        self._depth += 1
-        return True
-
-    def claim(self) -> None:
-        """Wait for the lock and take it for this process, for a helper thread whose event loop then
-        takes it with acquire(wait=False) and lets it go with release().
-
-        The flock is taken on this process's descriptor, on which the loop's acquire then succeeds at
-        once (flock on an open file that holds the lock already is granted), so the process that has just
-        let the lock go can't take it back in the moment between this thread's wake-up and the loop's
-        try: the lock passes from one worker to the other instead of going to whoever tries first. The
-        thread lock is held only while waiting, so that this thread doesn't claim a lock that another
-        thread of this process is using (flock would grant it at once) and leave the loop spinning."""
-        with self._thread:  # once it is ours, no other thread of this process holds the lock
-            fcntl.flock(self._descriptor(), fcntl.LOCK_EX)
-
-    def _descriptor(self) -> int:
-        if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
-        return self._fd
-
-    def try_hold(self) -> bool:
-        """Take the lock if no one holds it, without waiting."""
-        return self.acquire(wait=False)
-
-    def release(self) -> None:
-        self._depth -= 1
-        if self._depth == 0 and self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-        self._thread.release()
-
-    @contextmanager
-    def held(self) -> Iterator[None]:
-        self.acquire(wait=True)
-        try:
-            yield
-        finally:
-            self.release()

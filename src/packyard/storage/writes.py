@@ -9,6 +9,7 @@ WriterLock). Sharing a commit among the writes of one turn takes that lock once 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -58,6 +59,11 @@ class WriteQueue:
         return await future
 
     def _flush(self, loop: asyncio.AbstractEventLoop, tries: int = 0) -> None:
+        if not self.db.is_sqlite:
+            for group in self._groups(self._pending.pop(loop, [])):
+                done = asyncio.wrap_future(self.db.threads.submit(self._commit, group), loop=loop)
+                done.add_done_callback(functools.partial(self._answer_when_done, group))
+            return
         # Another process (a worker of the same server, a replica) holds the writer lock: go on
         # serving, the group growing meanwhile, and look again shortly; after a few looks, a helper
         # thread waits for the lock, takes it for this loop (Database.claim_writer) and calls this
@@ -75,25 +81,46 @@ class WriteQueue:
         finally:
             self.db.end_writing()
 
+    def _groups(self, pending: list[Pending]) -> list[list[Pending]]:
+        return [pending[start : start + self.max_group] for start in range(0, len(pending), self.max_group)]
+
     def _run(self, pending: list[Pending]) -> None:
-        for start in range(0, len(pending), self.max_group):
-            group = pending[start : start + self.max_group]
-            projects = sorted({project_id for _, project_id, _ in group})
+        for group in self._groups(pending):
+            self._answer(group, self._commit(group))
 
-            def bump(conn: Connection, projects: list[str] = projects) -> None:
-                bump_stamps(conn, projects)
+    def _commit(self, group: list[Pending]) -> list[Outcome]:
+        """The group's units in one transaction (run_many), their projects' stamps bumped last."""
+        projects = sorted({project_id for _, project_id, _ in group})
 
-            try:
-                outcomes = self.db.run_many([work for work, _, _ in group], bump)
-            except Exception as exc:  # pragma: no cover - run_many answers every unit itself
-                log.exception("a group of writes failed")
-                outcomes = [Outcome(None, exc)] * len(group)
-            self.groups += 1
-            self.requests += len(group)
-            for (_, _, future), outcome in zip(group, outcomes, strict=True):
-                if future.cancelled():
-                    continue
-                if outcome.error is not None:
-                    future.set_exception(outcome.error)
-                else:
-                    future.set_result(outcome.value)
+        def bump(conn: Connection) -> None:
+            bump_stamps(conn, projects)
+
+        try:
+            outcomes = self.db.run_many([work for work, _, _ in group], bump)
+        except Exception as exc:  # pragma: no cover - run_many answers every unit itself
+            log.exception("a group of writes failed")
+            outcomes = [Outcome(None, exc)] * len(group)
+        self.groups += 1
+        self.requests += len(group)
+        return outcomes
+
+    @classmethod
+    def _answer_when_done(cls, group: list[Pending], done: asyncio.Future[list[Outcome]]) -> None:
+        """A PostgreSQL group's answers, back on the event loop once its thread is done."""
+        error = done.exception()
+        if error is None:
+            cls._answer(group, done.result())
+            return
+        for _, _, future in group:  # pragma: no cover - _commit answers every unit itself
+            if not future.cancelled():
+                future.set_exception(error)
+
+    @staticmethod
+    def _answer(group: list[Pending], outcomes: list[Outcome]) -> None:
+        for (_, _, future), outcome in zip(group, outcomes, strict=True):
+            if future.cancelled():
+                continue
+            if outcome.error is not None:
+                future.set_exception(outcome.error)
+            else:
+                future.set_result(outcome.value)
