@@ -18,6 +18,8 @@ MAX_PEAK_RSS_BYTES = 120 * 1024 * 1024
 MIN_PG_SHARE_OF_SQLITE = 0.60
 # 2023-01-01's publish is 16 requests to 2021's 15, with build metadata: within the noise of one another.
 MIN_2023_PUBLISH_SHARE = 0.80
+# Issue 18: metrics and a JSON line per request cost GetChannel less than this share of its throughput.
+MAX_OBSERVABILITY_COST = 0.05
 
 
 @dataclass
@@ -149,6 +151,9 @@ def table(run: BackendRun, opts: Options) -> str:
             f"{seeded.rows['channel_assignment']:,} channel history entries; seeded in {seeded.seconds:.1f} s; "
             f"load average {size.load[0]:.2f} before, {size.load[1]:.2f} after"
         )
+    for size in run.sizes:
+        if size.observed is not None:
+            lines.append(observed_line(size))
     if any("*" in r[-1] for r in rows):
         lines.append(f"* {g}/{s} from req/s: one side ran with fewer connections (see below)")
     for size in run.sizes:
@@ -161,6 +166,37 @@ def table(run: BackendRun, opts: Options) -> str:
                 label = workload.label.replace("--workers N", f"--workers {opts.publish_workers}")
                 lines.append(f"  {size.spec.name} {label}: {m.note}")
     return "\n".join(lines)
+
+
+def observed_line(size: SizeRun) -> str:
+    o = size.observed
+    assert o is not None
+    runs = ", ".join(
+        f"{off:,.0f} / {on:,.0f} req/s, {off_us:.1f} / {on_us:.1f} us"
+        for off, on, off_us, on_us in zip(o.off_rps, o.on_rps, o.off_cpu_us, o.on_cpu_us, strict=False)
+    )
+    return (
+        f"GetChannel at {size.spec.name} with metrics and JSON request logs off / on, alternating runs "
+        f"(throughput and the server's CPU time per request, off / on: {runs}): best {o.off:,.0f} / {o.on:,.0f} "
+        f"req/s (on/off {o.on / o.off if o.off else 0:.1%}), {min(o.off_cpu_us):.1f} / {min(o.on_cpu_us):.1f} us "
+        f"of CPU per request ({o.cost:+.1%}), p50 {_ms(o.off_p50)} / {_ms(o.on_p50)}; the observed server counted "
+        f"{o.counted:,.0f} and logged {o.logged:,} of the {o.requested:,} GetChannel requests wrk made of it"
+    )
+
+
+def observed_verdict(size: SizeRun) -> Verdict:
+    o = size.observed
+    assert o is not None
+    seen = o.counted >= o.requested and o.logged >= o.requested
+    return Verdict(
+        o.cost < MAX_OBSERVABILITY_COST and seen and not o.errors,
+        f"metrics and JSON request logs on GetChannel at {size.spec.name}: {min(o.on_cpu_us):.1f} vs "
+        f"{min(o.off_cpu_us):.1f} us of the server's CPU per request without = {o.cost:+.1%} "
+        f"(throughput {o.on:,.0f} vs {o.off:,.0f} req/s, best runs); "
+        f"bar < {MAX_OBSERVABILITY_COST:.0%}"
+        + ("" if seen else f" (but only {o.counted:,.0f} counted, {o.logged:,} logged of {o.requested:,})")
+        + (f" ({o.errors})" if o.errors else ""),
+    )
 
 
 def verdicts(sqlite: BackendRun) -> list[Verdict]:
@@ -212,6 +248,7 @@ def verdicts(sqlite: BackendRun) -> list[Verdict]:
                 f"--workers {size.publish_workers} ({one.rps:,.1f} with one); bar >= {MIN_PUBLISHES_PER_S:.0f}",
             )
         )
+    out += [observed_verdict(size) for size in sqlite.sizes if size.observed is not None]
     peak = max(large.peak_rss, large.worker_peak_rss)
     out.append(
         Verdict(

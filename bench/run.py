@@ -14,7 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bench import publish, servers, verify, wrk
+from bench import observability, publish, servers, verify, wrk
 from bench.seed import DatasetSpec, SeedResult, expected_rows, seed
 
 PREFIX = "/packer/2021-04-30/organizations/{org}/projects/{project}"
@@ -75,6 +75,7 @@ class SizeRun:
     worker_peak_rss: int = 0  # the largest worker of the --workers N server (the publish run)
     publish_workers: int = 1
     load: tuple[float, float] = (0.0, 0.0)  # 1-minute load average before and after the measurements
+    observed: observability.ObservedCost | None = None  # GetChannel with metrics and JSON logs off and on
 
 
 @dataclass
@@ -255,15 +256,26 @@ def run_backend(backend: str, opts: Options, say: Say, admin_url: str | None = N
         try:
             with _database(backend, admin_url, db_name) as database_url:
                 profile = opts.profile_seconds if spec.iterations == largest else 0
-                result.sizes.append(_run_size(spec, data_dir, database_url, opts, say, profile))
+                observe = spec.iterations == largest and backend == "SQLite"
+                result.sizes.append(_run_size(spec, data_dir, database_url, opts, say, profile, observe=observe))
         finally:
             if not opts.keep:
                 shutil.rmtree(data_dir, ignore_errors=True)
     return result
 
 
+OBSERVED_ROUNDS = 4  # alternating runs of each side for the cost of metrics and logs (at least)
+
+
 def _run_size(
-    spec: DatasetSpec, data_dir: Path, database_url: str | None, opts: Options, say: Say, profile_seconds: int
+    spec: DatasetSpec,
+    data_dir: Path,
+    database_url: str | None,
+    opts: Options,
+    say: Say,
+    profile_seconds: int,
+    *,
+    observe: bool = False,
 ) -> SizeRun:
     data_dir.mkdir(parents=True, exist_ok=True)
     creds = servers.packyard_init(data_dir, database_url)
@@ -318,6 +330,15 @@ def _run_size(
             run.results[workload.key] = measured
             say(f"  {workload.label}: {measured.rps:,.1f}/s, p50 {measured.p50 * 1000:.2f} ms {measured.errors}")
         run.peak_rss = server.peak_rss_bytes()
+        if observe:
+            _drain(server)
+            rounds = max(OBSERVED_ROUNDS, opts.repeat)
+            cost = observability.measure(server, data_dir, database_url, paths["get_channel"], token, opts.load, rounds)
+            run.observed = cost
+            say(
+                f"  GetChannel with metrics and JSON logs off / on: {cost.off:,.0f} / {cost.on:,.0f} req/s, "
+                f"{cost.cost:+.1%} CPU per request {cost.errors}"
+            )
         # The ceiling again, after packyard's runs, the best of both kept: other processes on the machine
         # slow some runs down, and a ceiling measured low would flatter packyard's share of it.
         with servers.raw_asgi(body_file, data_dir / "raw.log") as raw:

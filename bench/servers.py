@@ -10,6 +10,7 @@ import contextlib
 import http.client
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -236,13 +237,26 @@ def packyard_init(data_dir: Path, database_url: str | None) -> dict[str, str]:
 SERVER_SETTINGS: dict[str, str] = {}
 
 
+# What the observed server's /metrics takes (bench/observability.py): new for every run.
+METRICS_TOKEN = secrets.token_urlsafe(24)
+
+
 @contextlib.contextmanager
-def packyard(data_dir: Path, database_url: str | None, log: Path, workers: int = 1) -> Iterator[Server]:
+def packyard(
+    data_dir: Path, database_url: str | None, log: Path, workers: int = 1, *, observed: bool = False
+) -> Iterator[Server]:
     """`packyard serve --no-tls`, one process (uvicorn without workers) unless workers > 1, SQLite
-    unless database_url."""
+    unless database_url. observed: with metrics on (/metrics behind METRICS_TOKEN) and a JSON line per
+    request into log, as a team runs it; otherwise neither (warnings only)."""
     argv = [sys.executable, "-m", "packyard", "serve", "--no-tls", "--data-dir", str(data_dir)]
-    argv += ["--port", str(free_port()), "--log-level", LOG_LEVEL, "--workers", str(workers)]
-    with _running("packyard", argv, {**base_env(database_url), **SERVER_SETTINGS}, log, "/healthz") as server:
+    argv += ["--port", str(free_port()), "--workers", str(workers)]
+    env = {**base_env(database_url), **SERVER_SETTINGS}
+    if observed:
+        argv += ["--log-level", "info", "--log-format", "json"]
+        env["PACKYARD_METRICS_TOKEN"] = METRICS_TOKEN
+    else:
+        argv += ["--log-level", LOG_LEVEL]
+    with _running("packyard (observed)" if observed else "packyard", argv, env, log, "/healthz") as server:
         yield server
 
 

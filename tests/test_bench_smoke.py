@@ -74,6 +74,10 @@ def test_quick_benchmark_reports_every_workload(tmp_path: Path) -> None:
     assert any("GetChannel at" in v for v in verdicts)
     assert any("Packer publish on SQLite" in v for v in verdicts)
     assert any("peak RSS" in v for v in verdicts)
+    # Metrics and JSON logs off and on, at the largest SQLite dataset: both sides measured, the observed
+    # server seen counting and logging every GetChannel request it answered.
+    assert any("metrics and JSON request logs on GetChannel at 500" in v for v in verdicts)
+    assert "GetChannel at 500 with metrics and JSON request logs off / on, alternating runs" in tables[0]
     if postgres:
         assert any("GetChannel PostgreSQL/SQLite" in v for v in verdicts)
     results = json.loads((tmp_path / "out" / "results.json").read_text())
@@ -83,3 +87,15 @@ def test_quick_benchmark_reports_every_workload(tmp_path: Path) -> None:
             assert size["worker_peak_rss"] > 0
             assert size["publish_workers"] == 2
             assert not [k for k, m in size["results"].items() if m["errors"]], size["results"]
+        observed = [size["observed"] for size in run["sizes"] if size["observed"] is not None]
+        if run["name"] == "SQLite":
+            assert len(observed) == 1
+            (o,) = observed
+            assert len(o["off_rps"]) == len(o["on_rps"]) == len(o["off_cpu_us"]) == len(o["on_cpu_us"]) == 4
+            assert min(o["off_rps"] + o["on_rps"]) > 0
+            assert min(o["off_cpu_us"] + o["on_cpu_us"]) > 0  # the server's CPU time per request, read from /proc
+            assert o["counted"] >= o["requested"] > 0
+            assert o["logged"] >= o["requested"]
+            assert not o["errors"]
+        else:
+            assert observed == []

@@ -22,6 +22,7 @@ from packyard.domain import tenants
 from packyard.domain.errors import DomainError, NotFound
 from packyard.domain.models import Role
 from packyard.files import open_dir_warning
+from packyard.ops.serve import add_arguments as ops_arguments
 from packyard.startup import (
     Parser,
     Refusal,
@@ -88,12 +89,12 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn  # noqa: PLC0415 - only serve needs it
 
-    from packyard.http import access_log  # noqa: PLC0415
     from packyard.http.factory import create_app  # noqa: PLC0415
     from packyard.http.protocol import JoinedWritesProtocol, raise_fd_limit  # noqa: PLC0415
+    from packyard.ops import serve as ops  # noqa: PLC0415 - logs and metrics (docs/operations.md)
     from packyard.tls_reload import prepare as prepare_tls  # noqa: PLC0415
 
-    settings = _settings(args)
+    settings = ops.settings(args, _settings(args))
     names = hcp_env.hostnames(args.hostname)
     if bool(args.tls_cert) != bool(args.tls_key):
         raise Refusal("--tls-cert and --tls-key go together: give both, or neither for a generated certificate")
@@ -101,6 +102,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     port = args.port or (8443 if tls else 8080)
     # Before the database and the banner: a server that can't start prints no credentials.
     check_listen(args.host, port)
+    if settings.ops.metrics_port is not None:
+        check_listen(
+            settings.ops.metrics_host, settings.ops.metrics_port, flag="--metrics-port", env="PACKYARD_METRICS_PORT"
+        )
     if args.tls_cert:
         check_tls_files(Path(args.tls_cert), Path(args.tls_key))
     db = _prepare(settings, migrate_postgres=args.migrate)
@@ -137,7 +142,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # Renews the generated certificate and reloads given ones while serving, in every worker.
         "ssl_context_factory": served.factory if served else None,
         "log_level": args.log_level,
-        "log_config": access_log.log_config(),  # no secrets from query strings in the access log
+        **ops.uvicorn_options(settings.ops, args.log_level),  # packyard's request lines, json or plain
         "lifespan": "on",
         "server_header": False,
         # X-Forwarded-For/-Proto are believed only from these addresses (uvicorn's own default when None:
@@ -159,9 +164,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         os.environ["PACKYARD_DATA_DIR"] = str(settings.data_dir)
         if settings.database_url:
             os.environ["PACKYARD_DATABASE_URL"] = settings.database_url
-        uvicorn.run("packyard.http.factory:app_from_env", factory=True, workers=args.workers, **options)
+        with ops.metrics(settings, workers=args.workers):
+            uvicorn.run("packyard.http.factory:app_from_env", factory=True, workers=args.workers, **options)
         return 0
-    uvicorn.run(create_app(settings, db=db), **options)
+    app = create_app(settings, db=db)
+    with ops.metrics(settings, workers=1, app=app):
+        uvicorn.run(app, **options)
     return 0
 
 
@@ -360,10 +368,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p_serve.add_argument(
         "--log-level",
-        default="info",
+        default=os.environ.get("PACKYARD_LOG_LEVEL", "info"),
         choices=["critical", "error", "warning", "info", "debug"],
-        help="the server log's level (default info)",
+        help="the server log's level; info logs a line per request (PACKYARD_LOG_LEVEL; default info)",
     )
+    ops_arguments(p_serve)
     p_serve.set_defaults(func=cmd_serve)
 
     p_db = sub.add_parser(

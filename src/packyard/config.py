@@ -9,6 +9,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from packyard.domain.rules import Limits
+from packyard.ops.settings import OpsSettings
 
 
 def default_data_dir() -> Path:
@@ -63,6 +64,7 @@ class Settings:
     read_cache_bytes: int = 16 * 1024 * 1024  # per process; 0 turns the read cache off
     limits: Limits = field(default_factory=Limits)
     connections: ConnectionLimits = field(default_factory=ConnectionLimits)
+    ops: OpsSettings = field(default_factory=OpsSettings)  # metrics and logs (packyard/ops/settings.py)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -107,6 +109,7 @@ class Settings:
                     raise SystemExit(f"packyard: {name} must be a positive number of seconds, not {env[name]!r}")
                 values[key] = number
         values["connections"] = ConnectionLimits.from_env(env)
+        values["ops"] = OpsSettings.from_env(env)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return replace(cls(), **values)  # type: ignore[arg-type]
 

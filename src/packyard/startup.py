@@ -219,7 +219,7 @@ def _check_revision(db: Database, settings: Settings, *, empty_ok: bool) -> None
         )
 
 
-def check_listen(host: str, port: int) -> None:
+def check_listen(host: str, port: int, *, flag: str = "--port", env: str = "PACKYARD_PORT") -> None:
     """Refuse an address `serve` can't listen on, before anything is printed (uvicorn binds the same way)."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
@@ -236,7 +236,7 @@ def check_listen(host: str, port: int) -> None:
             where = f"{host}:{port}"
             if exc.errno == errno.EADDRINUSE:
                 raise Refusal(
-                    f"{where} is already in use by another process: stop it, or choose another --port (PACKYARD_PORT)"
+                    f"{where} is already in use by another process: stop it, or choose another {flag} ({env})"
                 ) from None
             if exc.errno == errno.EACCES:
                 raise Refusal(
@@ -246,7 +246,8 @@ def check_listen(host: str, port: int) -> None:
                 raise Refusal(
                     f"{host} is not an address of this machine: give one of its addresses to --host"
                 ) from None
-            raise Refusal(f"can't listen on {where}: {exc.strerror}: choose another --host or --port") from None
+            reason = exc.strerror
+            raise Refusal(f"can't listen on {where}: {reason}: choose another address or {flag} ({env})") from None
 
 
 def check_tls_files(cert: Path, key: Path) -> None:

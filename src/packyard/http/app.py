@@ -11,15 +11,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from time import perf_counter_ns
 from typing import Any
 
 from packyard.domain.errors import DomainError
+from packyard.http.access_log import RequestLog, reopen_log_files
 from packyard.http.errors import http_status, status_body
 from packyard.http.oauth import OAuthError
 from packyard.http.request import Request
 from packyard.http.routing import Route, Router
 from packyard.jobs import run_due_jobs
+from packyard.ops import metrics, signals
 from packyard.pipeline.runner import Runner
 from packyard.pipeline.services import Services
 
@@ -30,7 +34,7 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-JSON_HEADERS = [(b"content-type", b"application/json")]
+JSON = b"application/json"
 
 
 class BodyTooLarge(Exception):
@@ -54,6 +58,11 @@ class App:
                 cached.add((route.api, route.operation_id))
         self.max_body = services.settings.limits.max_body_bytes
         self.runner = Runner(services)
+        # Request ids, counts and log lines (http/access_log.py); the counts only when metrics are on.
+        counting = services.settings.ops.metrics
+        counts = metrics.attach(services, routes) if counting else metrics.Metrics(routes)
+        counts.cache = self.runner.cache
+        self.requests = RequestLog(counts, counting=counting)
 
     async def aclose(self) -> None:
         """Release what the app holds besides the database's pool (called on lifespan shutdown)."""
@@ -65,23 +74,44 @@ class App:
             return
         if scope["type"] != "http":
             return
-        status, body, extra = await self._handle(scope, receive)
-        headers = [*JSON_HEADERS, (b"content-length", str(len(body)).encode()), *extra]
+        start = perf_counter_ns()
+        route, request, status, body, extra = await self._handle(scope, receive)
+        rid = self.requests.ids.for_request(scope["headers"])
+        ctype = JSON if type(body) is bytes else getattr(body, "content_type", JSON)  # ops.metrics.Exposition
+        headers = [
+            (b"content-type", ctype),
+            (b"content-length", str(len(body)).encode()),
+            (b"x-request-id", rid),
+            *extra,
+        ]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+        self.requests.done(route, request, status, start, rid, scope)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
-        task: asyncio.Task[None] | None = None
+        svc = self.services
+        tasks: list[asyncio.Task[None]] = []
+        restore: Callable[[], None] = lambda: None  # noqa: E731
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                task = asyncio.create_task(self._job_loop())
+                svc.health.jobs = asyncio.create_task(self._job_loop())
+                tasks.append(svc.health.jobs)
+                if svc.settings.ops.metrics_dir is not None and svc.metrics is not None:
+                    tasks.append(asyncio.create_task(self._leave_counts(svc.metrics)))
+                self.requests.refresh()  # uvicorn has configured logging by now
+                restore = signals.install(svc.health, [reopen_log_files, self.requests.refresh])
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                if task is not None:
+                svc.health.shutting_down = True
+                restore()
+                for task in tasks:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
+                self.requests.flush()
+                if svc.settings.ops.metrics_dir is not None and svc.metrics is not None:
+                    metrics.write_state(svc.settings.ops.metrics_dir, svc.metrics.state())
                 await self.services.settle(timeout=5.0)  # a run task's report, if one is on its way
                 await self.runner.aclose()
                 self.services.db.dispose()
@@ -90,12 +120,31 @@ class App:
 
     async def _job_loop(self) -> None:
         svc = self.services
+        health = svc.health
+        while True:
+            health.pass_started = time.monotonic()
+            start = perf_counter_ns()
+            ran, failed = 0, False
+            try:
+                ran = await svc.db.off_loop(run_due_jobs, svc.db, svc.clock, svc.rules)
+            except Exception:
+                failed = True
+                log.exception("background jobs failed; retrying")
+            health.pass_started = None
+            if svc.metrics is not None:
+                svc.metrics.job_pass(perf_counter_ns() - start, ran, failed=failed)
+            await asyncio.sleep(svc.settings.job_interval_seconds)
+
+    async def _leave_counts(self, counts: metrics.Metrics) -> None:
+        """With several workers: this one's counts where the process answering a scrape reads them."""
+        directory = self.services.settings.ops.metrics_dir
+        assert directory is not None
         while True:
             try:
-                await svc.db.off_loop(run_due_jobs, svc.db, svc.clock, svc.rules)
-            except Exception:
-                log.exception("background jobs failed; retrying")
-            await asyncio.sleep(svc.settings.job_interval_seconds)
+                await asyncio.get_running_loop().run_in_executor(None, metrics.write_state, directory, counts.state())
+            except OSError as exc:
+                log.warning("metrics: can't write this worker's counts to %s: %s", directory, exc)
+            await asyncio.sleep(metrics.SNAPSHOT_SECONDS)
 
     async def _read_body(self, scope: Scope, receive: Receive, limit: int) -> bytes:
         for key, value in scope["headers"]:
@@ -119,7 +168,9 @@ class App:
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
-    async def _handle(self, scope: Scope, receive: Receive) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+    async def _handle(
+        self, scope: Scope, receive: Receive
+    ) -> tuple[Route | None, Request | None, int, bytes, list[tuple[bytes, bytes]]]:
         method: str = scope["method"]
         path: str = scope["path"]
         route, params, path_exists = self.router.match(method, path, scope.get("raw_path"))
@@ -128,8 +179,8 @@ class App:
             if allowed:  # a known path, another method: 405 and what it takes, as grpc-gateway answers
                 methods = ", ".join(allowed)
                 message = f"method {method} is not allowed on {path}; it takes {methods}"
-                return 405, status_body(12, message), [(b"allow", methods.encode())]
-            return 404, status_body(5, f"no operation {method} {path} (unknown path)"), []
+                return None, None, 405, status_body(12, message), [(b"allow", methods.encode())]
+            return None, None, 404, status_body(5, f"no operation {method} {path} (unknown path)"), []
         request = Request(method, path, scope.get("query_string", b""), scope["headers"], params)
         request.scheme = scope.get("scheme", "http")
         request.client_host = scope["client"][0] if scope.get("client") else ""
@@ -139,16 +190,16 @@ class App:
         try:
             if method in ("POST", "PUT", "PATCH"):
                 request.body = await self._read_body(scope, receive, limit)
-            return 200, await self.runner.run(route, request), []
+            return route, request, 200, await self.runner.run(route, request), []
         except BodyTooLarge:
-            return 400, status_body(3, f"request body is larger than the limit of {limit} bytes"), []
+            return route, request, 400, status_body(3, f"request body is larger than the limit of {limit} bytes"), []
         except ClientGone:
-            return 400, status_body(3, "client disconnected"), []
+            return route, request, 400, status_body(3, "client disconnected"), []
         except OAuthError as exc:
-            return exc.status, exc.body(), exc.headers
+            return route, request, exc.status, exc.body(), exc.headers
         except DomainError as exc:
             # Worded in the route's API tree's vocabulary (domain/errors.py).
-            return http_status(exc.code), status_body(exc.code, exc.render(route.words)), []
+            return route, request, http_status(exc.code), status_body(exc.code, exc.render(route.words)), []
         except Exception:
             log.exception("unhandled error in %s %s", method, path)
-            return 500, status_body(13, "internal error; the server log has the details"), []
+            return route, request, 500, status_body(13, "internal error; the server log has the details"), []

@@ -1,5 +1,6 @@
-"""The routes that answer without a bearer token, listed here and only here: token issue, health, and the
-run-task URL HCP Terraform calls (authenticated by its HMAC signature instead)."""
+"""The routes that answer without a bearer token, listed here and only here: token issue, health and
+readiness, the run-task URL HCP Terraform calls (authenticated by its HMAC signature instead), and
+/metrics (authenticated by PACKYARD_METRICS_TOKEN, and answered only when that is set)."""
 
 from __future__ import annotations
 
@@ -7,16 +8,13 @@ from packyard.http.oauth import issue_token, token_needs_post
 from packyard.http.request import Request
 from packyard.http.routing import Access, Route
 from packyard.http.run_task_hook import receive as run_task_request
+from packyard.ops.metrics import metrics_route
+from packyard.ops.readiness import readyz
 from packyard.pipeline.services import Services
 
 
 def healthz(svc: Services, request: Request) -> bytes:
     return b'{"status":"ok"}'
-
-
-async def readyz(svc: Services, request: Request) -> bytes:
-    await svc.db.off_loop(svc.db.ping)
-    return b'{"status":"ready"}'
 
 
 # Every route that answers without a bearer token is listed here, and only here.
@@ -27,7 +25,8 @@ PUBLIC_ROUTES: list[Route] = [
     Route("GET", "/oauth2/token", "OAuth2TokenGet", access=Access.PUBLIC, public=token_needs_post),
     Route("GET", "/oauth/token", "OAuthTokenGet", access=Access.PUBLIC, public=token_needs_post),
     Route("GET", "/healthz", "Health", access=Access.PUBLIC, public=healthz),
-    Route("GET", "/readyz", "Ready", access=Access.PUBLIC, public=readyz),
+    Route("GET", "/readyz", "Ready", access=Access.PUBLIC, public=readyz),  # what is not ready: ops/readiness.py
+    Route("GET", "/metrics", "Metrics", access=Access.PUBLIC, public=metrics_route),  # ops/metrics.py
     # What GetRegistryTFCRunTaskAPI gives out in each API tree: signed by the registry's HMAC key.
     *(
         Route(

@@ -29,6 +29,7 @@ class Request:
         "method",
         "params",
         "path",
+        "principal_id",
         "public_url",
         "query_string",
         "scheme",
@@ -53,6 +54,7 @@ class Request:
         self.scheme = "http"
         self.public_url = ""
         self._query: dict[str, list[str]] | None = None
+        self.principal_id = ""  # set by the runner once a token's principal is known (the request log's)
 
     def header(self, name: bytes) -> str:
         for key, value in self.headers:

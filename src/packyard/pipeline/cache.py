@@ -52,6 +52,7 @@ class ReadCache:
         self._questions: dict[Question, int] = {}  # entries per question, whatever the role
         self._bytes = 0
         self.hits = 0
+        self.misses = 0  # counted by the runner: cacheable reads it answered the ordinary way
 
     @property
     def size_bytes(self) -> int:

@@ -123,6 +123,7 @@ class Runner:
             )
             if hit is not None:
                 return hit
+            self.cache.misses += 1
         return await self._read(route, op, request)
 
     # ---- the three kinds of trip
@@ -137,6 +138,7 @@ class Runner:
             uow = SqlUnitOfWork(conn, svc.vault)
             now = svc.clock.now()
             principal = svc.tokens.principal_for(uow, token, now)
+            request.principal_id = principal.id
             ctx = Ctx(uow, svc.rules, now, principal.organization_id, principal.project_id or "", principal)
             return Done(op.call(ctx, command), ctx, principal, None)
 
@@ -195,6 +197,7 @@ class Runner:
             if found is None:
                 raise principal_gone()
             principal = found.principal
+            request.principal_id = principal.id
             authorize(principal, route, org_id, project_id, found=found.project_found)
             if refusal is not None:
                 raise refusal
@@ -260,6 +263,7 @@ class Runner:
         fresh entry, goes the ordinary way."""
         if principal is None:
             return None
+        request.principal_id = principal.id
         params = request.params
         authorize(principal, route, params.get("org", ""), params.get("project", ""), found=stamp is not None)
         if stamp is None:  # pragma: no cover - reach refused it

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar
 
 import psycopg
@@ -156,6 +157,9 @@ class Database:
         self._writer = WriterLock.for_url(self.url) if self.is_sqlite else None
         self._queue: WriteQueue | None = None
         self._threads: ThreadPoolExecutor | None = None
+        # Told each transaction's kind ("read", "write"; "statement" for peek) and its nanoseconds, writer
+        # lock wait included, when set (the metrics, packyard/ops/metrics.py); called from any thread.
+        self.timed: Callable[[str, int], None] | None = None
         database_file = sqlite_file(self.url)
         if database_file is not None:
             # Before SQLite first opens it: SQLite would create the file with the umask's mode (0644 as a
@@ -238,6 +242,16 @@ class Database:
         For checks that must cost one round trip and no transaction bookkeeping (the read cache's
         validation). Raises DatabaseUnavailable when the database can't answer; the caller then takes
         the ordinary path, which retries and reports errors as usual."""
+        timed = self.timed
+        if timed is None:
+            return self._peek_row(sql, params)
+        start = perf_counter_ns()
+        try:
+            return self._peek_row(sql, params)
+        finally:
+            timed("statement", perf_counter_ns() - start)
+
+    def _peek_row(self, sql: str, params: tuple[object, ...]) -> tuple[Any, ...] | None:
         try:
             if self._peek is None:
                 proxied = self.engine.raw_connection()
@@ -305,15 +319,6 @@ class Database:
             conn.execution_options(packyard_write=write)
             with conn.begin():
                 yield conn
-
-    def ping(self) -> None:
-        """One trivial statement: raises DatabaseUnavailable (or the driver's error) when the database
-        can't answer (the readiness check)."""
-
-        def select_one(conn: Connection) -> None:
-            conn.exec_driver_sql("SELECT 1")
-
-        self.run(select_one, write=False)
 
     def run(self, work: Callable[[Connection], T], *, write: bool) -> T:
         """Run work in one transaction, committed at the end; retried on transient conflicts."""
@@ -419,6 +424,16 @@ class Database:
     def _transaction(self, work: Callable[[Connection], T], *, write: bool) -> T:
         """work in one transaction, on the kept connection when it is free, under the writer lock when
         it writes; committed at the end, rolled back if work raises."""
+        timed = self.timed
+        if timed is None:
+            return self._transaction_untimed(work, write=write)
+        start = perf_counter_ns()
+        try:
+            return self._transaction_untimed(work, write=write)
+        finally:
+            timed("write" if write else "read", perf_counter_ns() - start)
+
+    def _transaction_untimed(self, work: Callable[[Connection], T], *, write: bool) -> T:
         with self.writing() if write else contextlib.nullcontext():
             kept = self._kept_connection()
             if kept is not None:

@@ -1,0 +1,1 @@
+"""Running packyard for a team: metrics, request logs, readiness, SIGHUP (docs/operations.md)."""
