@@ -36,6 +36,8 @@ POSTGRES_THREADS = 8
 
 # How long one SQLite connection waits for another process's write lock before giving up.
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# How long a new PostgreSQL connection may take (libpq's connect_timeout, in seconds).
+CONNECT_TIMEOUT_S = 10
 # Transient conflicts (SQLite busy, PostgreSQL deadlock or serialization failure) are retried this often.
 MAX_ATTEMPTS = 5
 
@@ -97,8 +99,17 @@ def create_engine(url: str, *, echo: bool = False) -> Engine:
     # and the transaction is re-run on a fresh one (is_transient).
     # READ COMMITTED whatever the server's default: reads run without a transaction (_autocommit_read),
     # which gives the same answers only at this level.
+    # A server that drops packets fails a connection after this long, not after the kernel's TCP timeout
+    # (minutes); a connect_timeout in the URL's query wins.
+    connect_args = {} if "connect_timeout" in sa.make_url(url).query else {"connect_timeout": CONNECT_TIMEOUT_S}
     return sa.create_engine(
-        url, echo=echo, pool_size=10, max_overflow=10, pool_recycle=1800, isolation_level="READ COMMITTED"
+        url,
+        echo=echo,
+        pool_size=10,
+        max_overflow=10,
+        pool_recycle=1800,
+        isolation_level="READ COMMITTED",
+        connect_args=connect_args,
     )
 
 
