@@ -9,6 +9,7 @@ concurrent channel moves, with no 5xx anywhere.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,11 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from packyard.bootstrap import default_tenant
+from packyard.storage import migrate
 from packyard.storage import schema as t
 from packyard.storage.db import Database
-from tests.conftest import Backend
+from tests.conftest import START, Backend
 from tests.support.server import serving
 
 pytestmark = pytest.mark.slow
@@ -179,4 +182,36 @@ def test_two_processes_on_one_database_behave_as_one(tmp_path: Path, backend: Ba
             assert "Traceback" not in logs, logs[-3000:]
     finally:
         db.dispose()
+        backend.release(url)
+
+
+def test_replicas_starting_together_on_an_empty_database_make_one_default_tenant(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """serve's first start on several replicas at once: each finds no organization, and only one may make
+    the default one (Tenants.hold_setup), so all of them serve the same organization and project."""
+    url = backend.empty_url(tmp_path)
+    databases = [Database(url) for _ in range(4)]
+    migrate.upgrade(databases[0])
+    together = threading.Barrier(len(databases), timeout=30)
+    found: list[tuple[str, str, bool]] = []
+
+    def start(db: Database) -> None:
+        together.wait()
+        found.append(default_tenant(db, START))
+
+    threads = [threading.Thread(target=start, args=(db,)) for db in databases]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    try:
+        assert len(found) == len(databases)
+        assert len({(org, project) for org, project, _ in found}) == 1
+        assert sum(created for _, _, created in found) == 1
+        organizations = databases[0].run(lambda conn: conn.execute(sa.select(t.organization.c.id)).all(), write=False)
+        assert len(organizations) == 1
+    finally:
+        for db in databases:
+            db.dispose()
         backend.release(url)

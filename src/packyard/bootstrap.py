@@ -31,6 +31,7 @@ def default_tenant(db: Database, now: datetime) -> tuple[str, str, bool]:
 
     def work(conn: Connection) -> tuple[str, str, bool]:
         uow = SqlUnitOfWork(conn)
+        uow.tenants.hold_setup()  # replicas starting together on an empty database make one default tenant
         ensure_signing_key(uow)
         orgs = uow.tenants.list_organizations()
         if orgs:

@@ -20,7 +20,16 @@ def _project(row: Any) -> Project:
     return Project(row.id, row.organization_id, row.name, from_us(row.created_at))
 
 
+# The advisory lock's key that serializes setting up the default tenant (any constant of packyard's own).
+_SETUP_LOCK = 0x7061636B79617264  # "packyard"
+
+
 class SqlTenants(Repository):
+    def hold_setup(self) -> None:
+        # SQLite: a write transaction holds the database's write lock already.
+        if self.raw.pg:
+            self.raw.rows("SELECT pg_advisory_xact_lock(?)", (_SETUP_LOCK,))
+
     def add_organization(self, org: Organization) -> None:
         insert_new(
             self.raw,
