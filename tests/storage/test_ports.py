@@ -8,6 +8,7 @@ fails when a port gains a method that no test here exercises."""
 from __future__ import annotations
 
 import inspect
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
@@ -141,6 +142,36 @@ def test_organizations_and_projects_round_trip(store: Store) -> None:
     refused(lambda: store(lambda uow: uow.tenants.add_organization(replace(org, name="again"))))
     refused(lambda: store(lambda uow: uow.tenants.add_project(replace(first, name="again"))))
     assert store(lambda uow: uow.tenants.get_project(org.id, first.id)) == first, "the refusal changed nothing"
+
+
+@covers("Tenants.hold_setup")
+def test_holding_the_setup_keeps_another_setup_waiting_until_the_commit(store: Store) -> None:
+    """While one transaction holds the default tenant's setup, another that asks for it waits, and gets
+    it once the first has committed (PostgreSQL: an advisory lock; SQLite: the write lock)."""
+    held, release, second_held = threading.Event(), threading.Event(), threading.Event()
+
+    def first(uow: SqlUnitOfWork) -> None:
+        uow.tenants.hold_setup()
+        held.set()
+        assert release.wait(30), "the test never let the first setup go"
+
+    def second(uow: SqlUnitOfWork) -> None:
+        uow.tenants.hold_setup()
+        second_held.set()
+
+    one = threading.Thread(target=store, args=(first,))
+    one.start()
+    assert held.wait(30)
+    two = threading.Thread(target=store, args=(second,))
+    two.start()
+    try:
+        # Bounded: were the second not kept waiting, it would be through well within this.
+        assert not second_held.wait(0.3), "the second setup went ahead while the first held it"
+    finally:
+        release.set()
+        one.join(30)
+        two.join(30)
+    assert second_held.is_set(), "the second setup got it once the first committed"
 
 
 # ---------------------------------------------------------------------------------------------- principals
