@@ -181,7 +181,8 @@ def test_the_install_script_installs_a_packyard_that_serves(tmp_path: Path) -> N
                 break
             time.sleep(0.2)  # polling a server that is starting up, bounded by the deadline
         assert probe.returncode == 0, probe.stderr + (tmp_path / "serve.log").read_text()
-        assert probe.stdout.strip() == f'https://localhost:{port}/readyz: {{"status":"ready"}}'
+        checks = '"checks":{"database":"ok","migrations":"ok","jobs":"ok","shutdown":"ok"}'
+        assert probe.stdout.strip() == f'https://localhost:{port}/readyz: {{"status":"ready",{checks}}}'
         # The installed server answers the API over TLS, verified against the CA it generated.
         banner = (tmp_path / "serve.log").read_text()
         secret = next(line.split(": ", 1)[1] for line in banner.splitlines() if line.startswith("client_secret: "))

@@ -411,4 +411,8 @@ def test_client_on_another_address_verifies_the_certificate_issued_for_its_hostn
         wrong = from_namespace("not-given.test")
         assert "status" not in wrong
         assert "mismatch" in str(wrong["verify_error"]).lower(), wrong
-        assert ns_addr in server.output(), "the access log shows the namespace's address"
+        # Request lines go to stderr, written in batches at most 20 ms apart (http/access_log.py): bounded look.
+        deadline = time.monotonic() + 10
+        while ns_addr not in server.diagnostics() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ns_addr in server.diagnostics(), "the access log shows the namespace's address"
