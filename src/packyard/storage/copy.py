@@ -182,7 +182,14 @@ def table_sums(conn: Connection) -> dict[str, TableSum]:
 
 
 def database_sums(db: Database) -> dict[str, TableSum]:
-    return db.run(table_sums, write=False)
+    """table_sums in one snapshot: a read transaction on SQLite; on PostgreSQL a REPEATABLE READ
+    transaction of its own (db.run's reads there run without one, and server-side cursors need one)."""
+    if db.is_sqlite:
+        return db.run(table_sums, write=False)
+    with db.engine.connect() as conn:
+        conn.execution_options(isolation_level="REPEATABLE READ")
+        with conn.begin():
+            return table_sums(conn)
 
 
 # ---- writing
