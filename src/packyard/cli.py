@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from packyard import backup_commands, hcp_env, health
+from packyard.auth import accounts
 from packyard.auth.service import NewPrincipal, create_principal
 from packyard.backup import upgrade as upgrade_after_backup
 from packyard.bootstrap import InitResult, default_tenant, initialize
@@ -289,6 +290,72 @@ def cmd_principal(args: argparse.Namespace) -> int:
     return 0
 
 
+def _link(args: argparse.Namespace, secret: str) -> str:
+    base = (args.url or _settings(args).public_url or "https://localhost:8443").rstrip("/")
+    return f"{base}/set-password/{secret}"
+
+
+def cmd_user(args: argparse.Namespace) -> int:
+    """People who sign in to the web console (auth/accounts.py)."""
+    if args.user_command == "create":
+
+        def create(uow: SqlUnitOfWork, now: datetime) -> accounts.NewUser:
+            org_id = args.org or default_organization(uow)
+            return accounts.create_user(
+                uow, email=args.email, role=Role(args.role), organization_id=org_id, project_id=args.project, now=now
+            )
+
+        new = _admin(args, create)
+        u = new.user
+        values = {
+            "email": u.email,
+            "role": u.role.value,
+            "organization_id": u.organization_id,
+            "project_id": u.project_id,
+            "set_password_link": _link(args, new.link_secret),
+        }
+        _emit(values, args.json)
+        if not args.json:
+            print(
+                f"\nThe link works once, for {accounts.LINK_LIFETIME.total_seconds() / 3600:.0f} hours; "
+                "send it to its owner."
+            )
+    elif args.user_command == "list":
+        for u in _admin(
+            args, lambda uow, now: [x for o in uow.tenants.list_organizations() for x in uow.users.list_(o.id)]
+        ):
+            scope = f"project {u.project_id}" if u.project_id else "organization"
+            state = "password set" if u.password_hash else "no password yet"
+            print(f"{u.email}  {u.role.value:<11}  org {u.organization_id}  {scope}  {state}")
+    elif args.user_command == "link":
+
+        def link(uow: SqlUnitOfWork, now: datetime) -> str:
+            user = uow.users.get_by_email(accounts.normalize_email(args.email))
+            if user is None:
+                raise NotFound(f"no user has the email {args.email}")
+            return accounts.new_link(uow, user, now)
+
+        print(_link(args, _admin(args, link)))
+    else:
+
+        def delete(uow: SqlUnitOfWork, now: datetime) -> None:
+            user = uow.users.get_by_email(accounts.normalize_email(args.email))
+            if user is None:
+                raise NotFound(f"no user has the email {args.email}")
+            uow.users.delete(user.id)
+
+        _admin(args, delete)
+        print(f"deleted {args.email}; the sessions of that user end now")
+    return 0
+
+
+def default_organization(uow: SqlUnitOfWork) -> str:
+    orgs = uow.tenants.list_organizations()
+    if len(orgs) != 1:
+        raise NotFound(f"there are {len(orgs)} organizations: say which with --org")
+    return orgs[0].id
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="packyard", description=__doc__)
     parser.add_argument("--version", action="version", version=f"packyard {version()}")
@@ -435,6 +502,32 @@ def build_parser() -> argparse.ArgumentParser:
     for p in (p_pc, p_pl, p_pd):
         data_dir_arg(p)
     p_principal.set_defaults(func=cmd_principal)
+
+    p_user = sub.add_parser("user", help="people who sign in to the web console: create, list, link, delete")
+    user_sub = p_user.add_subparsers(dest="user_command", required=True, metavar="COMMAND")
+    p_uc = user_sub.add_parser("create", help="create a user; prints a one-time link that sets the password")
+    p_uc.add_argument("--email", required=True, help="the address the user signs in with")
+    p_uc.add_argument(
+        "--role",
+        required=True,
+        choices=[r.value for r in Role],
+        help="viewer reads; contributor also revokes, restores and assigns channels; admin also manages users",
+    )
+    p_uc.add_argument("--org", metavar="ORG_ID", help="organization id (default: the only one there is)")
+    p_uc.add_argument("--project", metavar="PROJECT_ID", help="limit the user to one project of the organization")
+    json_arg(p_uc)
+    p_ul = user_sub.add_parser("list", help="list users: email, role, organization, scope, whether a password is set")
+    p_uk = user_sub.add_parser("link", help="print a new one-time link that sets (resets) a user's password")
+    p_uk.add_argument("email")
+    p_ud = user_sub.add_parser("delete", help="delete a user; the user's sessions end at once")
+    p_ud.add_argument("email")
+    for p in (p_uc, p_uk):
+        p.add_argument(
+            "--url", help="the console's address in the link (PACKYARD_PUBLIC_URL; default https://localhost:8443)"
+        )
+    for p in (p_uc, p_ul, p_uk, p_ud):
+        data_dir_arg(p)
+    p_user.set_defaults(func=cmd_user)
 
     health.add_parser(sub, data_dir_arg)
     p_version = sub.add_parser("version", help="print packyard's version (as --version does)")

@@ -101,6 +101,42 @@ class Principal:
         return permission in ROLE_PERMISSIONS[self.role]
 
 
+@dataclass(frozen=True, slots=True)
+class User:
+    """A person who signs in to the web console (console/), separate from the API's service principals.
+    In the domain a user acts as a Principal of the same role and scope (`actor`), so the console's
+    writes go through the same services and permissions as the API's."""
+
+    id: str
+    email: str
+    organization_id: str
+    project_id: str | None
+    role: Role
+    password_hash: str  # argon2id (auth/accounts.py); "" until the one-time link sets one
+    created_at: datetime
+
+    def actor(self) -> Principal:
+        return Principal(
+            id=self.id,
+            client_id=self.email,  # what the domain records as the author of a change
+            name=self.email,
+            organization_id=self.organization_id,
+            project_id=self.project_id,
+            role=self.role,
+            secret_hash="",
+            created_at=self.created_at,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class UserSession:
+    """A signed-in browser: whose, its form token (CSRF) and when it ends."""
+
+    user: User
+    csrf_token: str
+    expires_at: datetime
+
+
 @dataclass(slots=True)
 class Registry:
     id: str

@@ -22,6 +22,8 @@ from packyard.domain.models import (
     Registry,
     RunTaskBehaviour,
     Sbom,
+    User,
+    UserSession,
 )
 from packyard.domain.pagination import PageRequest
 
@@ -262,6 +264,35 @@ class FailureStore(Protocol):
     def sweep(self, now: datetime) -> None: ...
 
 
+class Users(Protocol):
+    """The console's people, their sessions and one-time links (storage/repositories/users.py). Session
+    and link ids are stored as SHA-256 hashes; the callers (auth/accounts.py) hash them."""
+
+    def add(self, user: User) -> None:
+        """Raise AlreadyExists when a user has the email."""
+
+    def get(self, user_id: str) -> User | None: ...
+    def get_by_email(self, email: str) -> User | None: ...
+    def list_(self, organization_id: str) -> list[User]: ...
+    def set_password(self, user_id: str, password_hash: str) -> None: ...
+    def delete(self, user_id: str) -> None: ...
+    def add_session(
+        self, id_hash: str, user_id: str, csrf_token: str, created_at: datetime, expires_at: datetime
+    ) -> None: ...
+    def session(self, id_hash: str, now: datetime) -> UserSession | None:
+        """The unexpired session of that id hash, with its user; None otherwise."""
+
+    def delete_session(self, id_hash: str) -> None: ...
+    def delete_sessions_of(self, user_id: str) -> None: ...
+    def sweep_sessions(self, now: datetime) -> None: ...
+    def add_link(self, id_hash: str, user_id: str, expires_at: datetime) -> None: ...
+    def take_link(self, id_hash: str, now: datetime) -> User | None:
+        """The user of an unexpired link, deleting the link (used once); None otherwise."""
+
+    def link_user(self, id_hash: str, now: datetime) -> User | None:
+        """The user of an unexpired link, leaving it in place (the form that uses it is still to come)."""
+
+
 class UnitOfWork(Protocol):
     """One transaction. Opened and committed at the edge (HTTP request, CLI command); services never commit."""
 
@@ -285,3 +316,5 @@ class UnitOfWork(Protocol):
     def jobs(self) -> Jobs: ...
     @property
     def sboms(self) -> Sboms: ...
+    @property
+    def users(self) -> Users: ...

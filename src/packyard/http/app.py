@@ -35,6 +35,9 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 JSON = b"application/json"
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+# First path segments that are the API's even where packyard serves no operation under them (HCP's IAM).
+API_ROOTS = frozenset({"iam", "packer", "resource-manager", "oauth2", "oauth"})
 
 
 class BodyTooLarge(Exception):
@@ -46,8 +49,11 @@ class ClientGone(Exception):
 
 
 class App:
-    def __init__(self, services: Services, routes: list[Route]) -> None:
+    def __init__(self, services: Services, routes: list[Route], console: ASGIApp | None = None) -> None:
         self.services = services
+        # Requests whose first path segment is none of the API's go to the web console (console/app.py).
+        self.console = console
+        self.api_roots = frozenset(route.template[1:].partition("/")[0] for route in routes) | API_ROOTS
         self.router = Router()
         cached: set[tuple[str, str]] = set()
         for route in routes:
@@ -73,6 +79,9 @@ class App:
             await self._lifespan(receive, send)
             return
         if scope["type"] != "http":
+            return
+        if self.console is not None and scope["path"][1:].partition("/")[0] not in self.api_roots:
+            await self.console(scope, receive, send)
             return
         start = perf_counter_ns()
         route, request, status, body, extra = await self._handle(scope, receive)

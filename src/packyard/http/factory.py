@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from packyard.clock import Clock, SystemClock
 from packyard.config import Settings
+from packyard.console.app import create_console
 from packyard.http.app import App
 from packyard.http.hcp_2021 import ancestry, buckets, builds, channels, iterations, registry, runtasks
 from packyard.http.hcp_2023 import ancestry as ancestry_2023
@@ -45,10 +46,13 @@ HCP_2023_ROUTES: list[Route] = [
 ]
 
 
-def create_app(settings: Settings, *, db: Database | None = None, clock: Clock | None = None) -> App:
+def create_app(
+    settings: Settings, *, db: Database | None = None, clock: Clock | None = None, console: bool = True
+) -> App:
     database = db or Database(settings.effective_database_url)
     services = Services(settings, database, clock or SystemClock())
-    return App(services, [*PUBLIC_ROUTES, *RESOURCE_MANAGER_ROUTES, *HCP_2021_ROUTES, *HCP_2023_ROUTES])
+    routes = [*PUBLIC_ROUTES, *RESOURCE_MANAGER_ROUTES, *HCP_2021_ROUTES, *HCP_2023_ROUTES]
+    return App(services, routes, console=create_console(services) if console else None)
 
 
 def app_from_env() -> App:

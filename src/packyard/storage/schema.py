@@ -264,3 +264,42 @@ token_failure = sa.Table(
     sa.Column("expires_at", Time, nullable=False),
     sa.Index("ix_token_failure_expires_at", "expires_at"),
 )
+
+# The web console's people (console/): human accounts, separate from the API's service principals. A user
+# acts in the domain as a Principal of its role and scope (console/actor.py); its password is an argon2id
+# hash, or empty until the one-time link from `packyard user create` sets it (or for single sign-on only).
+console_user = sa.Table(
+    "console_user",
+    metadata,
+    _id(),
+    sa.Column("email", Text, nullable=False, unique=True),
+    sa.Column("organization_id", Id, sa.ForeignKey("organization.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("project_id", Id, sa.ForeignKey("project.id", ondelete="CASCADE"), nullable=True),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("password_hash", Text, nullable=False, server_default=""),
+    sa.Column("created_at", Time, nullable=False),
+)
+
+# A signed-in browser: the SHA-256 of its cookie's random value (the value itself is never stored), its
+# form token (CSRF) and when it ends. Deleted at sign-out, with its user, and when expired.
+console_session = sa.Table(
+    "console_session",
+    metadata,
+    sa.Column("id_hash", sa.String(64), primary_key=True),
+    sa.Column("user_id", Id, sa.ForeignKey("console_user.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("csrf_token", sa.String(64), nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("expires_at", Time, nullable=False),
+    sa.Index("ix_console_session_user", "user_id"),
+    sa.Index("ix_console_session_expires_at", "expires_at"),
+)
+
+# One-time links that set a user's password: the SHA-256 of the link's secret, used once, until expires_at.
+console_link = sa.Table(
+    "console_link",
+    metadata,
+    sa.Column("id_hash", sa.String(64), primary_key=True),
+    sa.Column("user_id", Id, sa.ForeignKey("console_user.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("expires_at", Time, nullable=False),
+    sa.Index("ix_console_link_user", "user_id"),
+)

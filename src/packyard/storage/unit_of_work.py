@@ -22,6 +22,7 @@ from packyard.storage.repositories.registries import SqlRegistries
 from packyard.storage.repositories.sboms import SqlSboms
 from packyard.storage.repositories.signing_keys import SqlSigningKeys
 from packyard.storage.repositories.tenants import SqlTenants
+from packyard.storage.repositories.users import SqlUsers
 
 T = TypeVar("T")
 
@@ -103,3 +104,7 @@ class SqlUnitOfWork:
     @_once
     def sboms(self) -> SqlSboms:
         return SqlSboms(self.conn, self._raw)
+
+    @_once
+    def users(self) -> SqlUsers:
+        return SqlUsers(self.conn, self._raw)
