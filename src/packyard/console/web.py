@@ -92,6 +92,10 @@ class Console:
             trim_blocks=True,
             lstrip_blocks=True,
         )
+        # can(session, "write"): whether to show a page's write controls (the server checks again on post).
+        self.jinja.globals["can"] = lambda session, permission: (
+            session is not None and session.user.actor().can(Permission(permission))
+        )
 
     # ---- rendering
 
