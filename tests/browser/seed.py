@@ -6,6 +6,7 @@ the same things on every run."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,7 @@ AMIS = {
     (BASE, "ubuntu-2404-20240508", "eu-west-1"): "ami-0f3a9b5d7c2e4680b",
     (APP, "web-app-1f3c9e2", "us-east-1"): "ami-04b7e2d91c3a5f608",
     (DB, "postgres-16-3", "us-east-1"): "ami-09a1c3e5f7b2d4068",
+    (DB, "postgres-16-4", "us-east-1"): "ami-0a2b4c6d8e1f3a5b7",
 }
 
 METADATA = {
@@ -95,17 +97,25 @@ def assign(c: ApiClient, bucket: str, name: str, fingerprint: str) -> None:
     ok(c.patch(c.p23(f"/buckets/{bucket}/channels/{name}"), json=body))
 
 
-def seed(c: ApiClient) -> Seeded:
+def seed(c: ApiClient, later: Callable[[], None]) -> Seeded:
     """ubuntu-base v1 (in `production`) and v2, with `staging` on v2; web-app built on ubuntu-base v1 through
-    `production`; postgres-db, one region. Every bucket has its managed `latest` too."""
+    `production`; postgres-db v1 (in `production`) and v2, one region each. Every bucket has its managed
+    `latest` too. later() moves the server's clock on between builds, as days pass between them."""
     s = Seeded()
     s.versions[(BASE, "ubuntu-2404-20240501")] = publish(c, BASE, "ubuntu-2404-20240501")
+    later()
     production = channel(c, BASE, "production", "ubuntu-2404-20240501")
     s.channels[(BASE, "production")] = production
+    later()
     s.versions[(BASE, "ubuntu-2404-20240508")] = publish(c, BASE, "ubuntu-2404-20240508")
     s.channels[(BASE, "staging")] = channel(c, BASE, "staging", "ubuntu-2404-20240508")
+    later()
     parent = (s.version_id(BASE, "ubuntu-2404-20240501"), str(production["id"]))
     s.versions[(APP, "web-app-1f3c9e2")] = publish(c, APP, "web-app-1f3c9e2", ("us-east-1",), parent=parent)
     s.channels[(APP, "production")] = channel(c, APP, "production", "web-app-1f3c9e2")
+    later()
     s.versions[(DB, "postgres-16-3")] = publish(c, DB, "postgres-16-3", ("us-east-1",))
+    s.channels[(DB, "production")] = channel(c, DB, "production", "postgres-16-3")
+    later()
+    s.versions[(DB, "postgres-16-4")] = publish(c, DB, "postgres-16-4", ("us-east-1",))
     return s
