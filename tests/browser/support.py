@@ -279,10 +279,11 @@ def check_accessibility(page: Page, what: str) -> list[dict[str, Any]]:
     return milder
 
 
-def screenshot(page: Page, name: str, directory: Path) -> Path:
-    """The page as a PNG, whole (full_page), into directory (docs/screenshots when the run was asked to
-    write them, see tests/browser/conftest.py)."""
+def screenshot(page: Page, name: str, directory: Path, *, full_page: bool = True) -> Path:
+    """The page as a PNG (whole, or the screen's worth when not full_page) in directory: docs/screenshots
+    when the run was asked to write them (tests/browser/conftest.py screenshot_dir)."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True, animations="disabled", timeout=WAIT_MS)
+    page.screenshot(path=str(path), full_page=full_page, animations="disabled", caret="hide", timeout=WAIT_MS)
+    assert path.read_bytes().startswith(b"\x89PNG"), f"{path} is not a PNG"
     return path
