@@ -18,6 +18,7 @@ from starlette.staticfiles import StaticFiles
 from packyard.console.admin import Admin
 from packyard.console.pages import Pages
 from packyard.console.signin import SignIn
+from packyard.console.sso import SingleSignOn
 from packyard.console.web import Console
 from packyard.pipeline.services import Services
 
@@ -29,6 +30,7 @@ def create_console(services: Services) -> Starlette:
     sign_in = SignIn(console)
     pages = Pages(console)
     admin = Admin(console)
+    sso = SingleSignOn(console, services.settings.oidc)
 
     async def not_found(request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 404
@@ -39,6 +41,8 @@ def create_console(services: Services) -> Starlette:
         Route("/", pages.home, methods=["GET"]),
         Route("/sign-in", sign_in.show, methods=["GET"]),
         Route("/sign-in", sign_in.submit, methods=["POST"]),
+        Route("/sign-in/oidc", sso.begin, methods=["GET"]),
+        Route("/sign-in/oidc/callback", sso.callback, methods=["GET"]),
         Route("/sign-out", sign_in.sign_out, methods=["POST"]),
         Route("/set-password/{secret}", sign_in.show_link, methods=["GET"]),
         Route("/set-password/{secret}", sign_in.submit_link, methods=["POST"]),
