@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from datetime import datetime
 
 import httpx
@@ -34,6 +35,7 @@ from packyard.storage.unit_of_work import SqlUnitOfWork
 FLOW_SECONDS = 600
 PURPOSE = "console-oidc-flow/v1"
 MAX_NEXT = 1000
+log = logging.getLogger("packyard.console")
 
 
 def flow_cookie_name(request: Request) -> str:
@@ -98,6 +100,8 @@ class SingleSignOn:
         console.jinja.globals["sso_name"] = settings.name if settings is not None else None
 
     def _failed(self, request: Request, exc: SsoError) -> Response:
+        if exc.status >= 500:  # the provider or the settings: the operator's to see, not only the person's
+            log.warning("single sign-on failed: %s", exc.message)
         values = {"status": exc.status, "message": exc.message}
         response = self.console.render(request, "sso_error.html", values, exc.status)
         response.delete_cookie(flow_cookie_name(request), path="/", secure=request.url.scheme == "https", httponly=True)
@@ -165,6 +169,8 @@ class SingleSignOn:
             cookie = await svc.db.off_loop(svc.db.run, sign_in, write=True)
         except SsoError as exc:
             return self._failed(request, exc)
+        except DomainError as exc:  # another sign-in made the same account at the same moment
+            return self._failed(request, SsoError(f"{exc.message}; try again", 409))
         response = console.redirect(flow.next)
         console.set_session_cookie(request, response, cookie)
         response.delete_cookie(flow_cookie_name(request), path="/", secure=request.url.scheme == "https", httponly=True)
