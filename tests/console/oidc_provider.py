@@ -42,6 +42,11 @@ class Provider:
     key: RSAKey = field(default_factory=lambda: RSAKey.generate_key(2048, parameters={"kid": "stand-in-1"}))
     codes: dict[str, dict[str, Any]] = field(default_factory=dict)
     token_requests: int = 0
+    hits: dict[str, int] = field(default_factory=dict)  # requests per path
+
+    def rotate(self) -> None:
+        """A new signing key (and only it in the JWKS), as a provider's key rotation does."""
+        self.key = RSAKey.generate_key(2048, parameters={"kid": f"stand-in-{secrets.token_hex(4)}"})
 
     @property
     def issuer(self) -> str:
@@ -97,7 +102,7 @@ class Provider:
             "email_verified": person.email_verified,
             "groups": person.groups,
         }
-        id_token = jwt.encode({"alg": "RS256", "kid": "stand-in-1"}, claims, self.key)
+        id_token = jwt.encode({"alg": "RS256", "kid": self.key.kid}, claims, self.key)
         return _json(200, {"access_token": secrets.token_urlsafe(16), "token_type": "Bearer", "id_token": id_token})
 
 
@@ -124,6 +129,7 @@ def running(now: Callable[[], int]) -> Iterator[Provider]:
 
         def do_GET(self) -> None:
             url = urlsplit(self.path)
+            provider.hits[url.path] = provider.hits.get(url.path, 0) + 1
             query = {k: v[0] for k, v in parse_qs(url.query).items()}
             if url.path == "/.well-known/openid-configuration":
                 self._send(_json(200, provider.discovery()))

@@ -301,3 +301,22 @@ def test_settings_from_the_environment() -> None:
     ):
         with pytest.raises(SystemExit, match=says):
             OidcSettings.from_env(broken)
+
+
+def test_discovery_and_keys_are_fetched_when_needed_and_kept(sso: tuple[Env, Provider], browser: Browser) -> None:
+    env, provider = sso
+    assert provider.hits == {}  # nothing asked of the provider before someone signs in
+    person = Person("sub-joy", "joy@example.com", ["everyone"])
+    assert sign_in_through(browser, provider, person).status_code == 303
+    assert sign_in_through(browser, provider, person).status_code == 303
+    assert provider.hits["/.well-known/openid-configuration"] == 1
+    assert provider.hits["/jwks"] == 1
+
+    provider.rotate()  # a token signed with a key packyard doesn't know yet: the keys are fetched again
+    env.clock.advance(seconds=61)
+    assert sign_in_through(browser, provider, person).status_code == 303
+    assert provider.hits["/jwks"] == 2
+    assert provider.hits["/.well-known/openid-configuration"] == 1
+    env.clock.advance(hours=1)
+    assert sign_in_through(browser, provider, person).status_code == 303
+    assert provider.hits["/.well-known/openid-configuration"] == 2

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -122,8 +121,8 @@ class OidcClient:
 
     # ---- discovery and keys, cached
 
-    async def metadata(self) -> dict[str, Any]:
-        if self._metadata is not None and time.monotonic() - self._metadata_at < CACHE_SECONDS:
+    async def metadata(self, now: datetime) -> dict[str, Any]:
+        if self._metadata is not None and now.timestamp() - self._metadata_at < CACHE_SECONDS:
             return self._metadata
         found = await self._get(get_well_known_url(self.settings.issuer, external=True))
         document = OpenIDProviderMetadata(found)
@@ -133,26 +132,26 @@ class OidcClient:
             raise _provider_error(f"its discovery document is not valid: {exc}") from None
         if found.get("issuer") != self.settings.issuer:
             raise _provider_error(f"its discovery document names the issuer {found.get('issuer')!r}")
-        self._metadata, self._metadata_at = found, time.monotonic()
+        self._metadata, self._metadata_at = found, now.timestamp()
         return found
 
-    async def _key_set(self, *, refresh: bool = False) -> KeySet:
-        fresh = time.monotonic() - self._keys_at < (KEY_REFRESH_SECONDS if refresh else CACHE_SECONDS)
+    async def _key_set(self, now: datetime, *, refresh: bool = False) -> KeySet:
+        fresh = now.timestamp() - self._keys_at < (KEY_REFRESH_SECONDS if refresh else CACHE_SECONDS)
         if self._keys is not None and fresh:
             return self._keys
-        metadata = await self.metadata()
+        metadata = await self.metadata(now)
         try:
             keys = KeySet.import_key_set(await self._get(str(metadata["jwks_uri"])))  # type: ignore[arg-type]
         except (JoseError, ValueError, KeyError, TypeError):
             raise _provider_error("its signing keys (JWKS) can't be read") from None
-        self._keys, self._keys_at = keys, time.monotonic()
+        self._keys, self._keys_at = keys, now.timestamp()
         return keys
 
     # ---- the flow
 
     async def start(self, redirect_uri: str, next_path: str, now: datetime, lifetime: int = 600) -> tuple[str, Flow]:
         """The provider's authorization URL to send the browser to, and the flow the browser keeps."""
-        metadata = await self.metadata()
+        metadata = await self.metadata(now)
         flow = Flow(
             state=generate_token(32),
             nonce=generate_token(32),
@@ -186,7 +185,7 @@ class OidcClient:
         code = params.get("code", "")
         if not code:
             raise SsoError("the single sign-on provider sent no authorization code", 400)
-        metadata = await self.metadata()
+        metadata = await self.metadata(now)
         token = await self._exchange(metadata, code, flow)
         id_token = token.get("id_token")
         if not isinstance(id_token, str):
@@ -218,9 +217,9 @@ class OidcClient:
         algorithms = [a for a in offered if a in ALGORITHMS]
         try:
             try:
-                decoded = jwt.decode(id_token, await self._key_set(), algorithms=algorithms)
+                decoded = jwt.decode(id_token, await self._key_set(now), algorithms=algorithms)
             except InvalidKeyIdError:
-                decoded = jwt.decode(id_token, await self._key_set(refresh=True), algorithms=algorithms)
+                decoded = jwt.decode(id_token, await self._key_set(now, refresh=True), algorithms=algorithms)
             options: dict[str, Any] = {
                 "iss": {"essential": True, "value": self.settings.issuer},
                 "aud": {"essential": True, "value": self.settings.client_id},
