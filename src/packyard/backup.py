@@ -86,16 +86,15 @@ def _check(conn: sqlite3.Connection, what: Path | str) -> None:
         raise BackupError(f"packyard: {what} is damaged (integrity check: {result[0][0]}): use another backup")
 
 
-def _sums_of(path: Path, *, sums: bool = True) -> tuple[str | None, dict[str, TableSum]]:
-    """The schema revision and (unless sums is False) every table's count and checksum of the SQLite file
-    at path, read only. Only a file of the current schema can be summed: the sums read its columns."""
+def _sums_of(path: Path) -> tuple[str | None, dict[str, TableSum]]:
+    """The schema revision and every table's count and checksum of the SQLite file at path, read only."""
     engine = sa.create_engine("sqlite://", creator=lambda: _connect(path, readonly=True), poolclass=sa.pool.NullPool)
     try:
         with engine.connect() as conn:
             revision = None
             if sa.inspect(conn).has_table("alembic_version"):
                 revision = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
-            return revision, table_sums(conn) if sums else {}
+            return revision, table_sums(conn)
     finally:
         engine.dispose()
 
@@ -275,8 +274,7 @@ def restore(settings: Settings, source: Path, *, force: bool) -> RestoreResult:
         _check(checker, backup_db)
     finally:
         checker.close()
-    # A bare file (the copy kept before a migration) has no manifest to check, and may be of an older schema.
-    revision, sums = _sums_of(backup_db, sums=manifest is not None)
+    revision, sums = _sums_of(backup_db)
     if manifest is not None:
         recorded = manifest.get("tables")
         if recorded != {name: asdict(s) for name, s in sums.items()}:
