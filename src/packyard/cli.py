@@ -325,7 +325,7 @@ def cmd_user(args: argparse.Namespace) -> int:
             args, lambda uow, now: [x for o in uow.tenants.list_organizations() for x in uow.users.list_(o.id)]
         ):
             scope = f"project {u.project_id}" if u.project_id else "organization"
-            state = "password set" if u.password_hash else "no password yet"
+            state = "password set" if u.password_hash else "single sign-on" if u.sso_subject else "no password yet"
             print(f"{u.email}  {u.role.value:<11}  org {u.organization_id}  {scope}  {state}")
     elif args.user_command == "link":
 

@@ -878,6 +878,28 @@ def test_users_round_trip(store: Store) -> None:
     assert store(lambda uow: uow.users.get(bob.id)) is None
 
 
+@covers("Users.get_by_sso_subject", "Users.set_sso")
+def test_users_are_found_by_and_bound_to_a_single_sign_on_subject(store: Store) -> None:
+    dee = User(new_ulid(), "dee@example.com", store.organization_id, None, Role.VIEWER, "h", at(1))
+    made = User(new_ulid(), "eve@example.com", store.organization_id, None, Role.ADMIN, "", at(2), "iss sub-eve")
+    store(lambda uow: uow.users.add(dee))
+    store(lambda uow: uow.users.add(made))
+    assert store(lambda uow: uow.users.get_by_sso_subject("iss sub-eve")) == made
+    assert store(lambda uow: uow.users.get_by_sso_subject("iss sub-dee")) is None
+    store(
+        lambda uow: uow.users.set_sso(
+            dee.id, subject="iss sub-dee", email="dee@corp.example", role=Role.CONTRIBUTOR, project_id=store.project_id
+        )
+    )
+    bound = replace(
+        dee, email="dee@corp.example", role=Role.CONTRIBUTOR, project_id=store.project_id, sso_subject="iss sub-dee"
+    )
+    assert store(lambda uow: uow.users.get_by_sso_subject("iss sub-dee")) == bound
+    assert store(lambda uow: uow.users.get(dee.id)) == bound, "the password hash stays"
+    taken = refused(lambda: store(lambda uow: uow.users.add(replace(bound, id=new_ulid(), email="x@example.com"))))
+    assert taken.code == 6, "a subject belongs to one user"
+
+
 @covers(
     "Users.add_session",
     "Users.session",
