@@ -58,9 +58,10 @@ def publish(
     fingerprint: str,
     regions: tuple[str, ...] = ("us-east-1", "eu-west-1"),
     parent: tuple[str, str] | None = None,
+    ami: str = "",
 ) -> dict[str, Any]:
-    """One `packer build` of bucket: a version, one amazon-ebs build per region with its AMI, all done.
-    parent: (version id, channel id) the build's source came from, as Packer reports it."""
+    """One `packer build` of bucket: a version, one amazon-ebs build per region with its AMI (AMIS's, or
+    ami), all done. parent: (version id, channel id) the build's source came from, as Packer reports it."""
     run = str(uuid.uuid4())
     if c.get(c.p23(f"/buckets/{bucket}")).status_code == 404:
         ok(c.put(c.p23("/buckets"), json={"name": bucket, "description": f"{bucket} images", "labels": {"team": "a"}}))
@@ -77,7 +78,7 @@ def publish(
             "packer_run_uuid": run,
             "labels": {"os": "ubuntu", "release": "24.04"},
             "metadata": METADATA,
-            "artifacts": [{"external_identifier": AMIS[(bucket, fingerprint, region)], "region": region}],
+            "artifacts": [{"external_identifier": ami or AMIS[(bucket, fingerprint, region)], "region": region}],
         }
         if parent is not None:
             done |= {"parent_version_id": parent[0], "parent_channel_id": parent[1]}
