@@ -109,18 +109,22 @@ def test_a_revocation_now_lists_what_it_takes_down_and_reads_revoked_through_the
     url = version_path(env, "base", v2["id"]) + "/revoke"
     page = browser.get(url)
     assert page.status_code == 200
-    assert "base v2" in page.text and v2["fingerprint"] in page.text
+    assert "base v2" in page.text
+    assert v2["fingerprint"] in page.text
     inheritors = section(page.text, "Versions that inherit the revocation")
-    assert "app v1" in inheritors and "svc v1" in inheritors
+    assert "app v1" in inheritors
+    assert "svc v1" in inheritors
     assert "base v1" not in inheritors
     moves = section(page.text, "Channels that roll back")
     rows = re.findall(r"<tr>(.*?)</tr>", moves.split("<tbody>")[1], re.S)
     assert len(rows) == 2  # prod goes back to v1; stable (on the child) has nowhere to go
     prod = next(r for r in rows if ">prod<" in r)
-    assert "base v2" in prod and f"/versions/{v1['id']}" in prod
+    assert "base v2" in prod
+    assert f"/versions/{v1['id']}" in prod
     stable = next(r for r in rows if ">stable<" in r)
     assert "unassigned" in stable
-    assert 'name="when" value="now"' in page.text and "UTC unless you change it" in page.text
+    assert 'name="when" value="now"' in page.text
+    assert "UTC unless you change it" in page.text
 
     done = browser.submit(url, url, {"when": "now", "message": "CVE-2024-1"})
     assert done.status_code == 303
@@ -234,7 +238,8 @@ def test_channel_actions_are_the_apis_channel_changes(env: Env, browser: Browser
     new = f"{project(env)}/buckets/base/channels/new"
     form = browser.get(new)
     assert form.status_code == 200
-    assert f'<option value="{v2["id"]}"' in form.text and f'<option value="{v1["id"]}"' in form.text
+    assert f'<option value="{v2["id"]}"' in form.text
+    assert f'<option value="{v1["id"]}"' in form.text
     created = browser.submit(new, new, {"name": "prod", "number": "1", "restricted": "yes"})
     assert created.status_code == 303
     assert created.headers["location"] == channel_path(env, "base", "prod") + "?done=channel-created"
@@ -245,7 +250,8 @@ def test_channel_actions_are_the_apis_channel_changes(env: Env, browser: Browser
 
     prod = channel_path(env, "base", "prod")
     assign = browser.get(prod + "/assign")
-    assert assign.status_code == 200 and "Restricted" in assign.text
+    assert assign.status_code == 200
+    assert "Restricted" in assign.text
     assigned = browser.submit(prod + "/assign", prod + "/assign", {"version": v2["id"]})
     assert assigned.status_code == 303
     assert assigned.headers["location"] == prod + "?done=assigned"
@@ -263,9 +269,12 @@ def test_channel_actions_are_the_apis_channel_changes(env: Env, browser: Browser
     assert [h["version"]["id"] for h in history["history"]] == [v1["id"], v2["id"], v1["id"]]
 
     # A rollback confirmed against where the channel went before it moved again is refused.
-    stale = browser.get(prod + "/rollback")  # would go back to v2
-    ok(c.patch(c.p23("/buckets/base/channels/prod"), json={"update_mask": "versionFingerprint", "version_fingerprint": "f2"}))
-    refused = browser.post(prod + "/rollback", {**browser.tokens(stale)})
+    stale = browser.get(prod + "/rollback")
+    target = re.findall(r'name="to" value="([^"]+)"', stale.text)
+    assert target == [v2["id"]]
+    move = {"update_mask": "versionFingerprint", "version_fingerprint": "f2"}
+    ok(c.patch(c.p23("/buckets/base/channels/prod"), json=move))  # now it would go back to v1
+    refused = browser.post(prod + "/rollback", {**browser.tokens(stale), "to": target[0]})
     assert refused.status_code == 409
     assert "changed since this page was shown" in refused.text
     assert api_channel(env, "base", "prod")["version"]["id"] == v2["id"]
@@ -278,7 +287,8 @@ def test_channel_actions_are_the_apis_channel_changes(env: Env, browser: Browser
     assert api_channel(env, "base", "prod")["restricted"] is True
 
     delete = browser.get(prod + "/delete")
-    assert delete.status_code == 200 and "4 assignments" in delete.text
+    assert delete.status_code == 200
+    assert "4 assignments" in delete.text
     deleted = browser.submit(prod + "/delete", prod + "/delete", {})
     assert deleted.status_code == 303
     assert deleted.headers["location"] == f"{project(env)}/buckets/base?done=channel-deleted"
@@ -326,7 +336,8 @@ def test_bad_channel_input_is_refused_with_a_clear_message_and_changes_nothing(e
     # Nothing earlier to roll back to: the page says so and offers no button.
     rollback = browser.get(prod + "/rollback")
     assert rollback.status_code == 200
-    assert "nothing to roll back to" in rollback.text and "<button" not in rollback.text.split("Sign out")[1]
+    assert "nothing to roll back to" in rollback.text
+    assert "<button" not in rollback.text.split("Sign out")[1]
     assert browser.submit(prod + "/restrict", prod + "/rollback", {}).status_code == 400
     assert api_channel(env, "base", "latest")["version"]["fingerprint"] == "f1"
 
@@ -347,14 +358,17 @@ def test_buckets_are_created_and_deleted_with_what_goes_with_them(env: Env, brow
     bucket = ok(c.get(c.p23("/buckets/fresh")))["bucket"]
     assert bucket["description"] == "made by hand"
     again = browser.submit(new, new, {"name": "fresh"})
-    assert again.status_code == 409 and "already exists" in again.text
+    assert again.status_code == 409
+    assert "already exists" in again.text
     bad = browser.submit(new, new, {"name": "no spaces please"})
-    assert bad.status_code == 400 and 'value="no spaces please"' in bad.text
+    assert bad.status_code == 400
+    assert 'value="no spaces please"' in bad.text
 
     delete = f"{project(env)}/buckets/base/delete"
     page = browser.get(delete)
     assert page.status_code == 200
-    assert "<strong>2 versions</strong>" in page.text and "<strong>2 channels</strong>" in page.text
+    assert "<strong>2 versions</strong>" in page.text
+    assert "<strong>2 channels</strong>" in page.text
     assert "prod → v1" in section(page.text, "Channels deleted with the bucket")
     deleted = browser.submit(delete, delete, {})
     assert deleted.status_code == 303
@@ -406,7 +420,8 @@ def test_a_viewer_sees_no_write_control_and_is_refused_when_posting_anyway(env: 
         shown = browser.get(url)
         assert shown.status_code == 403, url
         assert "does not allow this" in shown.text
-        assert "<form" not in shown.text and "<button" not in shown.text
+        assert "<form" not in shown.text
+        assert "<button" not in shown.text
         posted = browser.post(url, {"csrf_token": token, **fields})
         assert posted.status_code == 403, url
     assert snapshot(env) == before
@@ -429,7 +444,8 @@ def test_a_missing_or_wrong_form_token_is_refused_and_changes_nothing(env: Env, 
     # Signed out, a post is sent to sign in.
     assert browser.post("/sign-out", browser.tokens(browser.get(project(env)))).status_code == 303
     gone = browser.post(everything(env, v1["id"])[0][0], {"when": "now"})
-    assert gone.status_code == 303 and gone.headers["location"].startswith("/sign-in")
+    assert gone.status_code == 303
+    assert gone.headers["location"].startswith("/sign-in")
     assert snapshot(env) == before
 
 
@@ -524,6 +540,8 @@ def test_the_hook_partials_link_each_control_to_its_confirmation(env: Env, brows
             page = browser.get(href)
             assert page.status_code == 200, (text, href, page.text)
             assert f">{buttons[text]}</button>" in page.text, (text, href)
+            actions = re.findall(r'<form method="post" action="([^"]+)"', page.text)
+            assert actions == ["/sign-out", href], "the confirmation posts to its own URL"
             assert page.text.count("<h1>") == 1
             for control in re.findall(r'<(?:input|select|textarea)[^>]*\bid="([^"]+)"', page.text):
                 assert f'<label for="{control}">' in page.text, (href, control)
