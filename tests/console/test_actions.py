@@ -15,7 +15,7 @@ from sqlalchemy.engine import Connection
 
 from packyard.console.web import Console
 from packyard.domain import buckets, steps
-from packyard.domain.commands import ChannelName, IterationQuery
+from packyard.domain.commands import BucketName, ChannelName, IterationQuery
 from packyard.domain.context import Ctx
 from packyard.domain.models import Project, Role, UserSession
 from packyard.storage.unit_of_work import SqlUnitOfWork
@@ -484,6 +484,7 @@ def render_partials(env: Env, session: UserSession) -> dict[str, str]:
             "version": steps.get_iteration(ctx, IterationQuery("base", fingerprint="f2")),
             "channel": steps.get_channel(ctx, ChannelName("base", "prod")),
             "latest": steps.get_channel(ctx, ChannelName("base", "latest")),
+            "bucket_view": steps.get_bucket(ctx, BucketName("base")),
         }
 
     found = env.db.run(objects, write=False)
@@ -492,6 +493,9 @@ def render_partials(env: Env, session: UserSession) -> dict[str, str]:
     for name in ("bucket_list", "bucket", "version", "channel"):
         out[name] = console.jinja.get_template(f"_actions_{name}.html").render(values)
     out["latest"] = console.jinja.get_template("_actions_channel.html").render({**values, "channel": found["latest"]})
+    out["bucket_view"] = console.jinja.get_template("_actions_bucket.html").render(
+        {**values, "bucket": found["bucket_view"]}
+    )
     return out
 
 
@@ -525,6 +529,7 @@ def test_the_hook_partials_link_each_control_to_its_confirmation(env: Env, brows
     assert set(links(rendered["version"])) == {"Revoke"}
     assert set(links(rendered["channel"])) == {"Assign", "Roll back", "Restrict", "Delete channel"}
     assert set(links(rendered["latest"])) == {"Restrict"}, "latest only changes its restriction"
+    assert links(rendered["bucket_view"]) == links(rendered["bucket"]), "a BucketView links the same"
     buttons = {
         "Create bucket": "Create bucket",
         "Create channel": "Create channel",
@@ -571,6 +576,6 @@ def test_the_hook_partials_render_nothing_for_a_viewer(env: Env, browser: Browse
     ok(c.post(c.p23("/buckets/base/channels"), json={"name": "prod", "version_fingerprint": "f1"}))
     sign_in(env, browser, VIEWER, Role.VIEWER)
     rendered = render_partials(env, session_of(env, browser))
-    assert set(rendered) == {"bucket_list", "bucket", "version", "channel", "latest"}
+    assert set(rendered) == {"bucket_list", "bucket", "version", "channel", "latest", "bucket_view"}
     for name, html in rendered.items():
         assert html.strip() == "", name
