@@ -26,7 +26,7 @@ from packyard.console.web import BadForm, Console, SignedOut
 from packyard.console.words import WORDS
 from packyard.domain.context import Ctx
 from packyard.domain.errors import DomainError, PermissionDenied, Unauthenticated
-from packyard.domain.models import Permission
+from packyard.domain.models import Permission, UserSession
 from packyard.http.errors import http_status
 
 # What the page an action lands on says about it (`?done=<key>`): fixed texts, so a link can't make a
@@ -107,7 +107,7 @@ class Action:
         except SignedOut:
             return console.to_sign_in(request)
         except DomainError as exc:
-            return console.refusal(request, exc)
+            return console.refusal(request, exc, await self.session_or_none(request))
         values = {
             "session": acting.session,
             "org_id": org_id,
@@ -118,6 +118,13 @@ class Action:
             **acting.result,
         }
         return console.render(request, self.template, values, status)
+
+    async def session_or_none(self, request: Request) -> UserSession | None:
+        """The signed-in session, for the header of a refusal page."""
+        try:
+            return await self.console.signed_in(request)
+        except SignedOut:
+            return None
 
     async def show(self, request: Request) -> Response:
         return await self.confirm(request)
@@ -135,7 +142,7 @@ class Action:
         except SignedOut:
             return console.to_sign_in(request)
         except (BadForm, PermissionDenied, Unauthenticated) as exc:
-            return console.refusal(request, exc)
+            return console.refusal(request, exc, await self.session_or_none(request))
         except DomainError as exc:
             # The domain refused the input: the confirmation again, with what was typed and why.
             return await self.confirm(request, error=exc.render(WORDS), status=http_status(exc.code), form=form)
