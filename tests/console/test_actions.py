@@ -13,15 +13,16 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import Connection
 
+from packyard.auth import accounts
 from packyard.console.web import Console
 from packyard.domain import buckets, steps
 from packyard.domain.commands import BucketName, ChannelName, IterationQuery
 from packyard.domain.context import Ctx
-from packyard.domain.models import Project, Role, UserSession
+from packyard.domain.models import Organization, Project, Role, UserSession
 from packyard.storage.unit_of_work import SqlUnitOfWork
 from tests.api.hcp_2023.test_publish import publish_2023
 from tests.conftest import START, Env
-from tests.console.support import Browser, make_user
+from tests.console.support import PASSWORD, Browser, make_user
 from tests.support.client import error, ok
 
 CONTRIBUTOR = "carol@example.com"
@@ -449,19 +450,32 @@ def test_a_missing_or_wrong_form_token_is_refused_and_changes_nothing(env: Env, 
     assert snapshot(env) == before
 
 
-def test_a_user_of_another_project_is_refused(env: Env, browser: Browser) -> None:
+@pytest.mark.parametrize("where", ["another project", "another organization"])
+def test_a_user_of_another_project_or_organization_is_refused(env: Env, browser: Browser, where: str) -> None:
     c = env.client
     v1 = publish_2023(c, "base", "f1")
     publish_2023(c, "base", "f2")
     ok(c.post(c.p23("/buckets/base/channels"), json={"name": "prod", "version_fingerprint": "f2"}))
-    second = Project(str(uuid.uuid4()), env.init.organization_id, "second", env.clock.now())
+    now = env.clock.now()
+    other = Organization(str(uuid.uuid4()), "other", now) if where == "another organization" else None
+    org_id = other.id if other else env.init.organization_id
+    second = Project(str(uuid.uuid4()), org_id, "second", now)
 
-    def add(conn: Connection) -> None:
-        SqlUnitOfWork(conn).tenants.add_project(second)
+    def add(conn: Connection) -> str:
+        uow = SqlUnitOfWork(conn)
+        if other:
+            uow.tenants.add_organization(other)
+        uow.tenants.add_project(second)
+        scope = None if other else second.id  # an organization-wide admin of the other organization
+        new = accounts.create_user(
+            uow, email="eve@example.com", role=Role.ADMIN, organization_id=org_id, project_id=scope, now=now
+        )
+        return new.link_secret
 
-    env.db.run(add, write=True)
+    link = f"/set-password/{env.db.run(add, write=True)}"
+    assert browser.submit(link, link, {"password": PASSWORD, "confirm": PASSWORD}).status_code == 303
+    assert browser.sign_in("eve@example.com").status_code == 303
     before = snapshot(env)
-    sign_in(env, browser, "eve@example.com", Role.ADMIN, second.id)
     token = session_of(env, browser).csrf_token
     for url, fields in everything(env, v1["id"]):
         assert browser.get(url).status_code == 403, url
@@ -501,8 +515,6 @@ def render_partials(env: Env, session: UserSession) -> dict[str, str]:
 
 def session_of(env: Env, browser: Browser) -> UserSession:
     def read(conn: Connection) -> UserSession:
-        from packyard.auth import accounts
-
         cookie = browser.http.cookies["packyard_session"]
         found = accounts.session_for(SqlUnitOfWork(conn), cookie, env.clock.now())
         assert found is not None
