@@ -15,6 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from packyard.console import actions
 from packyard.console.admin import Admin
 from packyard.console.pages import Pages
 from packyard.console.signin import SignIn
@@ -46,6 +47,7 @@ def create_console(services: Services) -> Starlette:
         Route("/sign-out", sign_in.sign_out, methods=["POST"]),
         Route("/set-password/{secret}", sign_in.show_link, methods=["GET"]),
         Route("/set-password/{secret}", sign_in.submit_link, methods=["POST"]),
+        *actions.routes(console),  # before the read pages: `buckets/new` is not a bucket named "new"
         Route("/orgs/{org}/projects/{project}", pages.buckets, methods=["GET"]),
         *admin_routes(admin),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
