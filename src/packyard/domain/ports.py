@@ -96,6 +96,10 @@ class Buckets(Protocol):
     def get(self, project_id: str, slug: str, *, for_update: bool = False) -> Bucket | None: ...
     def get_by_id(self, project_id: str, bucket_id: str) -> Bucket | None: ...
     def page(self, project_id: str, page: PageRequest) -> list[Bucket]: ...
+    def matching(self, project_id: str, text: str, limit: int) -> list[Bucket]:
+        """Buckets whose slug contains the text (any case), those that start with it first, then by slug."""
+        ...
+
     def add(self, bucket: Bucket) -> None:
         """Insert; raises AlreadyExists when the slug is taken in the project."""
 
@@ -141,6 +145,10 @@ class Iterations(Protocol):
 
     def get_many(self, project_id: str, iteration_ids: Sequence[str]) -> dict[str, Iteration]:
         """The project's iterations of these ids; ids of another project's iterations find nothing."""
+
+    def with_fingerprint(self, project_id: str, fingerprint: str, limit: int) -> list[Iteration]:
+        """The project's iterations of that fingerprint (one per bucket at most), by bucket slug."""
+        ...
 
     def latest_complete(self, bucket_id: str, *, valid_at: datetime | None = None) -> Iteration | None:
         """The complete iteration with the highest version; with valid_at, only those not revoked by then."""
@@ -237,6 +245,10 @@ class Jobs(Protocol):
     def add(self, job: Job) -> None: ...
     def cancel_for(self, iteration_id: str, now: datetime) -> None:
         """Cancel the pending jobs of an iteration (its revocation was restored or rescheduled)."""
+
+    def for_iteration(self, iteration_id: str, limit: int) -> list[Job]:
+        """An iteration's scheduled revocations, pending, done or cancelled, newest first."""
+        ...
 
     def due(self, now: datetime, limit: int) -> list[Job]: ...
     def claim(self, job_id: str, now: datetime) -> bool:
