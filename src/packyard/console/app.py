@@ -15,6 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from packyard.console.browse import Browse
 from packyard.console.pages import Pages
 from packyard.console.signin import SignIn
 from packyard.console.web import Console
@@ -27,6 +28,7 @@ def create_console(services: Services) -> Starlette:
     console = Console(services)
     sign_in = SignIn(console)
     pages = Pages(console)
+    browse = Browse(console)
 
     async def not_found(request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 404
@@ -40,7 +42,8 @@ def create_console(services: Services) -> Starlette:
         Route("/sign-out", sign_in.sign_out, methods=["POST"]),
         Route("/set-password/{secret}", sign_in.show_link, methods=["GET"]),
         Route("/set-password/{secret}", sign_in.submit_link, methods=["POST"]),
-        Route("/orgs/{org}/projects/{project}", pages.buckets, methods=["GET"]),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
+        # The read pages last: their {bucket} and {channel} would otherwise take the action routes' `new`.
+        *browse.routes(),
     ]
     return Starlette(routes=routes, exception_handlers={HTTPException: not_found, 404: not_found, 405: not_found})
