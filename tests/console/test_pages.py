@@ -14,6 +14,7 @@ import pytest
 import zstandard
 from sqlalchemy.engine import Connection
 
+from packyard.domain import browse as domain_browse
 from packyard.domain import tenants
 from packyard.domain.models import Role
 from packyard.storage.unit_of_work import SqlUnitOfWork
@@ -316,6 +317,21 @@ def test_channel_page_history_timeline_paged(env: Env, admin: Browser) -> None:
     assert after is not None
     rest = text(admin.get(base(env) + "/buckets/ubuntu/channels/production?after=" + after.group(1)))
     assert len(re.findall(r"set to v(\d)", rest)) == 5
+
+
+def test_channel_page_counts_a_long_history_only_so_far(
+    env: Env, admin: Browser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    c = env.client
+    versions = [publish(c, "ubuntu", f"fp-{n}") for n in range(2)]
+    channel(c, "ubuntu", "production", versions[0])
+    for n in range(5):
+        env.advance(minutes=1)
+        move(c, "ubuntu", "production", versions[(n + 1) % 2])
+    monkeypatch.setattr(domain_browse, "HISTORY_COUNTED", 4)
+    assert "Assignments more than 4" in text(admin.get(base(env) + "/buckets/ubuntu/channels/production"))
+    monkeypatch.setattr(domain_browse, "HISTORY_COUNTED", 6)
+    assert "Assignments 6" in text(admin.get(base(env) + "/buckets/ubuntu/channels/production"))
 
 
 def test_restricted_channel_hidden_from_a_viewer(env: Env, admin: Browser) -> None:

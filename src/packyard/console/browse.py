@@ -203,6 +203,6 @@ class Browse:
             )
 
         def values(page: browse.ChannelPage, _: Mapping[str, Any]) -> Mapping[str, Any]:
-            return {"page": page, "bucket": page.bucket, "channel": page.channel}
+            return {"page": page, "bucket": page.bucket, "channel": page.channel, "counted": browse.HISTORY_COUNTED}
 
         return await self._show(request, read, "channel.html", values)

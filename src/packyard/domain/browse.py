@@ -31,6 +31,7 @@ from packyard.domain.status import fill_status, is_revoked, refresh_statuses
 from packyard.ids import is_ulid
 
 ACTIVITY = 15  # recent changes shown on a bucket's page
+HISTORY_COUNTED = 10_000  # a channel's moves are counted up to one more than this
 SEARCH_LIMIT = 50
 MAX_QUERY = 200
 
@@ -238,6 +239,12 @@ def channel_page(
         raise NotFound(f"channel {channel_slug[:80]!r} does not exist in bucket {bucket.slug!r}") from None
     channel = channels.get(ctx, slug, channel_slug)
     history = channels.history(
-        ctx, slug, channel_slug, page_size=page_size, next_token=next_token, previous_token=previous_token
+        ctx,
+        slug,
+        channel_slug,
+        page_size=page_size,
+        next_token=next_token,
+        previous_token=previous_token,
+        count_limit=HISTORY_COUNTED + 1,
     )
     return ChannelPage(bucket, channel, history)
