@@ -175,6 +175,13 @@ def test_search_by_name_fingerprint_and_artifact_id(env: Env, admin: Browser) ->
     assert "No artifact has that external id" in nothing
     assert "No bucket name contains it" in nothing
     assert admin.get(base(env) + "/search?q=" + "x" * 300).status_code == 400
+    nul = admin.get(base(env) + "/search?q=ami%00x")
+    assert nul.status_code == 400
+    assert "contains a NUL character" in nul.text
+    odd = admin.get(base(env) + "/search?q=%25_%5C%E2%80%94%F0%9F%90%8D")  # LIKE's wildcards, a dash, a snake
+    assert odd.status_code == 200
+    assert "No bucket name contains it" in odd.text
+    assert "web-frontend" in text(admin.get(base(env) + "/search?q=b-f"))
 
 
 def test_bucket_page_versions_channels_and_activity(env: Env, admin: Browser) -> None:

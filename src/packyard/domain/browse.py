@@ -72,9 +72,7 @@ def find(ctx: Ctx, query: str) -> SearchResult:
     """Buckets whose name contains the query, the versions of that fingerprint or id, and the
     versions holding an artifact of that external id (an AMI id, an image name)."""
     registries.get(ctx)
-    text = query.strip()
-    if len(text) > MAX_QUERY:
-        raise InvalidArgument(f"a search is at most {MAX_QUERY} characters")
+    text = check.text(query.strip(), "the search", MAX_QUERY)
     result = SearchResult(text)
     if not text:
         return result
