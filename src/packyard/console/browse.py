@@ -22,7 +22,7 @@ from packyard.console.web import Console, SignedOut
 from packyard.domain import browse
 from packyard.domain.context import Ctx
 from packyard.domain.errors import DomainError
-from packyard.domain.models import Build, Iteration, IterationStatus
+from packyard.domain.models import Build, Iteration, IterationStatus, Permission
 
 BUCKETS_PER_PAGE = 50
 VERSIONS_PER_PAGE = 50
@@ -134,6 +134,7 @@ class Browse:
             "org_id": org_id,
             "project_id": project_id,
             "base": base_url(org_id, project_id),
+            "can_write": acting.user.actor().can(Permission.WRITE),  # for the action partials
         }
         return console.render(request, template, {**common, **values(acting.result, common)})
 
