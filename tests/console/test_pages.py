@@ -14,9 +14,11 @@ import pytest
 import zstandard
 from sqlalchemy.engine import Connection
 
+from packyard.console import graph
 from packyard.domain import browse as domain_browse
 from packyard.domain import tenants
-from packyard.domain.models import Role
+from packyard.domain.ancestry import AncestryStatus, Relation
+from packyard.domain.models import Iteration, Role
 from packyard.storage.unit_of_work import SqlUnitOfWork
 from tests.conftest import START, Env
 from tests.console.support import Browser, make_user
@@ -443,3 +445,22 @@ def test_pages_need_a_session(env: Env) -> None:
         assert anonymous.get(base(env) + "/buckets/ubuntu", headers=token).status_code == 303
     finally:
         anonymous.close()
+
+
+def test_the_graph_draws_twelve_a_side_and_counts_the_rest() -> None:
+    now = START
+
+    def version(bucket: str, n: int) -> Iteration:
+        return Iteration(f"id-{bucket}-{n}", "b", bucket, "p", f"fp{n}", now, now, incremental_version=n, complete=True)
+
+    middle = version("app", 7)
+    statuses = (AncestryStatus.UP_TO_DATE, AncestryStatus.OUT_OF_DATE)
+    parents = [Relation("parent", statuses[n % 2], version(f"base{n}", 1), middle, None, None) for n in range(15)]
+    drawn = graph.layout("app", middle, parents, [], lambda it: f"/v/{it.id}", "/b/app")
+    assert len(drawn.nodes) == 13
+    assert drawn.hidden == 3
+    assert [e.status for e in drawn.edges[:2]] == ["UP_TO_DATE", "OUT_OF_DATE"]
+    assert drawn.nodes[0].href == "/v/id-app-7"
+    assert drawn.nodes[0].subtitle == "v7 (latest)"
+    assert all(n.y >= 0 and n.y + graph.NODE_H <= drawn.height for n in drawn.nodes)
+    assert len({n.y for n in drawn.nodes[1:]}) == 12  # one row each, none drawn over another
