@@ -33,6 +33,7 @@ from packyard.http.access_log import (
 from packyard.storage.db import Database
 from packyard.storage.unit_of_work import SqlUnitOfWork
 from tests.conftest import Env
+from tests.console.support import Browser, make_user
 from tests.support.server import ServerProcess, free_port, stop, wait_healthy
 
 SECRET = "SECRETVALUE0123456789"
@@ -144,7 +145,7 @@ def test_a_line_per_request_with_its_id_principal_and_no_secret(env: Env, lines:
     assert issued.status_code == 200
     new_token = issued.json()["access_token"]
     too_long = c.get("/healthz", headers={"X-Request-Id": "a" * 129})
-    missing = c.get("/no/such/path")
+    missing = c.get("/packer/no/such/path")  # under an API root: the API's 404 (elsewhere, the console's)
 
     entries = logged(env, lines)
     assert len(entries) == 5
@@ -168,6 +169,28 @@ def test_a_line_per_request_with_its_id_principal_and_no_secret(env: Env, lines:
     text = lines.getvalue()
     for secret_text in (secret, token, new_token, token.split(".")[2]):
         assert secret_text not in text
+
+
+def test_console_pages_get_an_id_and_a_line_without_the_link_secret(env: Env, lines: io.StringIO) -> None:
+    secret = make_user(env, "log@example.com", password=None)
+    lines.truncate(0)
+    lines.seek(0)
+    browser = Browser(env)
+    try:
+        link = browser.get(f"/set-password/{secret}")
+        page = browser.get("/sign-in?next=%2F")
+    finally:
+        browser.close()
+    entries = logged(env, lines)
+    assert [(e["operation"], e["api"], e["status"]) for e in entries] == [
+        ("Console", "console", 200),
+        ("Console", "console", 200),
+    ]
+    assert entries[0]["path"] == "/set-password/..."
+    assert entries[1]["path"] == "/sign-in?next=%2F"
+    assert link.headers["x-request-id"] == entries[0]["request_id"]
+    assert page.headers["x-request-id"] == entries[1]["request_id"]
+    assert secret not in lines.getvalue()
 
 
 def test_no_lines_below_info(env: Env) -> None:

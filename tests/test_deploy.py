@@ -192,6 +192,11 @@ def test_the_install_script_installs_a_packyard_that_serves(tmp_path: Path) -> N
         ) as c:
             token = c.post("/oauth2/token", auth=(client_id, secret), data={"grant_type": "client_credentials"})
             assert token.status_code == 200, token.text
+            # ... and the web console's pages and stylesheet, from the installed package's files.
+            page = c.get("/sign-in")
+            assert page.status_code == 200
+            assert "<h1>Sign in</h1>" in page.text
+            assert c.get("/static/console.css").headers["content-type"].startswith("text/css")
     finally:
         server.terminate()
         server.wait(20)

@@ -80,7 +80,8 @@ def test_requests_are_counted_by_operation_tree_and_status(menv: Env) -> None:
     ok(c.get(c.p23("/buckets")))  # ListBuckets, 2023-01-01
     error(c.get(c.p("/images"), token=""), 16)  # 401, 2021-04-30
     error(c.get(c.p("/images/nope")), 5)  # GetBucket, 404
-    error(c.get("/no/such/path"), 5)  # no route
+    error(c.get("/packer/no/such/path"), 5)  # no route
+    assert c.get("/sign-in", token="").status_code == 200  # a console page
     menv.token_for(menv.init.client_id, menv.init.client_secret)  # OAuth2Token 200
     found = scrape(menv)
     list_buckets = "PackerService_ListBuckets"
@@ -90,6 +91,7 @@ def test_requests_are_counted_by_operation_tree_and_status(menv: Env) -> None:
     assert value(found, requests, operation=list_buckets, api="2021-04-30", status="401") == 1
     assert value(found, requests, operation="PackerService_GetBucket", api="2021-04-30", status="404") == 1
     assert value(found, requests, operation="unmatched", api="none", status="404") == 1
+    assert value(found, requests, operation="Console", api="console", status="200") == 1
     # the fixture's token and the one above (the scrape itself is counted after it answers)
     assert value(found, requests, operation="OAuth2Token", api="oauth", status="200") == 2
     assert value(found, requests, operation="Metrics", api="public", status="200") == 0
@@ -175,7 +177,7 @@ def test_one_scrape_adds_up_every_worker(tmp_path: Path, backend: Backend, worke
         assert httpx.get(f"{server.url}/metrics", timeout=5).status_code == 401
         for _ in range(40):  # a connection each: uvicorn's workers take them from one socket
             assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200
-        assert httpx.get(f"{server.url}/nope", timeout=5).status_code == 404
+        assert httpx.get(f"{server.url}/packer/nope", timeout=5).status_code == 404
         url = f"http://127.0.0.1:{metrics_port}/metrics"
         # 40 health checks and those that waited for the server to come up, the 404 and the 401
         found = poll_scrape(url, "packyard_http_requests_total", 43)

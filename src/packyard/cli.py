@@ -325,7 +325,7 @@ def cmd_user(args: argparse.Namespace) -> int:
             args, lambda uow, now: [x for o in uow.tenants.list_organizations() for x in uow.users.list_(o.id)]
         ):
             scope = f"project {u.project_id}" if u.project_id else "organization"
-            state = "password set" if u.password_hash else "no password yet"
+            state = "password set" if u.password_hash else "single sign-on" if u.sso_subject else "no password yet"
             print(f"{u.email}  {u.role.value:<11}  org {u.organization_id}  {scope}  {state}")
     elif args.user_command == "link":
 
@@ -518,9 +518,9 @@ def build_parser() -> argparse.ArgumentParser:
     json_arg(p_uc)
     p_ul = user_sub.add_parser("list", help="list users: email, role, organization, scope, whether a password is set")
     p_uk = user_sub.add_parser("link", help="print a new one-time link that sets (resets) a user's password")
-    p_uk.add_argument("email")
+    p_uk.add_argument("email", help="the user's email address")
     p_ud = user_sub.add_parser("delete", help="delete a user; the user's sessions end at once")
-    p_ud.add_argument("email")
+    p_ud.add_argument("email", help="the user's email address")
     for p in (p_uc, p_uk):
         p.add_argument(
             "--url", help="the console's address in the link (PACKYARD_PUBLIC_URL; default https://localhost:8443)"

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from packyard.auth.oidc_settings import OidcSettings
 from packyard.domain.rules import Limits
 from packyard.ops.settings import OpsSettings
 
@@ -65,6 +66,7 @@ class Settings:
     limits: Limits = field(default_factory=Limits)
     connections: ConnectionLimits = field(default_factory=ConnectionLimits)
     ops: OpsSettings = field(default_factory=OpsSettings)  # metrics and logs (packyard/ops/settings.py)
+    oidc: OidcSettings | None = None  # the console's single sign-on (auth/oidc_settings.py); None: none
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -110,6 +112,7 @@ class Settings:
                 values[key] = number
         values["connections"] = ConnectionLimits.from_env(env)
         values["ops"] = OpsSettings.from_env(env)
+        values["oidc"] = OidcSettings.from_env(env)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return replace(cls(), **values)  # type: ignore[arg-type]
 

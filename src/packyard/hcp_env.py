@@ -95,5 +95,11 @@ def block(
         ]
     if len(names) > 1:
         lines.append(f"# Also reachable as: {', '.join(names[1:])}")
-    lines.append(f"# Data directory: {q(str(data_dir))}")
+    scheme = "https" if tls else "http"
+    lines += [
+        f"# Web console: {scheme}://{address}/ (people sign in there; make an account with",
+        f"#   packyard user create --data-dir {q(str(data_dir))} --url {scheme}://{address}",
+        "#   --email EMAIL --role admin)",
+        f"# Data directory: {q(str(data_dir))}",
+    ]
     return "\n".join(lines)

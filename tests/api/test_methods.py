@@ -78,9 +78,13 @@ def test_a_wrong_method_changes_nothing(env: Env) -> None:
 def test_unknown_paths_stay_404(env: Env) -> None:
     c = env.client
     for method in METHODS:
-        for path in ("/nothing", c.p("/images/web/nothing/here"), "/packer/2021-04-30/organizations"):
+        for path in ("/packer/nothing", c.p("/images/web/nothing/here"), "/packer/2021-04-30/organizations"):
             response = c.request(method, path, token="")
             message = error(response, 5, 404)
             assert "unknown path" in message
             assert "allow" not in response.headers
     assert HTTP_STATUS[5] == 404
+    # Outside the API's roots a path is the web console's: its own 404 page, not an API error.
+    page = c.get("/nothing", token="")
+    assert page.status_code == 404
+    assert page.headers["content-type"].startswith("text/html")

@@ -37,6 +37,8 @@ from packyard.domain.models import (
     SbomFormat,
     TemplateType,
     Tier,
+    User,
+    UserSession,
 )
 from packyard.domain.pagination import PageRequest, SortField
 from packyard.domain.ports import SealError
@@ -101,10 +103,11 @@ def test_every_port_method_is_covered() -> None:
     "UnitOfWork.channels",
     "UnitOfWork.jobs",
     "UnitOfWork.sboms",
+    "UnitOfWork.users",
 )
 def test_a_unit_of_work_makes_each_repository_once(store: Store) -> None:
     names = [name for name, value in vars(ports.UnitOfWork).items() if isinstance(value, property)]
-    assert len(names) == 10
+    assert len(names) == 11
 
     def check(uow: SqlUnitOfWork) -> None:
         for name in names:
@@ -842,3 +845,100 @@ def test_failure_counts(store: Store) -> None:
     failures(lambda f: f.sweep(at(601)))  # the source's count was kept until 1 + 600
     assert read("c1") == {}
     assert read("c9")["c9"].failures == 1, "kept for a day"
+
+
+# ---------------------------------------------------------------------------------------------- console users
+
+
+@covers(
+    "Users.add",
+    "Users.get",
+    "Users.get_by_email",
+    "Users.list_",
+    "Users.set_password",
+    "Users.delete",
+)
+def test_users_round_trip(store: Store) -> None:
+    ada = User(new_ulid(), "ada@example.com", store.organization_id, None, Role.ADMIN, "", at(1))
+    bob = User(new_ulid(), "bob@example.com", store.organization_id, store.project_id, Role.VIEWER, "h", at(2))
+    store(lambda uow: uow.users.add(bob))
+    store(lambda uow: uow.users.add(ada))
+    assert store(lambda uow: uow.users.get(ada.id)) == ada
+    assert store(lambda uow: uow.users.get_by_email("bob@example.com")) == bob
+    assert store(lambda uow: uow.users.get(new_ulid())) is None
+    assert store(lambda uow: uow.users.get_by_email("nobody@example.com")) is None
+    assert store(lambda uow: uow.users.list_(store.organization_id)) == [ada, bob], "by email"
+    assert store(lambda uow: uow.users.list_(new_uuid())) == []
+    duplicate = refused(lambda: store(lambda uow: uow.users.add(replace(ada, id=new_ulid()))))
+    assert "ada@example.com" in duplicate.message
+    store(lambda uow: uow.users.set_password(ada.id, "$argon2id$new"))
+    assert store(lambda uow: uow.users.get(ada.id)) == replace(ada, password_hash="$argon2id$new")
+    store(lambda uow: uow.users.delete(bob.id))
+    store(lambda uow: uow.users.delete(bob.id))  # deleting what is gone is no error
+    assert store(lambda uow: uow.users.get(bob.id)) is None
+
+
+@covers("Users.get_by_sso_subject", "Users.set_sso")
+def test_users_are_found_by_and_bound_to_a_single_sign_on_subject(store: Store) -> None:
+    dee = User(new_ulid(), "dee@example.com", store.organization_id, None, Role.VIEWER, "h", at(1))
+    made = User(new_ulid(), "eve@example.com", store.organization_id, None, Role.ADMIN, "", at(2), "iss sub-eve")
+    store(lambda uow: uow.users.add(dee))
+    store(lambda uow: uow.users.add(made))
+    assert store(lambda uow: uow.users.get_by_sso_subject("iss sub-eve")) == made
+    assert store(lambda uow: uow.users.get_by_sso_subject("iss sub-dee")) is None
+    store(
+        lambda uow: uow.users.set_sso(
+            dee.id, subject="iss sub-dee", email="dee@corp.example", role=Role.CONTRIBUTOR, project_id=store.project_id
+        )
+    )
+    bound = replace(
+        dee, email="dee@corp.example", role=Role.CONTRIBUTOR, project_id=store.project_id, sso_subject="iss sub-dee"
+    )
+    assert store(lambda uow: uow.users.get_by_sso_subject("iss sub-dee")) == bound
+    assert store(lambda uow: uow.users.get(dee.id)) == bound, "the password hash stays"
+    taken = refused(lambda: store(lambda uow: uow.users.add(replace(bound, id=new_ulid(), email="x@example.com"))))
+    assert taken.code == 6, "a subject belongs to one user"
+
+
+@covers(
+    "Users.add_session",
+    "Users.session",
+    "Users.delete_session",
+    "Users.delete_sessions_of",
+    "Users.sweep_sessions",
+    "Users.add_link",
+    "Users.link_user",
+    "Users.take_link",
+)
+def test_sessions_and_links_end_when_they_expire_are_used_or_are_ended(store: Store) -> None:
+    user = User(new_ulid(), "cy@example.com", store.organization_id, None, Role.CONTRIBUTOR, "", at(1))
+    store(lambda uow: uow.users.add(user))
+    store(lambda uow: uow.users.add_session("s1", user.id, "csrf1", at(10), at(100)))
+    store(lambda uow: uow.users.add_session("s2", user.id, "csrf2", at(10), at(50)))
+    assert store(lambda uow: uow.users.session("s1", at(99))) == UserSession(user, "csrf1", at(100))
+    assert store(lambda uow: uow.users.session("s1", at(100))) is None, "ended at expires_at"
+    assert store(lambda uow: uow.users.session("nope", at(11))) is None
+    store(lambda uow: uow.users.sweep_sessions(at(60)))  # s2 has ended: gone; s1 stays
+    assert store(lambda uow: uow.users.session("s2", at(11))) is None
+    assert store(lambda uow: uow.users.session("s1", at(61))) is not None
+    store(lambda uow: uow.users.delete_session("s1"))
+    assert store(lambda uow: uow.users.session("s1", at(61))) is None
+    store(lambda uow: uow.users.add_session("s3", user.id, "csrf3", at(10), at(100)))
+    store(lambda uow: uow.users.add_session("s4", user.id, "csrf4", at(10), at(100)))
+    store(lambda uow: uow.users.delete_sessions_of(user.id))
+    assert store(lambda uow: [uow.users.session(s, at(11)) for s in ("s3", "s4")]) == [None, None]
+
+    store(lambda uow: uow.users.add_link("l1", user.id, at(100)))
+    assert store(lambda uow: uow.users.link_user("l1", at(50))) == user
+    assert store(lambda uow: uow.users.link_user("l1", at(50))) == user, "looking leaves the link"
+    assert store(lambda uow: uow.users.take_link("l1", at(100))) is None, "ended at expires_at"
+    assert store(lambda uow: uow.users.take_link("l1", at(50))) is None, "an ended link is deleted when tried"
+    store(lambda uow: uow.users.add_link("l2", user.id, at(100)))
+    assert store(lambda uow: uow.users.take_link("l2", at(50))) == user
+    assert store(lambda uow: uow.users.take_link("l2", at(50))) is None, "used once"
+    store(lambda uow: uow.users.add_link("l3", user.id, at(100)))
+    store(lambda uow: uow.users.sweep_sessions(at(100)))
+    assert store(lambda uow: uow.users.link_user("l3", at(10))) is None, "swept with the sessions"
+    store(lambda uow: uow.users.add_session("s5", user.id, "csrf5", at(10), at(100)))
+    store(lambda uow: uow.users.delete(user.id))
+    assert store(lambda uow: uow.users.session("s5", at(11))) is None, "a user's sessions go with it"

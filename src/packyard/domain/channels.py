@@ -242,7 +242,7 @@ def history(
 def unassign_deleted(ctx: Ctx, iteration: Iteration) -> list[Channel]:
     """Channels pointing at an iteration that is being deleted become unassigned (with history)."""
     moved = []
-    for channel in ctx.uow.channels.pointing_at(iteration.id):
+    for channel in ctx.uow.channels.pointing_at(iteration.id, for_update=True):
         if not channel.managed:
             record_assignment(ctx, channel, None)
             moved.append(channel)

@@ -114,6 +114,7 @@ class User:
     role: Role
     password_hash: str  # argon2id (auth/accounts.py); "" until the one-time link sets one
     created_at: datetime
+    sso_subject: str | None = None  # the single sign-on provider's `sub`, once signed in through it
 
     def actor(self) -> Principal:
         return Principal(

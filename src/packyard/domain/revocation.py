@@ -15,7 +15,7 @@ from datetime import datetime
 from packyard.domain.context import Ctx
 from packyard.domain.errors import FailedPrecondition, Term
 from packyard.domain.latest import record_assignment, refresh_latest
-from packyard.domain.models import Iteration, Job, RevocationType
+from packyard.domain.models import Channel, Iteration, Job, RevocationType
 from packyard.domain.pagination import PageRequest, SortField
 from packyard.domain.status import is_revoked
 from packyard.ids import new_ulid
@@ -62,15 +62,19 @@ def _mark(
     ctx.uow.iterations.save(it)
 
 
+def inheritors(ctx: Ctx, root: Iteration, when: datetime) -> list[Iteration]:
+    """The descendants that take root's revocation at `when`: all but those already revoked by then.
+    Read-only: the console's confirmation shows them, and _cascade revokes them."""
+    return [c for c in descendants(ctx, root) if c.revoke_at is None or c.revoke_at > when]
+
+
 def _cascade(ctx: Ctx, root: Iteration, when: datetime) -> list[Iteration]:
     """Give every descendant root's revocation (INHERITED), except those already revoked by then.
 
     A descendant's own revocation scheduled for later is kept aside, and comes back if root is restored.
     """
     inherited = []
-    for child in descendants(ctx, root):
-        if child.revoke_at is not None and child.revoke_at <= when:
-            continue
+    for child in inheritors(ctx, root, when):
         if child.revocation_type is RevocationType.MANUAL and child.revoke_at is not None:
             child.own_revoke_at = child.revoke_at
             child.own_revocation_message = child.revocation_message
@@ -172,14 +176,31 @@ def _previous_valid(ctx: Ctx, channel_id: str, bad: set[str]) -> Iteration | Non
         request = PageRequest(size=request.size, order=request.order, cursor=(last.created_at, last.id))
 
 
-def roll_back(ctx: Ctx, iteration_ids: Iterable[str]) -> None:
-    """Move every user channel that points at one of these iterations back (history records each move)."""
+def previous_assignment(ctx: Ctx, channel: Channel) -> Iteration | None:
+    """Where rolling the channel back takes it: its most recent earlier assignment whose iteration is
+    still complete and unrevoked, other than the one it points at now (None: there is none)."""
+    return _previous_valid(ctx, channel.id, {channel.iteration_id} if channel.iteration_id else set())
+
+
+def rollback_plan(
+    ctx: Ctx, iteration_ids: Iterable[str], *, for_update: bool = False
+) -> list[tuple[Channel, Iteration | None]]:
+    """Each user channel that points at one of these iterations, with where rolling back moves it (None:
+    unassigned). Read-only (the console's confirmation shows it); roll_back makes the moves."""
     bad = set(iteration_ids)
+    moves: list[tuple[Channel, Iteration | None]] = []
     for iteration_id in sorted(bad):
-        for channel in ctx.uow.channels.pointing_at(iteration_id):
+        for channel in ctx.uow.channels.pointing_at(iteration_id, for_update=for_update):
             if channel.managed:
                 continue  # `latest` follows refresh_latest
-            record_assignment(ctx, channel, _previous_valid(ctx, channel.id, bad))
+            moves.append((channel, _previous_valid(ctx, channel.id, bad)))
+    return moves
+
+
+def roll_back(ctx: Ctx, iteration_ids: Iterable[str]) -> None:
+    """Move every user channel that points at one of these iterations back (history records each move)."""
+    for channel, target in rollback_plan(ctx, iteration_ids, for_update=True):
+        record_assignment(ctx, channel, target)
 
 
 def run_job(ctx: Ctx, job: Job) -> bool:

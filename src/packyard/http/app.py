@@ -21,7 +21,7 @@ from packyard.http.access_log import RequestLog, reopen_log_files
 from packyard.http.errors import http_status, status_body
 from packyard.http.oauth import OAuthError
 from packyard.http.request import Request
-from packyard.http.routing import Route, Router
+from packyard.http.routing import Access, Route, Router
 from packyard.jobs import run_due_jobs
 from packyard.ops import metrics, signals
 from packyard.pipeline.runner import Runner
@@ -38,6 +38,7 @@ JSON = b"application/json"
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 # First path segments that are the API's even where packyard serves no operation under them (HCP's IAM).
 API_ROOTS = frozenset({"iam", "packer", "resource-manager", "oauth2", "oauth"})
+SECRET_PATHS = ("/set-password/",)  # console paths whose rest is a secret (a one-time link)
 
 
 class BodyTooLarge(Exception):
@@ -64,9 +65,12 @@ class App:
                 cached.add((route.api, route.operation_id))
         self.max_body = services.settings.limits.max_body_bytes
         self.runner = Runner(services)
+        # The console's requests are logged and counted as one route of their own (not served by the router).
+        self.console_route = Route("GET", metrics.CONSOLE_TEMPLATE, "Console", access=Access.PUBLIC)
+        counted = [*routes, self.console_route] if console is not None else routes
         # Request ids, counts and log lines (http/access_log.py); the counts only when metrics are on.
         counting = services.settings.ops.metrics
-        counts = metrics.attach(services, routes) if counting else metrics.Metrics(routes)
+        counts = metrics.attach(services, counted) if counting else metrics.Metrics(counted)
         counts.cache = self.runner.cache
         self.requests = RequestLog(counts, counting=counting)
 
@@ -81,7 +85,7 @@ class App:
         if scope["type"] != "http":
             return
         if self.console is not None and scope["path"][1:].partition("/")[0] not in self.api_roots:
-            await self.console(scope, receive, send)
+            await self._console(scope, receive, send)
             return
         start = perf_counter_ns()
         route, request, status, body, extra = await self._handle(scope, receive)
@@ -96,6 +100,29 @@ class App:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
         self.requests.done(route, request, status, start, rid, scope)
+
+    async def _console(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A console page: its answer gets a request id, and a log line whose path never holds a secret."""
+        assert self.console is not None
+        start = perf_counter_ns()
+        rid = self.requests.ids.for_request(scope["headers"])
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message = {**message, "headers": [*message.get("headers", []), (b"x-request-id", rid)]}
+            await send(message)
+
+        try:
+            await self.console(scope, receive, send_with_id)
+        finally:
+            path: str = scope["path"]
+            if path.startswith(SECRET_PATHS):  # a one-time link's secret stays out of the log
+                path = path[: path.index("/", 1) + 1] + "..."
+            line = {"method": scope["method"], "path": path, "query_string": scope.get("query_string", b"")}
+            self.requests.done(self.console_route, None, status, start, rid, {**line, "client": scope.get("client")})
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         svc = self.services

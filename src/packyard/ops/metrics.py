@@ -165,14 +165,19 @@ def merge(states: Iterable[State]) -> State:
     return total
 
 
+CONSOLE_TEMPLATE = "/{console page}"  # http/app.py counts the web console's requests under one route
+
+
 def api_tree(template: str) -> str:
     """The API tree a route belongs to, for the `api` label: 2021-04-30, 2023-01-01, resource-manager,
-    oauth, or public (health, readiness, metrics)."""
+    oauth, console (the web console's pages), or public (health, readiness, metrics)."""
     for tree in ("2021-04-30", "2023-01-01"):
         if template.startswith(f"/packer/{tree}/"):
             return tree
     if template.startswith("/resource-manager/"):
         return "resource-manager"
+    if template == CONSOLE_TEMPLATE:
+        return "console"
     if template.startswith(("/oauth2/", "/oauth/")):
         return "oauth"
     return "public"

@@ -170,10 +170,26 @@ def _batches(conn: Connection, table: sa.Table) -> Iterable[list[tuple[Any, ...]
         cursor.close()
 
 
+def _as_present(conn: Connection, table: sa.Table) -> sa.Table:
+    """The table with only the columns the database has (a backup made before a migration that adds
+    one has fewer): what a checksum of it made then covered, and can cover now."""
+    present = {c["name"] for c in sa.inspect(conn).get_columns(table.name)}
+    if all(c.name in present for c in table.columns):
+        return table
+    kept = [sa.Column(c.name, c.type, primary_key=c.primary_key) for c in table.columns if c.name in present]
+    return sa.Table(table.name, sa.MetaData(), *kept)
+
+
 def table_sums(conn: Connection) -> dict[str, TableSum]:
-    """Every packyard table's count and checksum, read on conn (in its transaction, so in one snapshot)."""
+    """Every packyard table's count and checksum, read on conn (in its transaction, so in one snapshot).
+    A table the database doesn't have yet (a backup made before the migration that adds it) has none,
+    and a column it doesn't have yet is left out of its table's."""
+    present = set(sa.inspect(conn).get_table_names())
     sums = {}
-    for table in tables():
+    for found in tables():
+        if found.name not in present:
+            continue
+        table = _as_present(conn, found)
         summer = _Summer(table)
         for rows in _batches(conn, table):
             summer.add(rows)

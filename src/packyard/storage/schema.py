@@ -278,6 +278,9 @@ console_user = sa.Table(
     sa.Column("role", sa.String(16), nullable=False),
     sa.Column("password_hash", Text, nullable=False, server_default=""),
     sa.Column("created_at", Time, nullable=False),
+    # The `sub` of the single sign-on provider's ID token, once the user has signed in through it
+    # (console/sso.py): the account follows the subject even if the provider's email for it changes.
+    sa.Column("sso_subject", Text, nullable=True, unique=True),
 )
 
 # A signed-in browser: the SHA-256 of its cookie's random value (the value itself is never stored), its

@@ -78,9 +78,9 @@ class SqlChannels(Repository):
         rows = self.raw.rows(f"{_CHANNEL_SQL} WHERE c.bucket_id = ? ORDER BY c.created_at, c.id", (bucket_id,))
         return [_channel(r) for r in rows]
 
-    def pointing_at(self, iteration_id: str) -> list[Channel]:
-        """The channels pointing at an iteration, locked (PostgreSQL): callers move them."""
-        lock = self.raw.for_update("c")
+    def pointing_at(self, iteration_id: str, *, for_update: bool = False) -> list[Channel]:
+        """The channels pointing at an iteration; locked (PostgreSQL) for callers that move them."""
+        lock = self.raw.for_update("c") if for_update else ""
         rows = self.raw.rows(f"{_CHANNEL_SQL} WHERE c.iteration_id = ? ORDER BY c.id{lock}", (iteration_id,))
         return [_channel(r) for r in rows]
 

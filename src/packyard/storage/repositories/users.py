@@ -10,7 +10,7 @@ from packyard.domain.models import Role, User, UserSession
 from packyard.storage.codecs import from_us, insert_new, to_us
 from packyard.storage.repositories import Repository
 
-_COLUMNS = "u.id, u.email, u.organization_id, u.project_id, u.role, u.password_hash, u.created_at"
+_COLUMNS = "u.id, u.email, u.organization_id, u.project_id, u.role, u.password_hash, u.created_at, u.sso_subject"
 
 
 def _user(row: Any) -> User:
@@ -22,6 +22,7 @@ def _user(row: Any) -> User:
         role=Role(row.role),
         password_hash=row.password_hash,
         created_at=from_us(row.created_at),
+        sso_subject=row.sso_subject,
     )
 
 
@@ -38,6 +39,7 @@ class SqlUsers(Repository):
                 "role": user.role.value,
                 "password_hash": user.password_hash,
                 "created_at": to_us(user.created_at),
+                "sso_subject": user.sso_subject,
             },
             lambda: AlreadyExists(f"a user with the email {user.email} already exists"),
         )
@@ -49,6 +51,16 @@ class SqlUsers(Repository):
     def get_by_email(self, email: str) -> User | None:
         row = self.raw.first(f"SELECT {_COLUMNS} FROM console_user u WHERE u.email = ?", (email,))
         return _user(row) if row else None
+
+    def get_by_sso_subject(self, subject: str) -> User | None:
+        row = self.raw.first(f"SELECT {_COLUMNS} FROM console_user u WHERE u.sso_subject = ?", (subject,))
+        return _user(row) if row else None
+
+    def set_sso(self, user_id: str, *, subject: str, email: str, role: Role, project_id: str | None) -> None:
+        self.raw.execute(
+            "UPDATE console_user SET sso_subject = ?, email = ?, role = ?, project_id = ? WHERE id = ?",
+            (subject, email, role.value, project_id, user_id),
+        )
 
     def list_(self, organization_id: str) -> list[User]:
         rows = self.raw.rows(
