@@ -20,6 +20,8 @@ MIN_PG_SHARE_OF_SQLITE = 0.60
 MIN_2023_PUBLISH_SHARE = 0.80
 # Issue 18: metrics and a JSON line per request cost GetChannel less than this share of its throughput.
 MAX_OBSERVABILITY_COST = 0.05
+# Issue 19: no console page takes longer than this to answer one request on the idle server.
+MAX_CONSOLE_PAGE_S = 0.200
 
 
 @dataclass
@@ -228,6 +230,17 @@ def verdicts(sqlite: BackendRun) -> list[Verdict]:
             Verdict(
                 ratio <= MAX_SLOWDOWN_LARGE_VS_SMALL and not (a.errors or b.errors),
                 f"{workload.label}: {how} = {ratio:.2f}x slower; bar <= {MAX_SLOWDOWN_LARGE_VS_SMALL}x",
+            )
+        )
+    for workload in WORKLOADS:
+        if not workload.console:
+            continue
+        page = large.results[workload.key]
+        out.append(
+            Verdict(
+                page.alone <= MAX_CONSOLE_PAGE_S and not page.errors,
+                f"{workload.label} at {g}: {page.alone * 1000:,.1f} ms alone on the idle server, "
+                f"p50 {_ms(page.p50)} under load; bar <= {MAX_CONSOLE_PAGE_S * 1000:.0f} ms",
             )
         )
     for size in sqlite.sizes:

@@ -14,7 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bench import observability, publish, servers, verify, wrk
+from bench import console, observability, publish, servers, verify, wrk
 from bench.seed import DatasetSpec, SeedResult, expected_rows, seed
 
 PREFIX = "/packer/2021-04-30/organizations/{org}/projects/{project}"
@@ -34,6 +34,7 @@ class Workload:
     key: str
     label: str
     read: bool = True
+    console: bool = False  # a console page: requested with a session cookie, not a bearer token
 
 
 WORKLOADS = (
@@ -48,6 +49,10 @@ WORKLOADS = (
     Workload("publish_one", "Packer publish, one worker (complete publishes/s)", read=False),
     Workload("publish", "Packer publish, --workers N (complete publishes/s)", read=False),
     Workload("publish_one_2023", "Packer 1.15.3 publish (2023-01-01), one worker", read=False),
+    # The web console's heaviest read pages, signed in with a session cookie (issue 19).
+    Workload("console_bucket", "Console: bucket page (hot bucket)", console=True),
+    Workload("console_version", "Console: version page (3 builds x 2 images)", console=True),
+    Workload("console_channel", "Console: channel page (hot bucket's latest, its history)", console=True),
 )
 RAW = Workload("raw", "raw ASGI, fixed JSON (the ceiling)")
 
@@ -61,6 +66,7 @@ class Measurement:
     errors: str = ""
     note: str = ""
     connections: int = 0
+    alone: float = 0.0  # seconds one request took on the idle server (the probe before the run)
 
 
 @dataclass
@@ -119,14 +125,16 @@ def _drain(server: servers.Server) -> None:
     raise servers.ServerFailed(f"{server.name} stayed busy for {PROBE_TIMEOUT_S:.0f} s after a run")
 
 
-def _probe(port: int, path: str, token: str) -> float:
+def _auth(token: str, cookie: str = "") -> dict[str, str]:
+    return {"Cookie": cookie} if cookie else {"Authorization": f"Bearer {token}"}
+
+
+def _probe(port: int, path: str, token: str, cookie: str = "") -> float:
     """Seconds one request takes on an idle server (the second of two; the first warms caches)."""
     elapsed = 0.0
     for _ in range(2):
         started = time.monotonic()
-        status, body = servers.request(
-            port, "GET", path, headers={"Authorization": f"Bearer {token}"}, timeout=PROBE_TIMEOUT_S
-        )
+        status, body = servers.request(port, "GET", path, headers=_auth(token, cookie), timeout=PROBE_TIMEOUT_S)
         elapsed = time.monotonic() - started
         if status != 200:
             raise servers.ServerFailed(f"GET {path}: HTTP {status} {str(body)[:300]}")
@@ -135,13 +143,13 @@ def _probe(port: int, path: str, token: str) -> float:
     return elapsed
 
 
-def _wrk(server: servers.Server, path: str, token: str, opts: Options) -> Measurement:
+def _wrk(server: servers.Server, path: str, token: str, opts: Options, cookie: str = "") -> Measurement:
     """wrk at the configured concurrency; a workload so slow that queueing behind `connections` requests
     would approach wrk's timeout runs with fewer connections (and one run), noted in the table."""
     url = server.base + path
     try:
         _drain(server)
-        probe = _probe(server.port, path, token)
+        probe = _probe(server.port, path, token, cookie)
     except TimeoutError:
         return Measurement(0.0, PROBE_TIMEOUT_S, PROBE_TIMEOUT_S, 0, f"no answer within {PROBE_TIMEOUT_S:.0f} s")
     load = opts.load
@@ -149,15 +157,15 @@ def _wrk(server: servers.Server, path: str, token: str, opts: Options) -> Measur
         connections = max(1, int(QUEUE_BUDGET_S / probe))
         seconds = max(load.seconds, int(3 * probe) + 1)
         slow = wrk.Load(load.threads, connections, seconds, 0, timeout_seconds=max(10, int(4 * probe) + 1))
-        r = wrk.run(url, token, slow)
+        r = wrk.run(url, token, slow, cookie=cookie)
         note = f"one request took {probe * 1000:,.0f} ms alone: measured with -c{connections} -d{seconds}s"
-        return Measurement(r.requests_per_second, r.p50, r.p99, r.requests, r.errors, note, connections)
+        return Measurement(r.requests_per_second, r.p50, r.p99, r.requests, r.errors, note, connections, probe)
     if load.warmup_seconds:
-        wrk.run(url, token, load, seconds=load.warmup_seconds)
+        wrk.run(url, token, load, seconds=load.warmup_seconds, cookie=cookie)
     runs = []
     for _ in range(opts.repeat):
-        r = wrk.run(url, token, load)
-        runs.append(Measurement(r.requests_per_second, r.p50, r.p99, r.requests, r.errors, "", load.connections))
+        r = wrk.run(url, token, load, cookie=cookie)
+        runs.append(Measurement(r.requests_per_second, r.p50, r.p99, r.requests, r.errors, "", load.connections, probe))
     return _best(runs)
 
 
@@ -299,12 +307,16 @@ def _run_size(
         "list_iterations": f"{prefix}/images/{hot}/iterations",
         "list_buckets": f"{prefix}/images",
         "get_channel_2023": f"{prefix_2023}/buckets/{hot}/channels/production",
+        **console.paths(creds["organization_id"], creds["project_id"], seeded),
     }
     with servers.packyard(data_dir, database_url, data_dir / "packyard.log") as server:
         token = servers.token(server.port, creds["client_id"], creds["client_secret"])
         verify.served_values(server.port, token, prefix, seeded)
         verify.api_written_rows(server.port, token, prefix, url, seeded)
         say("  verified through the API: seeded values served, rows and responses shaped as the API writes them")
+        cookie = console.session_cookie(url, creds["organization_id"])
+        console.check_pages(server.port, cookie, paths, seeded)
+        say("  console pages served to a signed-in session, with the seeded values")
         body = servers.get_raw(server.port, paths["get_channel"], token)
         body_file = data_dir / "getchannel.json"
         body_file.write_bytes(body)
@@ -326,7 +338,7 @@ def _run_size(
                 slugs = [b.slug for b in seeded.buckets]
                 measured = _publish(server, token, prefix_2023, slugs, opts, api="2023-01-01")
             else:
-                measured = _wrk(server, paths[workload.key], token, opts)
+                measured = _wrk(server, paths[workload.key], token, opts, cookie if workload.console else "")
             run.results[workload.key] = measured
             say(f"  {workload.label}: {measured.rps:,.1f}/s, p50 {measured.p50 * 1000:.2f} ms {measured.errors}")
         run.peak_rss = server.peak_rss_bytes()

@@ -99,13 +99,18 @@ def request(
     headers: Mapping[str, str] | None = None,
     timeout: float = 120.0,
 ) -> tuple[int, Any]:
-    """One plain-HTTP request to 127.0.0.1:port; returns (status, parsed JSON body or None)."""
+    """One plain-HTTP request to 127.0.0.1:port; returns (status, parsed JSON body, or the text of a body
+    that is not JSON (a console page), or None)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         conn.request(method, path, body=body, headers=dict(headers or {}))
         response = conn.getresponse()
         raw = response.read()
-        return response.status, (json.loads(raw) if raw else None)
+        if not raw:
+            return response.status, None
+        if "json" not in response.getheader("content-type", ""):
+            return response.status, raw.decode(errors="replace")
+        return response.status, json.loads(raw)
     finally:
         conn.close()
 

@@ -75,8 +75,9 @@ def parse(output: str) -> Result:
     )
 
 
-def run(url: str, token: str, load: Load, *, seconds: int | None = None) -> Result:
-    """One bounded wrk run with the bearer token on every request."""
+def run(url: str, token: str, load: Load, *, seconds: int | None = None, cookie: str = "") -> Result:
+    """One bounded wrk run with the bearer token on every request (the cookie instead, when given: the
+    console's session, `packyard_session=...`)."""
     duration = load.seconds if seconds is None else seconds
     argv = [
         require_wrk(),
@@ -87,7 +88,7 @@ def run(url: str, token: str, load: Load, *, seconds: int | None = None) -> Resu
         f"{load.timeout_seconds}s",
         "--latency",
         "-H",
-        f"Authorization: Bearer {token}",
+        f"Cookie: {cookie}" if cookie else f"Authorization: Bearer {token}",
         url,
     ]
     out = subprocess.run(

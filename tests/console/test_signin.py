@@ -3,10 +3,13 @@ between the console's cookies and the API's bearer tokens."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import pytest
+from argon2 import PasswordHasher
 
+from packyard.auth import accounts
 from packyard.domain.models import Role
 from tests.conftest import Env
 from tests.console.support import PASSWORD, Browser, make_user
@@ -121,3 +124,32 @@ def test_failed_sign_ins_lock_out_the_address_not_the_account(env: Env) -> None:
     finally:
         attacker.close()
         owner.close()
+
+
+def test_passwords_are_hashed_off_the_event_loop_with_owasps_argon2id_profile(env: Env, browser: Browser) -> None:
+    worker = env.client.loop.run_until_complete(accounts.hash_off_loop(threading.current_thread))
+    assert worker.name.startswith("packyard-argon2")
+    assert worker is not threading.current_thread()
+    make_user(env, "hal@example.com")
+    query = "SELECT password_hash FROM console_user WHERE email = 'hal@example.com'"
+    stored = str(env.db.run(lambda conn: conn.exec_driver_sql(query).scalar(), write=False))
+    assert stored.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+
+
+def test_a_hash_made_with_other_parameters_is_remade_at_the_next_sign_in(env: Env, browser: Browser) -> None:
+    make_user(env, "ivy@example.com")
+    old = PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1).hash(PASSWORD)
+    update = "UPDATE console_user SET password_hash = ? WHERE email = 'ivy@example.com'"
+    env.db.run(
+        lambda conn: conn.exec_driver_sql(update.replace("?", "%s" if not env.db.is_sqlite else "?"), (old,)),
+        write=True,
+    )
+    assert browser.sign_in("ivy@example.com").status_code == 303
+    query = "SELECT password_hash FROM console_user WHERE email = 'ivy@example.com'"
+    stored = str(env.db.run(lambda conn: conn.exec_driver_sql(query).scalar(), write=False))
+    assert stored != old
+    assert stored.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+    browser.post(
+        "/sign-out", Browser.tokens(browser.get(f"/orgs/{env.init.organization_id}/projects/{env.init.project_id}"))
+    )
+    assert browser.sign_in("ivy@example.com").status_code == 303, "the new hash holds the same password"

@@ -758,6 +758,45 @@ def test_a_channels_history_in_pages(store: Store) -> None:
     assert versions(page(2, *newest, cursor=(at(1), made[1].id), back=True)) == [2, 3]
     assert store(lambda uow: uow.channels.history(channel.id, page(4, *ASC))) == made
     assert store(lambda uow: uow.channels.history_count(channel.id)) == 4
+    assert store(lambda uow: uow.channels.history_count(channel.id, 2)) == 2, "counted up to the limit"
+    assert store(lambda uow: uow.channels.history_count(channel.id, 10)) == 4
+
+
+@covers("Buckets.matching")
+def test_buckets_matching_a_text_prefix_first(store: Store) -> None:
+    for slug in ("api-web", "web-api", "web", "other", "a_b", "axb", "WebApp"):
+        store.bucket(slug)
+    other = Project(new_uuid(), store.organization_id, "other", at(0))
+    store(lambda uow: uow.tenants.add_project(other))
+    store.bucket("web-elsewhere", project_id=other.id)
+
+    def matching(text: str, limit: int = 10) -> list[str]:
+        return [b.slug for b in store(lambda uow: uow.buckets.matching(store.project_id, text, limit))]
+
+    # Those starting with the text first, then the rest, each by slug (byte order: upper case first).
+    assert matching("web") == ["WebApp", "web", "web-api", "api-web"]
+    assert matching("WEB") == ["WebApp", "web", "web-api", "api-web"], "any case"
+    assert matching("web", 2) == ["WebApp", "web"]
+    assert matching("a_b") == ["a_b"], "an underscore is itself, not LIKE's wildcard"
+    assert matching("%") == [], "nor is a percent sign"
+    assert matching("nothing") == []
+
+
+@covers("Iterations.with_fingerprint")
+def test_iterations_with_a_fingerprint_across_buckets(store: Store) -> None:
+    web, api, db = store.bucket("web"), store.bucket("api"), store.bucket("db")
+    in_web, in_api = store.iteration(web, "f1", version=1), store.iteration(api, "f1")
+    store.iteration(db, "f2")
+    other = Project(new_uuid(), store.organization_id, "other", at(0))
+    store(lambda uow: uow.tenants.add_project(other))
+    store.iteration(store.bucket("aaa", project_id=other.id), "f1")
+
+    def found(fingerprint: str, limit: int = 10) -> list[str]:
+        return [i.id for i in store(lambda uow: uow.iterations.with_fingerprint(store.project_id, fingerprint, limit))]
+
+    assert found("f1") == [in_api.id, in_web.id], "by bucket slug, only this project's"
+    assert found("f1", 1) == [in_api.id]
+    assert found("nope") == []
 
 
 # ---------------------------------------------------------------------------------------------- jobs
@@ -795,6 +834,22 @@ def test_jobs_fall_due_are_claimed_once_and_can_be_cancelled(store: Store) -> No
     assert store(lambda uow: uow.jobs.claim(sooner.id, at(31))) is False, "exactly one claimant"
     assert store(lambda uow: uow.jobs.claim(cancelled.id, at(31))) is False
     assert store(lambda uow: uow.jobs.due(at(30), 10)) == [later]
+
+
+@covers("Jobs.for_iteration")
+def test_an_iterations_jobs_newest_first_whatever_their_state(store: Store) -> None:
+    def job(created: float, iteration_id: str = "it-1") -> Job:
+        return Job(new_ulid(), "revoke", store.organization_id, store.project_id, iteration_id, at(50), at(created))
+
+    first, second, third = job(1), job(2), job(3)
+    for made in (second, first, job(4, "it-2"), third):
+        store(partial(_add_job, job=made))
+    store(lambda uow: uow.jobs.cancel_for("it-1", at(5)))
+    found = store(lambda uow: uow.jobs.for_iteration("it-1", 10))
+    assert [j.id for j in found] == [third.id, second.id, first.id]
+    assert {j.state for j in found} == {"cancelled"}, "cancelled ones are listed too"
+    assert [j.id for j in store(lambda uow: uow.jobs.for_iteration("it-1", 2))] == [third.id, second.id]
+    assert store(lambda uow: uow.jobs.for_iteration("it-9", 10)) == []
 
 
 # ---------------------------------------------------------------------------------------------- token failures

@@ -17,6 +17,7 @@ from starlette.staticfiles import StaticFiles
 
 from packyard.console import actions
 from packyard.console.admin import Admin
+from packyard.console.browse import Browse
 from packyard.console.pages import Pages
 from packyard.console.signin import SignIn
 from packyard.console.sso import SingleSignOn
@@ -30,6 +31,7 @@ def create_console(services: Services) -> Starlette:
     console = Console(services)
     sign_in = SignIn(console)
     pages = Pages(console)
+    browse = Browse(console)
     admin = Admin(console)
     sso = SingleSignOn(console, services.settings.oidc)
 
@@ -48,9 +50,10 @@ def create_console(services: Services) -> Starlette:
         Route("/set-password/{secret}", sign_in.show_link, methods=["GET"]),
         Route("/set-password/{secret}", sign_in.submit_link, methods=["POST"]),
         *actions.routes(console),  # before the read pages: `buckets/new` is not a bucket named "new"
-        Route("/orgs/{org}/projects/{project}", pages.buckets, methods=["GET"]),
         *admin_routes(admin),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
+        # The read pages last: their {bucket} and {channel} would otherwise take the action routes' `new`.
+        *browse.routes(),
     ]
     return Starlette(routes=routes, exception_handlers={HTTPException: not_found, 404: not_found, 405: not_found})
 

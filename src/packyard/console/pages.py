@@ -1,4 +1,4 @@
-"""The console's pages that read: the home page and a project's buckets. (More pages: console/*.py.)"""
+"""The console's home page: the projects the user's role reaches. (The read pages: console/browse.py.)"""
 
 from __future__ import annotations
 
@@ -6,14 +6,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from packyard.console.web import Console, SignedOut
-from packyard.domain import steps
-from packyard.domain.commands import BucketListing, PageQuery
-from packyard.domain.context import Ctx
-from packyard.domain.errors import DomainError
 from packyard.domain.models import Project, UserSession
 from packyard.storage.unit_of_work import SqlUnitOfWork
-
-BUCKETS_PER_PAGE = 50
 
 
 def project_url(org_id: str, project_id: str) -> str:
@@ -41,20 +35,3 @@ class Pages:
         if len(found) == 1:
             return console.redirect(project_url(found[0].organization_id, found[0].id))
         return console.render(request, "home.html", {"session": acting.session, "projects": found})
-
-    async def buckets(self, request: Request) -> Response:
-        console = self.console
-        org_id, project_id = request.path_params["org"], request.path_params["project"]
-        page = PageQuery(size=BUCKETS_PER_PAGE, next_token=request.query_params.get("after", ""))
-
-        def read(ctx: Ctx) -> object:
-            return steps.list_buckets(ctx, BucketListing(page))
-
-        try:
-            acting = await console.view(request, org_id, project_id, read)
-        except SignedOut:
-            return console.to_sign_in(request)
-        except DomainError as exc:
-            return console.refusal(request, exc)
-        values = {"session": acting.session, "org_id": org_id, "project_id": project_id, "page": acting.result}
-        return console.render(request, "buckets.html", values)

@@ -201,8 +201,17 @@ def delete(ctx: Ctx, bucket_slug: str, slug: str) -> None:
 
 
 def history(
-    ctx: Ctx, bucket_slug: str, slug: str, *, page_size: int, next_token: str, previous_token: str
+    ctx: Ctx,
+    bucket_slug: str,
+    slug: str,
+    *,
+    page_size: int,
+    next_token: str,
+    previous_token: str,
+    count_limit: int | None = None,
 ) -> HistoryPage:
+    """A page of the channel's moves, newest first, and how many there are (counted up to count_limit,
+    when given: the console's page, which need not count a million moves to say there are many)."""
     registries.get(ctx)
     bucket = lookup.bucket(ctx, bucket_slug)
     channel = lookup.channel(ctx, bucket, slug)
@@ -226,7 +235,7 @@ def history(
         if it is not None:
             statuses = [effective_status(ctx, s, beat) for _, s, beat in states.get(it.id, [])]
             entry.status = iteration_status(ctx, it, statuses)
-    count = ctx.uow.channels.history_count(channel.id)
+    count = ctx.uow.channels.history_count(channel.id, count_limit)
     return HistoryPage(page.items, count, page.next_token, page.previous_token, bucket_slug)
 
 

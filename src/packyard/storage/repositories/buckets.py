@@ -49,6 +49,17 @@ class SqlBuckets(Repository):
         sql, params = keyset(f"{_BUCKET_SQL} WHERE project_id = ?", (project_id,), _ORDER, page)
         return [_bucket(r) for r in self.raw.rows(sql, params)]
 
+    def matching(self, project_id: str, text: str, limit: int) -> list[Bucket]:
+        # Slugs are letters, digits, '-' and '_' (validation.SLUG_RE); '_' is LIKE's one-character
+        # wildcard, so it is escaped. Those whose slug starts with the text come first.
+        pattern = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        rows = self.raw.rows(
+            f"{_BUCKET_SQL} WHERE project_id = ? AND lower(slug) LIKE ? ESCAPE '\\' "
+            "ORDER BY CASE WHEN lower(slug) LIKE ? ESCAPE '\\' THEN 0 ELSE 1 END, slug LIMIT ?",
+            (project_id, f"%{pattern}%", f"{pattern}%", limit),
+        )
+        return [_bucket(r) for r in rows]
+
     def add(self, bucket: Bucket) -> None:
         # Packer's bucket upsert tries this first on every build.
         values = {

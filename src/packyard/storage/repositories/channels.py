@@ -129,6 +129,12 @@ class SqlChannels(Repository):
         sql, params = keyset(f"{_HISTORY_SQL} WHERE channel_id = ?", (channel_id,), _HISTORY_ORDER, page)
         return [_assignment(r) for r in self.raw.rows(sql, params)]
 
-    def history_count(self, channel_id: str) -> int:
-        row = self.raw.first("SELECT count(*) AS n FROM channel_assignment WHERE channel_id = ?", (channel_id,))
+    def history_count(self, channel_id: str, limit: int | None = None) -> int:
+        if limit is not None:  # counting stops there: a channel moved a million times costs what 10,000 do
+            row = self.raw.first(
+                "SELECT count(*) AS n FROM (SELECT 1 FROM channel_assignment WHERE channel_id = ? LIMIT ?) AS h",
+                (channel_id, limit),
+            )
+        else:
+            row = self.raw.first("SELECT count(*) AS n FROM channel_assignment WHERE channel_id = ?", (channel_id,))
         return int(row.n) if row else 0

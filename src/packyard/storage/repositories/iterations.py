@@ -158,6 +158,12 @@ class SqlIterations(Repository):
         found = self._many(f"i.project_id = ? AND i.id IN ({in_list(len(ids))})", [project_id, *ids])
         return {it.id: it for it in found}
 
+    def with_fingerprint(self, project_id: str, fingerprint: str, limit: int) -> list[Iteration]:
+        # Driven by the project's buckets, each probed through uq_iteration_bucket_fingerprint.
+        return self._many(
+            "b.project_id = ? AND i.fingerprint = ? ORDER BY b.slug LIMIT ?", (project_id, fingerprint, limit)
+        )
+
     def latest_complete(self, bucket_id: str, *, valid_at: datetime | None = None) -> Iteration | None:
         where = "i.bucket_id = ? AND i.incremental_version > 0"
         params: list[object] = [bucket_id]

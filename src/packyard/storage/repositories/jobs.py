@@ -56,6 +56,13 @@ class SqlJobs(Repository):
             (to_us(now), iteration_id),
         )
 
+    def for_iteration(self, iteration_id: str, limit: int) -> list[Job]:
+        rows = self.raw.rows(
+            f"SELECT {_JOB_COLUMNS} FROM job WHERE iteration_id = ? ORDER BY created_at DESC, id DESC LIMIT ?",
+            (iteration_id, limit),
+        )
+        return [_job(r) for r in rows]
+
     def due(self, now: datetime, limit: int) -> list[Job]:
         rows = self.raw.rows(
             f"SELECT {_JOB_COLUMNS} FROM job WHERE state = 'pending' AND run_at <= ? ORDER BY run_at, id LIMIT ?",
