@@ -77,6 +77,7 @@ class Served:
     api: HttpApiClient
     init_client: tuple[str, str]
     seeded: Seeded
+    database_url: str
     links: dict[str, str] = field(default_factory=dict)  # email -> unused set-password link secret
 
     @property
@@ -220,7 +221,7 @@ def serving(tmp: Path, backend: Backend, contracts: list[SwaggerContract]) -> It
             api.token = api_token(url, init.client_id, init.client_secret)
 
         seeded = seed(api, later)
-        yield Served(url, clock, api, (init.client_id, init.client_secret), seeded, links)
+        yield Served(url, clock, api, (init.client_id, init.client_secret), seeded, database_url, links)
     finally:
         if api is not None:
             api.close()

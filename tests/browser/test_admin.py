@@ -10,6 +10,9 @@ from pathlib import Path
 import httpx
 from playwright.sync_api import expect
 
+from packyard.domain import tenants
+from packyard.storage.db import Database
+from packyard.storage.unit_of_work import SqlUnitOfWork
 from tests.browser.conftest import NewContext
 from tests.browser.support import (
     ADMIN,
@@ -100,3 +103,24 @@ def test_people_who_are_not_admins_see_no_way_in_and_are_refused(served: Served,
     assert refused.status == 403
     expect(page.get_by_role("heading", level=1)).to_have_text("Not allowed", timeout=WAIT_MS)
     check_accessibility(page, "the admin pages' refusal")
+
+
+def test_the_home_page_lists_the_projects_an_organization_admin_reaches(
+    served: Served, new_context: NewContext
+) -> None:
+    # A second project, made as `packyard project create` makes it, while the server runs. (Last in this
+    # module: from now on signing in lands on the list instead of the one project's buckets.)
+    db = Database(served.database_url)
+    try:
+        org_id, now = served.api.org_id, served.clock.now()
+        db.run(lambda conn: tenants.create_project(SqlUnitOfWork(conn), org_id, "desktop-images", now), write=True)
+    finally:
+        db.dispose()
+    page = new_context().new_page()
+    sign_in(page, served, ADMIN)
+    expect(page).to_have_url(served.url + "/", timeout=WAIT_MS)
+    expect(page.get_by_role("heading", level=1)).to_have_text("Projects", timeout=WAIT_MS)
+    expect(page.get_by_role("link", name="desktop-images")).to_be_visible(timeout=WAIT_MS)
+    check_accessibility(page, "the list of projects")
+    page.locator(f'a[href="{served.project}"]').click(timeout=WAIT_MS)
+    expect(page.get_by_role("heading", level=1)).to_have_text("Buckets", timeout=WAIT_MS)
