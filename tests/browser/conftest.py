@@ -30,13 +30,16 @@ def chromium() -> str:
     return binary
 
 
-@pytest.fixture(scope="session")
+# Package scope: Playwright's sync API keeps an event loop running on the test thread while it is started,
+# where the rest of the suite runs loops of its own (tests/conftest.py's clients), so it stops when the
+# browser lane is over.
+@pytest.fixture(scope="package")
 def playwright_driver(chromium: str) -> Iterator[Playwright]:
     with sync_playwright() as driver:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright_driver: Playwright, chromium: str) -> Iterator[Browser]:
     # Debian's binary by its path: `playwright install` (a download from Playwright's servers) is never run.
     launched = playwright_driver.chromium.launch(executable_path=chromium, headless=True, timeout=30_000)
