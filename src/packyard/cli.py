@@ -21,7 +21,7 @@ from packyard.clock import SystemClock
 from packyard.config import Settings
 from packyard.domain import tenants
 from packyard.domain.errors import DomainError, NotFound
-from packyard.domain.models import Role
+from packyard.domain.models import Role, User
 from packyard.files import open_dir_warning
 from packyard.ops.serve import add_arguments as ops_arguments
 from packyard.startup import (
@@ -330,23 +330,24 @@ def cmd_user(args: argparse.Namespace) -> int:
     elif args.user_command == "link":
 
         def link(uow: SqlUnitOfWork, now: datetime) -> str:
-            user = uow.users.get_by_email(accounts.normalize_email(args.email))
-            if user is None:
-                raise NotFound(f"no user has the email {args.email}")
-            return accounts.new_link(uow, user, now)
+            return accounts.new_link(uow, _user_by_email(uow, args.email), now)
 
         print(_link(args, _admin(args, link)))
     else:
 
         def delete(uow: SqlUnitOfWork, now: datetime) -> None:
-            user = uow.users.get_by_email(accounts.normalize_email(args.email))
-            if user is None:
-                raise NotFound(f"no user has the email {args.email}")
-            uow.users.delete(user.id)
+            uow.users.delete(_user_by_email(uow, args.email).id)
 
         _admin(args, delete)
         print(f"deleted {args.email}; the sessions of that user end now")
     return 0
+
+
+def _user_by_email(uow: SqlUnitOfWork, email: str) -> User:
+    user = uow.users.get_by_email(accounts.normalize_email(email))
+    if user is None:
+        raise NotFound(f"no user has the email {email}")
+    return user
 
 
 def default_organization(uow: SqlUnitOfWork) -> str:

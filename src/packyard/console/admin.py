@@ -15,7 +15,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy.engine import Connection
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -101,19 +100,13 @@ class Admin:
     ) -> tuple[UserSession, T]:
         """step, committed, after the session, its form token and the admin role are checked in the same
         transaction. Raises SignedOut, BadForm or a DomainError; a refusal changes nothing."""
-        console, svc = self.console, self.services
-        cookie = console.cookie(request)
 
-        def work(conn: Connection) -> tuple[UserSession, T]:
-            uow = SqlUnitOfWork(conn, svc.vault)
-            session = accounts.session_for(uow, cookie, svc.clock.now())
-            if session is None:
-                raise SignedOut
-            console.check_csrf(session, form)
+        def work(uow: SqlUnitOfWork, session: UserSession) -> T:
             _check_admin(session, org_id)
-            return session, step(uow, session)
+            return step(uow, session)
 
-        return await svc.db.off_loop(svc.db.run, work, write=True)
+        acting = await self.console.org_write(request, form, work)
+        return acting.session, acting.result
 
     async def _guard(self, request: Request, page: Callable[[], Any]) -> Response:
         """page's response, or the sign-in redirect / refusal page its errors call for."""

@@ -228,6 +228,22 @@ class Console:
 
         return await self.services.db.read(work)
 
+    async def org_write(
+        self, request: Request, form: Mapping[str, str], step: Callable[[SqlUnitOfWork, UserSession], T]
+    ) -> Acting:
+        """step(uow, session), committed, after the session and the form's token are checked in the same
+        write transaction: writes that touch no project's data (the admin pages' users and principals).
+        Raises SignedOut or BadForm; a refusal changes nothing."""
+        cookie = self.cookie(request)
+
+        def work(conn: Connection) -> Acting:
+            uow = SqlUnitOfWork(conn, self.services.vault)
+            session = self._session(uow, cookie)
+            self.check_csrf(session, form)
+            return Acting(session, step(uow, session))
+
+        return await self.services.db.off_loop(self.services.db.run, work, write=True)
+
     def refusal(self, request: Request, exc: DomainError | BadForm, session: UserSession | None = None) -> HTMLResponse:
         if isinstance(exc, BadForm):
             status, message = exc.status, exc.message
