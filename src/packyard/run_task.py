@@ -18,13 +18,13 @@ from typing import Any
 
 import httpx
 import msgspec
-from sqlalchemy import Connection
 
 from packyard.domain import registry as registries
 from packyard.domain import run_task
 from packyard.domain.context import Ctx
 from packyard.domain.run_task import ImageUse, Level, Verdict, VersionUse
 from packyard.pipeline.services import Services
+from packyard.storage.raw import Conn
 from packyard.storage.unit_of_work import SqlUnitOfWork
 
 log = logging.getLogger("packyard.run_task")
@@ -189,7 +189,7 @@ async def perform(services: Services, organization_id: str, project_id: str, tas
                 raise ValueError("the plan is not a JSON object")
             versions, images = plan_uses(plan)
 
-            def decide(conn: Connection) -> Verdict:
+            def decide(conn: Conn) -> Verdict:
                 now = services.clock.now()
                 ctx = Ctx(SqlUnitOfWork(conn, services.vault), services.rules, now, organization_id, project_id)
                 return run_task.decide(ctx, versions, images, registries.run_task_behaviour(ctx))

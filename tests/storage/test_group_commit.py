@@ -17,7 +17,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from packyard.storage import schema as t
-from packyard.storage.db import DATABASE_ERRORS, Database, is_transient
+from packyard.storage.db import Database
+from packyard.storage.groups import DATABASE_ERRORS, is_transient
+from packyard.storage.raw import Conn, Raw
 from packyard.storage.writer_lock import WriterLock
 from packyard.storage.writes import WriteQueue
 from tests.conftest import Env
@@ -108,9 +110,12 @@ def test_a_lone_write_is_not_kept_waiting(env: Env) -> None:
     assert _buckets(env) == ["alone"]
 
 
-def _add_org(name: str, *, then: Callable[[], None] | None = None) -> Callable[[Connection], str]:
-    def work(conn: Connection) -> str:
-        conn.execute(t.organization.insert().values(id=name, name=name, created_at=0))
+def _add_org(name: str, *, then: Callable[[], None] | None = None) -> Callable[[Conn], str]:
+    """A unit in the repositories' idiom (storage/raw.py), so that it runs on every driver: sqlite3,
+    psycopg (Database.run_many) and asyncpg (PostgreSQL's Database.write)."""
+
+    def work(conn: Conn) -> str:
+        Raw(conn).insert("organization", {"id": name, "name": name, "created_at": 0})
         if then is not None:
             then()
         return name

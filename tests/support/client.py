@@ -30,6 +30,7 @@ class ApiClient:
         self.org_id = org_id
         self.project_id = project_id
         self.token = ""
+        self.app = app
         self.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://packyard.test")
 
     @property
@@ -98,7 +99,12 @@ class ApiClient:
         return self.request("DELETE", path, **kwargs)
 
     def close(self) -> None:
+        """Close the client, and the database connections the app opened on this client's loop (on
+        PostgreSQL the request path keeps a pool per event loop: storage/green.py)."""
         self.loop.run_until_complete(self.http.aclose())
+        db = getattr(getattr(self.app, "services", None), "db", None)
+        if db is not None:
+            self.loop.run_until_complete(db.aclose())
 
 
 def ok(response: httpx.Response) -> Any:

@@ -12,7 +12,6 @@ import hmac
 import secrets
 from urllib.parse import urlsplit
 
-from sqlalchemy.engine import Connection
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -20,6 +19,7 @@ from packyard.auth import accounts
 from packyard.auth.service import Throttled, source_key
 from packyard.console.web import SESSION_LIFETIME, BadForm, Console
 from packyard.domain.errors import DomainError, Unauthenticated
+from packyard.storage.raw import Conn
 from packyard.storage.repositories.token_failures import SqlTokenFailures
 from packyard.storage.unit_of_work import SqlUnitOfWork
 
@@ -83,7 +83,7 @@ class SignIn:
         now = svc.clock.now()
         key = accounts.throttle_key(email)
 
-        def candidate(conn: Connection) -> accounts.Candidate:
+        def candidate(conn: Conn) -> accounts.Candidate:
             failures = SqlTokenFailures(conn)
             return accounts.sign_in_candidate(SqlUnitOfWork(conn, svc.vault), failures, throttle, email, source, now)
 
@@ -96,12 +96,10 @@ class SignIn:
             response.headers["retry-after"] = str(exc.retry_after)
             return response
         except Unauthenticated:
-            await svc.db.off_loop(
-                svc.db.run, lambda conn: throttle.failed(SqlTokenFailures(conn), key, source, now), write=True
-            )
+            await svc.db.write_alone(lambda conn: throttle.failed(SqlTokenFailures(conn), key, source, now))
             return self._page(request, email=email, error="wrong email or password", status=401)
 
-        def start(conn: Connection) -> str:
+        def start(conn: Conn) -> str:
             uow = SqlUnitOfWork(conn, svc.vault)
             if found.rehash is not None:
                 uow.users.set_password(found.user.id, found.rehash)
@@ -110,7 +108,7 @@ class SignIn:
             cookie, _ = accounts.start_session(uow, found.user, now, SESSION_LIFETIME)
             return cookie
 
-        cookie = await svc.db.off_loop(svc.db.run, start, write=True)
+        cookie = await svc.db.write_alone(start)
         response = console.redirect(safe_next(form.get("next", "/")))
         console.set_session_cookie(request, response, cookie)
         return response
@@ -121,14 +119,14 @@ class SignIn:
         try:
             form = await console.form(request)
 
-            def end(conn: Connection) -> None:
+            def end(conn: Conn) -> None:
                 uow = SqlUnitOfWork(conn, svc.vault)
                 session = accounts.session_for(uow, cookie, svc.clock.now())
                 if session is not None:
                     console.check_csrf(session, form)
                     accounts.end_session(uow, cookie)
 
-            await svc.db.off_loop(svc.db.run, end, write=True)
+            await svc.db.write_alone(end)
         except BadForm as exc:
             return console.refusal(request, exc)
         response = console.redirect("/sign-in")
@@ -169,10 +167,8 @@ class SignIn:
             await svc.db.read(lambda conn: accounts.link_user(SqlUnitOfWork(conn), secret, svc.clock.now()))
             hashed = await accounts.hash_off_loop(accounts.hash_password, password)  # refuses a short one
             now = svc.clock.now()
-            await svc.db.off_loop(
-                svc.db.run,
-                lambda conn: accounts.set_password_by_link(SqlUnitOfWork(conn), secret, hashed, now),
-                write=True,
+            await svc.db.write_alone(
+                lambda conn: accounts.set_password_by_link(SqlUnitOfWork(conn), secret, hashed, now)
             )
         except (BadForm, DomainError) as exc:
             return console.refusal(request, exc)

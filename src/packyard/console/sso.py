@@ -17,7 +17,6 @@ import logging
 from datetime import datetime
 
 import httpx
-from sqlalchemy.engine import Connection
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -30,6 +29,7 @@ from packyard.console.web import SESSION_LIFETIME, Console
 from packyard.domain.errors import DomainError
 from packyard.domain.models import User
 from packyard.ids import new_ulid
+from packyard.storage.raw import Conn
 from packyard.storage.unit_of_work import SqlUnitOfWork
 
 FLOW_SECONDS = 600
@@ -160,13 +160,13 @@ class SingleSignOn:
             flow = self._flow(request, now)
             identity = await self.client.finish(flow, request.query_params, now)
 
-            def sign_in(conn: Connection) -> str:
+            def sign_in(conn: Conn) -> str:
                 uow = SqlUnitOfWork(conn, svc.vault)
                 user = provision(uow, settings, identity, now)
                 cookie, _ = accounts.start_session(uow, user, now, SESSION_LIFETIME)
                 return cookie
 
-            cookie = await svc.db.off_loop(svc.db.run, sign_in, write=True)
+            cookie = await svc.db.write_alone(sign_in)
         except SsoError as exc:
             return self._failed(request, exc)
         except DomainError as exc:  # another sign-in made the same account at the same moment

@@ -18,7 +18,6 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from sqlalchemy.engine import Connection
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
@@ -30,6 +29,7 @@ from packyard.domain.errors import DomainError, PermissionDenied
 from packyard.domain.models import Permission, User, UserSession
 from packyard.http.errors import http_status
 from packyard.pipeline.services import Services
+from packyard.storage.raw import Conn
 from packyard.storage.unit_of_work import SqlUnitOfWork
 
 T = TypeVar("T")
@@ -188,7 +188,7 @@ class Console:
         transaction. Raises SignedOut, or the domain's refusal (PermissionDenied, NotFound ...)."""
         cookie = self.cookie(request)
 
-        def work(conn: Connection) -> Acting:
+        def work(conn: Conn) -> Acting:
             uow = SqlUnitOfWork(conn, self.services.vault)
             session = self._session(uow, cookie)
             return Acting(session, step(self._ctx(uow, session, org_id, project_id, permission)))
@@ -209,7 +209,7 @@ class Console:
         refusal; a refusal changes nothing."""
         cookie = self.cookie(request)
 
-        def work(conn: Connection) -> Acting:
+        def work(conn: Conn) -> Acting:
             uow = SqlUnitOfWork(conn, self.services.vault)
             session = self._session(uow, cookie)
             self.check_csrf(session, form)
@@ -221,7 +221,7 @@ class Console:
         """step(uow, session) in a read-only transaction: pages that span projects (the home page)."""
         cookie = self.cookie(request)
 
-        def work(conn: Connection) -> Acting:
+        def work(conn: Conn) -> Acting:
             uow = SqlUnitOfWork(conn, self.services.vault)
             session = self._session(uow, cookie)
             return Acting(session, step(uow, session))
@@ -236,13 +236,13 @@ class Console:
         Raises SignedOut or BadForm; a refusal changes nothing."""
         cookie = self.cookie(request)
 
-        def work(conn: Connection) -> Acting:
+        def work(conn: Conn) -> Acting:
             uow = SqlUnitOfWork(conn, self.services.vault)
             session = self._session(uow, cookie)
             self.check_csrf(session, form)
             return Acting(session, step(uow, session))
 
-        return await self.services.db.off_loop(self.services.db.run, work, write=True)
+        return await self.services.db.write_alone(work)
 
     def refusal(self, request: Request, exc: DomainError | BadForm, session: UserSession | None = None) -> HTMLResponse:
         if isinstance(exc, BadForm):

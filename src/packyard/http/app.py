@@ -75,8 +75,11 @@ class App:
         self.requests = RequestLog(counts, counting=counting)
 
     async def aclose(self) -> None:
-        """Release what the app holds besides the database's pool (called on lifespan shutdown)."""
+        """Release what the app holds on the running event loop: the read cache's stamp reader, and
+        PostgreSQL's request-path connections (called on lifespan shutdown; Database.dispose then closes
+        the rest)."""
         await self.runner.aclose()
+        await self.services.db.aclose()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -149,7 +152,7 @@ class App:
                 if svc.settings.ops.metrics_dir is not None and svc.metrics is not None:
                     metrics.write_state(svc.settings.ops.metrics_dir, svc.metrics.state())
                 await self.services.settle(timeout=5.0)  # a run task's report, if one is on its way
-                await self.runner.aclose()
+                await self.aclose()
                 self.services.db.dispose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return

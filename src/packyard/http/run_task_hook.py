@@ -6,7 +6,6 @@ the background (run_task.py), as Terraform expects."""
 from __future__ import annotations
 
 import msgspec
-from sqlalchemy import Connection
 
 from packyard import run_task
 from packyard.domain import registry as registries
@@ -15,6 +14,7 @@ from packyard.domain.errors import InvalidArgument, Unauthenticated
 from packyard.domain.models import Registry
 from packyard.http.request import Request
 from packyard.pipeline.services import Services
+from packyard.storage.raw import Conn
 from packyard.storage.unit_of_work import SqlUnitOfWork
 
 REFUSED = "the run task request's X-Tfc-Task-Signature does not match this run task's HMAC key"
@@ -23,7 +23,7 @@ REFUSED = "the run task request's X-Tfc-Task-Signature does not match this run t
 async def receive(svc: Services, request: Request) -> bytes:
     api_id, task_type = request.params["api_id"], request.params["task_type"]
 
-    def find(conn: Connection) -> tuple[Registry, str | None]:
+    def find(conn: Conn) -> tuple[Registry, str | None]:
         ctx = Ctx(SqlUnitOfWork(conn, svc.vault), svc.rules, svc.clock.now(), "", "")
         return registries.for_run_task(ctx, api_id, task_type)
 

@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-from sqlalchemy.engine import Connection
 
 from packyard.auth.service import principal_gone
 from packyard.domain import tenants
@@ -43,6 +42,7 @@ from packyard.pipeline.operations import Operation, Place
 from packyard.pipeline.services import Services
 from packyard.storage.db import DatabaseUnavailable
 from packyard.storage.freshness import AsyncStampReader, principal_and_stamp
+from packyard.storage.raw import Conn
 from packyard.storage.unit_of_work import SqlUnitOfWork
 
 _encoder = msgspec.json.Encoder()
@@ -134,7 +134,7 @@ class Runner:
         svc = self.services
         command = op.decode(request)
 
-        def work(conn: Connection) -> Done:
+        def work(conn: Conn) -> Done:
             uow = SqlUnitOfWork(conn, svc.vault)
             now = svc.clock.now()
             principal = svc.tokens.principal_for(uow, token, now)
@@ -179,7 +179,7 @@ class Runner:
         step: Callable[[Ctx, Any], Any],
         *,
         stamp: bool = False,
-    ) -> Callable[[Connection], Done]:
+    ) -> Callable[[Conn], Done]:
         """The transaction of a project-scoped step: authenticate, authorize, then the step. With stamp,
         the project's change stamp is read before the step's data (so an answer is never older than its
         stamp). A refusal from decode is raised once the caller is authenticated and authorized."""
@@ -188,7 +188,7 @@ class Runner:
         project_id = request.params.get("project", "")
         svc = self.services
 
-        def work(conn: Connection) -> Done:
+        def work(conn: Conn) -> Done:
             uow = SqlUnitOfWork(conn, svc.vault)
             now = svc.clock.now()
             claims = svc.tokens.verify(uow, token, now)
@@ -212,7 +212,7 @@ class Runner:
         svc = self.services
         written = done.ctx
 
-        def work(conn: Connection) -> Any:
+        def work(conn: Conn) -> Any:
             # A fresh unit of work, and the registry as it is now (the write may have changed it).
             return reread(dataclasses.replace(written, uow=SqlUnitOfWork(conn, svc.vault), registry=None), done.result)
 

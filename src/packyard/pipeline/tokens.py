@@ -4,11 +4,10 @@ count. The OAuth2 wire (form, Basic, error shape) is http/oauth.py's."""
 
 from __future__ import annotations
 
-from sqlalchemy.engine import Connection
-
 from packyard.auth.service import source_key
 from packyard.domain.errors import Unauthenticated
 from packyard.pipeline.services import Services
+from packyard.storage.raw import Conn
 from packyard.storage.repositories.token_failures import SqlTokenFailures
 from packyard.storage.unit_of_work import SqlUnitOfWork
 
@@ -20,7 +19,7 @@ async def issue(svc: Services, client_id: str, client_secret: str, client_host: 
     throttle = svc.tokens.throttle
     now = svc.clock.now()
 
-    def work(conn: Connection) -> tuple[str, bool] | None:
+    def work(conn: Conn) -> tuple[str, bool] | None:
         uow = SqlUnitOfWork(conn)
         try:
             found = svc.tokens.authenticate_client(uow, SqlTokenFailures(conn), client_id, client_secret, source, now)
@@ -28,19 +27,19 @@ async def issue(svc: Services, client_id: str, client_secret: str, client_host: 
             return None
         return svc.tokens.issue(uow, found.principal, now), found.clear_failures
 
-    def count_failure(conn: Connection) -> None:
+    def count_failure(conn: Conn) -> None:
         throttle.failed(SqlTokenFailures(conn), client_id, source, now)
 
-    def clear_failures(conn: Connection) -> None:
+    def clear_failures(conn: Conn) -> None:
         throttle.succeeded(SqlTokenFailures(conn), client_id, source)
 
     # The check and the lookup read; only a failure, or a success with failures to clear, writes (on
     # SQLite a write takes the writer lock, which a plain token issue never waits for).
     answer = await svc.db.read(work)
     if answer is None:
-        await svc.db.off_loop(svc.db.run, count_failure, write=True)
+        await svc.db.write_alone(count_failure)
         raise Unauthenticated("invalid client credentials")
     token, clear = answer
     if clear:
-        await svc.db.off_loop(svc.db.run, clear_failures, write=True)
+        await svc.db.write_alone(clear_failures)
     return token

@@ -12,15 +12,18 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from time import perf_counter_ns
-from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import psycopg
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError
 
 from packyard.files import private_sqlite_file
+from packyard.storage.green import GreenPostgres, bump_and_commit
+from packyard.storage.groups import DATABASE_ERRORS, Outcome, UnitChangedRows, is_transient, run_group
+from packyard.storage.raw import Conn, GreenConnection
 from packyard.storage.urls import is_sqlite, normalize_url, sqlite_file
 from packyard.storage.writer_lock import WriterLock
 
@@ -30,9 +33,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 P = ParamSpec("P")
-# PostgreSQL units of work run on this many threads per process (the pool holds as many connections and
-# more): a slow statement stalls one of them, not the event loop and every other request with it.
-POSTGRES_THREADS = 8
+# PostgreSQL: the request path's units of work share this many asyncpg connections per process and event
+# loop (storage/green.py); what runs on threads (off_loop: background jobs) has this many.
+POSTGRES_CONNECTIONS = 10
+POSTGRES_THREADS = 4
 
 # How long one SQLite connection waits for another process's write lock before giving up.
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -44,22 +48,6 @@ MAX_ATTEMPTS = 5
 
 class DatabaseUnavailable(Exception):
     """peek() could not get an answer from the database."""
-
-
-class _UnitChangedRows(Exception):
-    """A unit of a group without savepoints was refused after it had changed rows (see _run_group)."""
-
-
-class Outcome(NamedTuple):
-    """What one unit of work of run_many came to: its value, or the exception it raised."""
-
-    value: Any
-    error: Exception | None
-
-
-# Errors of the database itself (as opposed to a request's own refusal): a group meeting one is undone
-# as a whole and its units are run again one by one.
-DATABASE_ERRORS: tuple[type[Exception], ...] = (DBAPIError, sqlite3.Error, psycopg.Error)
 
 
 def create_engine(url: str, *, echo: bool = False) -> Engine:
@@ -113,28 +101,14 @@ def create_engine(url: str, *, echo: bool = False) -> Engine:
     )
 
 
-def is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, sqlite3.OperationalError):  # raised by the driver itself (raw statements, BEGIN)
-        text = str(exc).lower()
-        return "locked" in text or "busy" in text
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True  # e.g. PostgreSQL restarted; the pool has already dropped the connection
-    if isinstance(exc, OperationalError):
-        text = str(exc.orig).lower()
-        if "locked" in text or "busy" in text:
-            return True
-    # Serialization failure, deadlock detected: wrapped by SQLAlchemy, or raised by psycopg itself for a
-    # statement run on the driver (storage/raw.py). Two PostgreSQL transactions of one process can meet
-    # here, since units run on worker threads side by side.
-    orig = exc.orig if isinstance(exc, DBAPIError) else exc
-    return isinstance(orig, psycopg.Error) and orig.sqlstate in ("40001", "40P01")
-
-
-def bump_stamps(conn: Connection, project_ids: Sequence[str]) -> None:
+def bump_stamps(conn: Conn, project_ids: Sequence[str]) -> None:
     """Mark the projects' data changed: the read cache's freshness check (pipeline/cache.py) compares
     these stamps. Storage does it once per write transaction, last; units of work and their callers
     never do. On PostgreSQL this also commits: the UPDATEs and the COMMIT go to the server together
     (psycopg's pipeline mode), one round trip, so the project rows stay locked only while committing."""
+    if isinstance(conn, GreenConnection):
+        bump_and_commit(conn, project_ids)
+        return
     sql = "UPDATE project SET change_stamp = change_stamp + 1 WHERE id = ?"
     driver: Any = conn.connection.driver_connection
     if conn.dialect.name == "sqlite":
@@ -152,8 +126,9 @@ class Database:
     """The database as packyard sees it. The request pipeline uses the async face, `await read(unit)` and
     `await write(unit, project_id)`, which decides where a unit runs: in line on SQLite (it answers in
     microseconds, and a thread hop costs more than the query), its writes grouped to share a commit
-    (storage/writes.py); on worker threads on PostgreSQL, so that one slow statement doesn't stall the
-    other requests of the process. `run()` is the synchronous core both use (and the CLI, jobs, tests)."""
+    (storage/writes.py); on PostgreSQL in a greenlet over asyncpg (storage/green.py), so that one slow
+    statement doesn't stall the other requests of the process. `run()` is the synchronous core (SQLite's
+    requests, and the CLI, jobs and tests on both databases: psycopg on PostgreSQL)."""
 
     def __init__(self, url: str, *, engine: Engine | None = None) -> None:
         self.url = normalize_url(url)
@@ -168,30 +143,55 @@ class Database:
         self._writer = WriterLock.for_url(self.url) if self.is_sqlite else None
         self._queue: WriteQueue | None = None
         self._threads: ThreadPoolExecutor | None = None
-        # Told each transaction's kind ("read", "write"; "statement" for peek) and its nanoseconds, writer
-        # lock wait included, when set (the metrics, packyard/ops/metrics.py); called from any thread.
-        self.timed: Callable[[str, int], None] | None = None
+        self.green = None
+        if not self.is_sqlite:  # the request path's PostgreSQL (storage/green.py)
+            self.green = GreenPostgres(self.url, size=POSTGRES_CONNECTIONS, connect_timeout=CONNECT_TIMEOUT_S)
+        self._timed: Callable[[str, int], None] | None = None
         database_file = sqlite_file(self.url)
         if database_file is not None:
             # Before SQLite first opens it: SQLite would create the file with the umask's mode (0644 as a
             # rule), and it gives its -wal and -shm files the mode of the database file.
             private_sqlite_file(database_file)
 
+    @property
+    def timed(self) -> Callable[[str, int], None] | None:
+        """Told each transaction's kind ("read", "write"; "statement" for peek) and its nanoseconds, writer
+        lock wait included, when set (the metrics, packyard/ops/metrics.py); called from any thread."""
+        return self._timed
+
+    @timed.setter
+    def timed(self, timed: Callable[[str, int], None] | None) -> None:
+        self._timed = timed
+        if self.green is not None:
+            self.green.timed = timed
+
     # ---- the async face (the request pipeline)
 
-    async def read(self, work: Callable[[Connection], T]) -> T:
+    async def read(self, work: Callable[[Conn], T]) -> T:
         """work's answer, from a read-only transaction."""
-        if self.is_sqlite:
+        if self.green is None:
             return self.run(work, write=False)
-        return await self.off_loop(self.run, work, write=False)
+        return await self.green.run(work, write=False)
 
-    async def write(self, work: Callable[[Connection], T], project_id: str) -> T:
+    async def write(self, work: Callable[[Conn], T], project_id: str) -> T:
         """work's answer, committed; work changes project_id's data, whose change stamp storage bumps
         once per commit. work is a unit of the group of writes that reached the event loop in the same
         turn, which share one transaction and its commit (storage/writes.py): on SQLite in line, under
-        the writer lock; on PostgreSQL on a worker thread, side by side with the other groups."""
+        the writer lock; on PostgreSQL in a greenlet, side by side with the other groups."""
         result: T = await self.writes.run(work, project_id)
         return result
+
+    async def write_alone(self, work: Callable[[Conn], T]) -> T:
+        """work's answer, committed in a transaction of its own, outside the groups and with no change
+        stamp bumped (sign-ins, token failures: nothing the read cache holds)."""
+        if self.green is None:
+            return self.run(work, write=True)
+        return await self.green.run(work, write=True)
+
+    async def aclose(self) -> None:
+        """Close what the running event loop holds (the server's lifespan shutdown)."""
+        if self.green is not None:
+            await self.green.aclose()
 
     @property
     def writes(self) -> WriteQueue:
@@ -380,57 +380,14 @@ class Database:
     def _run_group(
         self, works: Sequence[Callable[[Connection], Any]], finish: Callable[[Connection], None] | None
     ) -> list[Outcome]:
-        # Without a savepoint per unit (two statements, on PostgreSQL two round trips, each) while no
-        # refused unit has changed a row: SQLite's driver counts the rows changed, so a refusal that
-        # changed none needs no undo; on PostgreSQL every refusal counts as one that did. Such a refusal
-        # undoes the whole transaction, which then runs again with savepoints. (Most refusals come from
-        # a write's precheck, before its unit joins a group.)
+        # Without a savepoint per unit while no refused unit has changed a row (storage/groups.py); a
+        # refusal that may have undoes the whole transaction, which then runs again with savepoints.
+        # (Most refusals come from a write's precheck, before its unit joins a group.)
         try:
-            return self._transaction(lambda conn: self._group(conn, works, finish, savepoints=False), write=True)
-        except _UnitChangedRows:
+            return self._transaction(lambda conn: run_group(conn, works, finish, savepoints=False), write=True)
+        except UnitChangedRows:
             log.debug("a refused write may have changed rows; running its group again with savepoints")
-        return self._transaction(lambda conn: self._group(conn, works, finish, savepoints=True), write=True)
-
-    @staticmethod
-    def _group(
-        conn: Connection,
-        works: Sequence[Callable[[Connection], Any]],
-        finish: Callable[[Connection], None] | None,
-        *,
-        savepoints: bool,
-    ) -> list[Outcome]:
-        driver: Any = conn.connection.driver_connection
-        outcomes = Database._units(conn, driver, works, savepoints=savepoints)
-        if finish is not None and any(o.error is None for o in outcomes):
-            finish(conn)
-        return outcomes
-
-    @staticmethod
-    def _units(
-        conn: Connection, driver: Any, works: Sequence[Callable[[Connection], Any]], *, savepoints: bool
-    ) -> list[Outcome]:
-        outcomes = []
-        for work in works:
-            if savepoints:
-                driver.execute("SAVEPOINT packyard_unit")
-            else:
-                changes = driver.total_changes if isinstance(driver, sqlite3.Connection) else None
-            try:
-                value = work(conn)
-            except DATABASE_ERRORS:
-                raise
-            except Exception as exc:
-                if savepoints:
-                    driver.execute("ROLLBACK TO SAVEPOINT packyard_unit")
-                    driver.execute("RELEASE SAVEPOINT packyard_unit")
-                elif changes is None or driver.total_changes != changes:
-                    raise _UnitChangedRows from exc
-                outcomes.append(Outcome(None, exc))
-            else:
-                if savepoints:
-                    driver.execute("RELEASE SAVEPOINT packyard_unit")
-                outcomes.append(Outcome(value, None))
-        return outcomes
+        return self._transaction(lambda conn: run_group(conn, works, finish, savepoints=True), write=True)
 
     def _transaction(self, work: Callable[[Connection], T], *, write: bool) -> T:
         """work in one transaction, on the kept connection when it is free, under the writer lock when
@@ -495,6 +452,8 @@ class Database:
         return value
 
     def dispose(self) -> None:
+        if self.green is not None:
+            self.green.terminate()
         threads, self._threads = self._threads, None
         if threads is not None:
             threads.shutdown(wait=True)

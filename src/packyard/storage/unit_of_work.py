@@ -5,13 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar, overload
 
-from sqlalchemy.engine import Connection
-
 from packyard.domain.ports import Sealer
 from packyard.ids import is_uuid
 from packyard.storage import freshness
 from packyard.storage.freshness import PrincipalWithProject
-from packyard.storage.raw import Raw
+from packyard.storage.raw import Conn, Raw
 from packyard.storage.repositories.buckets import SqlBuckets
 from packyard.storage.repositories.builds import SqlBuilds
 from packyard.storage.repositories.channels import SqlChannels
@@ -50,7 +48,7 @@ class _once(Generic[T]):  # noqa: N801 - used as a decorator, like functools.cac
 class SqlUnitOfWork:
     """The repositories of one transaction, each made when first used (a request uses three or four)."""
 
-    def __init__(self, conn: Connection, sealer: Sealer | None = None) -> None:
+    def __init__(self, conn: Conn, sealer: Sealer | None = None) -> None:
         """sealer: what seals the secrets the registries keep (the server's Vault); a unit of work that
         reads or writes no run-task HMAC key needs none."""
         self.conn = conn

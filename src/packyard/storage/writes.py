@@ -1,31 +1,32 @@
-"""SQLite's group commit.
+"""Group commit.
 
-On SQLite the write units that reach the event loop in the same turn share one transaction and its
-commit (`WriteQueue`, behind `await Database.write(unit, project_id)`). SQLite has one writer at a time,
-and every worker process and replica on the file queues for it on a kernel lock (storage/db.py
-WriterLock). Sharing a commit among the writes of one turn takes that lock once for all of them.
+The write units that reach the event loop in the same turn share one transaction and its commit
+(`WriteQueue`, behind `await Database.write(unit, project_id)`). SQLite has one writer at a time, and
+every worker process and replica on the file queues for it on a kernel lock (storage/db.py WriterLock):
+sharing a commit among the writes of one turn takes that lock once for all of them. On PostgreSQL a
+group runs in a greenlet of its own (storage/green.py), side by side with the other groups, and saves
+the BEGIN, the change stamps' UPDATE and the COMMIT of all but one of its units.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy.engine import Connection
-
-from packyard.storage.db import Database, Outcome, bump_stamps
+from packyard.storage.db import Database, bump_stamps
+from packyard.storage.groups import Outcome
+from packyard.storage.raw import Conn
 
 log = logging.getLogger("packyard.storage")
 
 
-Pending = tuple[Callable[[Connection], Any], str, "asyncio.Future[Any]"]  # work, its project, its answer
+Pending = tuple[Callable[[Conn], Any], str, "asyncio.Future[Any]"]  # work, its project, its answer
 
 
 class WriteQueue:
-    """SQLite's group commit: the write requests that reach the event loop in the same turn run one
+    """Group commit: the write requests that reach the event loop in the same turn run one
     after another in one transaction, each in a savepoint, and share its commit (Database.run_many).
 
     Each answer waits for the commit that makes it durable, as before; a request that fails rolls back
@@ -45,8 +46,9 @@ class WriteQueue:
         self.lock_waits = 0
         self.groups = 0  # commits made, and the requests they carried (for tests and the benchmark)
         self.requests = 0
+        self._running: set[asyncio.Task[None]] = set()  # PostgreSQL's groups under way
 
-    async def run(self, work: Callable[[Connection], Any], project_id: str) -> Any:
+    async def run(self, work: Callable[[Conn], Any], project_id: str) -> Any:
         """work's answer, committed; work changes project_id's data, whose change stamp the group then
         bumps once (work must not)."""
         loop = asyncio.get_running_loop()
@@ -61,8 +63,9 @@ class WriteQueue:
     def _flush(self, loop: asyncio.AbstractEventLoop, tries: int = 0) -> None:
         if not self.db.is_sqlite:
             for group in self._groups(self._pending.pop(loop, [])):
-                done = asyncio.wrap_future(self.db.threads.submit(self._commit, group), loop=loop)
-                done.add_done_callback(functools.partial(self._answer_when_done, group))
+                task = loop.create_task(self._commit_green(group))
+                self._running.add(task)
+                task.add_done_callback(self._running.discard)
             return
         # Another process (a worker of the same server, a replica) holds the writer lock: go on
         # serving, the group growing meanwhile, and look again shortly; after a few looks, a helper
@@ -92,7 +95,7 @@ class WriteQueue:
         """The group's units in one transaction (run_many), their projects' stamps bumped last."""
         projects = sorted({project_id for _, project_id, _ in group})
 
-        def bump(conn: Connection) -> None:
+        def bump(conn: Conn) -> None:
             bump_stamps(conn, projects)
 
         try:
@@ -104,16 +107,22 @@ class WriteQueue:
         self.requests += len(group)
         return outcomes
 
-    @classmethod
-    def _answer_when_done(cls, group: list[Pending], done: asyncio.Future[list[Outcome]]) -> None:
-        """A PostgreSQL group's answers, back on the event loop once its thread is done."""
-        error = done.exception()
-        if error is None:
-            cls._answer(group, done.result())
-            return
-        for _, _, future in group:  # pragma: no cover - _commit answers every unit itself
-            if not future.cancelled():
-                future.set_exception(error)
+    async def _commit_green(self, group: list[Pending]) -> None:
+        """A PostgreSQL group: storage/green.py's run_many, on this loop, then its answers."""
+        assert self.db.green is not None
+        projects = sorted({project_id for _, project_id, _ in group})
+
+        def bump(conn: Conn) -> None:
+            bump_stamps(conn, projects)
+
+        try:
+            outcomes = await self.db.green.run_many([work for work, _, _ in group], bump)
+        except Exception as exc:  # pragma: no cover - run_many answers every unit itself
+            log.exception("a group of writes failed")
+            outcomes = [Outcome(None, exc)] * len(group)
+        self.groups += 1
+        self.requests += len(group)
+        self._answer(group, outcomes)
 
     @staticmethod
     def _answer(group: list[Pending], outcomes: list[Outcome]) -> None:

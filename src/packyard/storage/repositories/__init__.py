@@ -15,9 +15,7 @@ in bool()), JSON columns as text from SQLite (`raw.as_json`).
 
 from __future__ import annotations
 
-from sqlalchemy.engine import Connection
-
-from packyard.storage.raw import Raw
+from packyard.storage.raw import Conn, Raw
 
 
 class Repository:
@@ -26,6 +24,6 @@ class Repository:
 
     __slots__ = ("conn", "raw")
 
-    def __init__(self, conn: Connection, raw: Raw | None = None) -> None:
+    def __init__(self, conn: Conn, raw: Raw | None = None) -> None:
         self.conn = conn
         self.raw = raw if raw is not None else Raw(conn)

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy.engine import Connection
-
 from packyard.domain.errors import AlreadyExists, Term
 from packyard.domain.models import Registry, RunTaskBehaviour, Tier
 from packyard.domain.ports import Sealer
 from packyard.storage.codecs import from_us, insert_new, opt_from_us, opt_to_us, to_us
-from packyard.storage.raw import Raw
+from packyard.storage.raw import Conn, Raw
 from packyard.storage.repositories import Repository
 
 REGISTRY_COLUMNS = (
@@ -47,7 +45,7 @@ def _values(registry: Registry) -> dict[str, Any]:
 class SqlRegistries(Repository):
     def __init__(
         self,
-        conn: Connection,
+        conn: Conn,
         sealer: Sealer | None = None,
         raw: Raw | None = None,
     ) -> None:
