@@ -104,8 +104,9 @@ def create_engine(url: str, *, echo: bool = False) -> Engine:
 def bump_stamps(conn: Conn, project_ids: Sequence[str]) -> None:
     """Mark the projects' data changed: the read cache's freshness check (pipeline/cache.py) compares
     these stamps. Storage does it once per write transaction, last; units of work and their callers
-    never do. On PostgreSQL this also commits: the UPDATEs and the COMMIT go to the server together
-    (psycopg's pipeline mode), one round trip, so the project rows stay locked only while committing."""
+    never do. On PostgreSQL this also commits: the UPDATEs and the COMMIT go to the server together, one
+    round trip (psycopg's pipeline mode; on the request path one asyncpg message, storage/green.py), so
+    the project rows stay locked only while committing."""
     if isinstance(conn, GreenConnection):
         bump_and_commit(conn, project_ids)
         return
