@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import sqlite3
 import threading
@@ -22,7 +23,7 @@ from sqlalchemy.exc import DBAPIError
 
 from packyard.files import private_sqlite_file
 from packyard.storage.green import GreenPostgres, bump_and_commit
-from packyard.storage.groups import DATABASE_ERRORS, Outcome, UnitChangedRows, is_transient, run_group
+from packyard.storage.groups import DATABASE_ERRORS, Outcome, UnitChangedRows, is_transient, run_group, then
 from packyard.storage.raw import Conn, GreenConnection
 from packyard.storage.urls import is_sqlite, normalize_url, sqlite_file
 from packyard.storage.writer_lock import WriterLock
@@ -205,13 +206,7 @@ class Database:
 
     def run_write(self, work: Callable[[Connection], T], project_id: str) -> T:
         """Synchronously: work in a write transaction of its own, project_id's change stamp bumped last."""
-
-        def unit(conn: Connection) -> T:
-            value = work(conn)
-            bump_stamps(conn, [project_id])
-            return value
-
-        return self.run(unit, write=True)
+        return self.run(then(work, functools.partial(bump_stamps, project_ids=[project_id])), write=True)
 
     async def off_loop(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """fn(*args, **kwargs) on one of the database's worker threads on PostgreSQL; in line on SQLite."""
@@ -367,14 +362,8 @@ class Database:
         return [self._run_alone(work, finish) for work in works]
 
     def _run_alone(self, work: Callable[[Connection], Any], finish: Callable[[Connection], None] | None) -> Outcome:
-        def unit(conn: Connection) -> Any:
-            value = work(conn)
-            if finish is not None:
-                finish(conn)
-            return value
-
         try:
-            return Outcome(self.run(unit, write=True), None)
+            return Outcome(self.run(then(work, finish), write=True), None)
         except Exception as exc:  # the unit's own answer (a refusal, or a failure run() gave up on)
             return Outcome(None, exc)
 

@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.util import await_only, greenlet_spawn
 
 from packyard.ids import is_uuid
-from packyard.storage.groups import DATABASE_ERRORS, Outcome, UnitChangedRows, is_transient, run_group
+from packyard.storage.groups import DATABASE_ERRORS, Outcome, UnitChangedRows, is_transient, run_group, then
 from packyard.storage.raw import GreenConnection
 
 log = logging.getLogger(__name__)
@@ -193,14 +193,8 @@ class GreenPostgres:
     async def _alone(
         self, work: Callable[[GreenConnection], Any], finish: Callable[[GreenConnection], None] | None
     ) -> Outcome:
-        def unit(conn: GreenConnection) -> Any:
-            value = work(conn)
-            if finish is not None:
-                finish(conn)
-            return value
-
         try:
-            return Outcome(await self.run(unit, write=True), None)
+            return Outcome(await self.run(then(work, finish), write=True), None)
         except Exception as exc:  # the unit's own answer (a refusal, or a failure run() gave up on)
             return Outcome(None, exc)
 

@@ -16,6 +16,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from packyard.storage.raw import Conn, GreenConnection
 
 C = TypeVar("C", Connection, GreenConnection)
+T = TypeVar("T")
 
 
 class Outcome(NamedTuple):
@@ -63,6 +64,20 @@ def is_transient(exc: BaseException) -> bool:
     # Wrapped by SQLAlchemy, or raised by psycopg itself for a statement run on the driver (storage/raw.py).
     orig = exc.orig if isinstance(exc, DBAPIError) else exc
     return isinstance(orig, psycopg.Error) and orig.sqlstate in _RETRIED_SQLSTATES
+
+
+def then(work: Callable[[C], T], finish: Callable[[C], None] | None) -> Callable[[C], T]:
+    """work, then finish in the same transaction: a unit run alone, outside a group, does what its group
+    would have done last (such as marking the data changed)."""
+    if finish is None:
+        return work
+
+    def unit(conn: C) -> T:
+        value = work(conn)
+        finish(conn)
+        return value
+
+    return unit
 
 
 def _statement(conn: Conn, sql: str) -> None:

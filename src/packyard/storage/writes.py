@@ -11,6 +11,7 @@ the BEGIN, the change stamps' UPDATE and the COMMIT of all but one of its units.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -93,36 +94,35 @@ class WriteQueue:
 
     def _commit(self, group: list[Pending]) -> list[Outcome]:
         """The group's units in one transaction (run_many), their projects' stamps bumped last."""
-        projects = sorted({project_id for _, project_id, _ in group})
-
-        def bump(conn: Conn) -> None:
-            bump_stamps(conn, projects)
-
+        works, bump = self._parts(group)
         try:
-            outcomes = self.db.run_many([work for work, _, _ in group], bump)
+            outcomes = self.db.run_many(works, bump)
         except Exception as exc:  # pragma: no cover - run_many answers every unit itself
             log.exception("a group of writes failed")
             outcomes = [Outcome(None, exc)] * len(group)
-        self.groups += 1
-        self.requests += len(group)
-        return outcomes
+        return self._counted(group, outcomes)
 
     async def _commit_green(self, group: list[Pending]) -> None:
         """A PostgreSQL group: storage/green.py's run_many, on this loop, then its answers."""
         assert self.db.green is not None
-        projects = sorted({project_id for _, project_id, _ in group})
-
-        def bump(conn: Conn) -> None:
-            bump_stamps(conn, projects)
-
+        works, bump = self._parts(group)
         try:
-            outcomes = await self.db.green.run_many([work for work, _, _ in group], bump)
+            outcomes = await self.db.green.run_many(works, bump)
         except Exception as exc:  # pragma: no cover - run_many answers every unit itself
             log.exception("a group of writes failed")
             outcomes = [Outcome(None, exc)] * len(group)
+        self._answer(group, self._counted(group, outcomes))
+
+    @staticmethod
+    def _parts(group: list[Pending]) -> tuple[list[Callable[[Conn], Any]], Callable[[Conn], None]]:
+        """The group's units, and what its transaction does last: bump the stamps of its projects."""
+        projects = sorted({project_id for _, project_id, _ in group})
+        return [work for work, _, _ in group], functools.partial(bump_stamps, project_ids=projects)
+
+    def _counted(self, group: list[Pending], outcomes: list[Outcome]) -> list[Outcome]:
         self.groups += 1
         self.requests += len(group)
-        self._answer(group, outcomes)
+        return outcomes
 
     @staticmethod
     def _answer(group: list[Pending], outcomes: list[Outcome]) -> None:
